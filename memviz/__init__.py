@@ -1,0 +1,3 @@
+"""memviz: where the memory of a language model goes, measured live."""
+
+__version__ = "0.1.0"

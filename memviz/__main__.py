@@ -1,0 +1,5 @@
+import sys
+
+from memviz.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""``memviz``: the GUI by default; ``run`` headless; ``worker`` for the GUI and clusters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .run_cmd import add_spec_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="memviz", description="Where the memory of a language model goes, measured live."
+    )
+    parser.add_argument("--version", action="version", version=f"memviz {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    gui = sub.add_parser("gui", help="open the window (the default)")
+    gui.add_argument("--model", help="preselect this model")
+    run = sub.add_parser("run", help="run headless and print a summary")
+    add_spec_arguments(run)
+    run.add_argument("--summary", metavar="JSON", help="write the summary here")
+    sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        from ..worker.main import main as worker_main
+
+        return worker_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from .run_cmd import cmd_run
+
+        return cmd_run(args)
+    from ..gui.app import launch
+
+    return launch(model=getattr(args, "model", None))

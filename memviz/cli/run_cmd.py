@@ -1,0 +1,126 @@
+"""``memviz run``: the same worker as the GUI, driven from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..core.run import Run
+from ..core.spec import RunSpec, SpecError
+from ..core.summary import build_summary
+from ..session import WorkerSession
+from .formatting import human_bytes, table
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    d = RunSpec()
+    parser.add_argument("--model", default=d.model,
+                        help="preset, Hugging Face directory, or module:function / file.py:function")
+    parser.add_argument("--mode", default=d.mode, choices=["train", "infer", "generate"])
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--seq-len", type=int, default=d.seq_len)
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--optimizer", default=d.optimizer)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--data", default=d.data, choices=["corpus", "random"])
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    parser.add_argument("--sample-hz", type=float, default=d.sample_hz)
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    return RunSpec(
+        model=args.model, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
+        steps=args.steps, optimizer=args.optimizer, lr=args.lr, device=args.device,
+        seed=args.seed, data=args.data, max_new_tokens=args.max_new_tokens,
+        sample_hz=args.sample_hz,
+    ).validate()
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most 10 times a second."""
+
+    def __init__(self, total: int, stream=sys.stderr) -> None:
+        self.total = total
+        self.stream = stream
+        self.interactive = stream.isatty()
+        self._last = 0.0
+        self._shown_steps = 0
+
+    def update(self, run: Run) -> None:
+        with run.lock:
+            steps = len(run.steps)
+            last = run.steps[-1] if run.steps else None
+            rss = run.samples.column("rss")[-1] if len(run.samples) else None
+        if not self.interactive:
+            if last is not None and steps != self._shown_steps:
+                self._shown_steps = steps
+                loss = "—" if last.loss is None else f"{last.loss:.4f}"
+                print(f"step {last.step + 1}/{self.total}  loss {loss}  "
+                      f"{last.seconds:.2f} s  peak {human_bytes(last.peak_rss_bytes)}",
+                      file=self.stream, flush=True)
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * steps / max(self.total, 1))
+        loss = "" if last is None or last.loss is None else f" loss {last.loss:.3f}"
+        state = run.state if run.state != "running" or steps else "loading"
+        self.stream.write(f"\r{state:8} [{'#' * filled}{'.' * (width - filled)}] "
+                          f"{steps}/{self.total}{loss}  rss {human_bytes(rss)}   ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+
+
+def print_summary(summary: dict) -> None:
+    rows = [[str(s["step"]), "—" if s["loss"] is None else f"{s['loss']:.4f}",
+             f"{s['seconds']:.3f}", human_bytes(s["peak_rss_bytes"])] for s in summary["steps"]]
+    print(table(["step", "loss", "seconds", "peak RSS"], rows))
+    model = summary["model"]
+    print()
+    print(f"model      {model['name']} ({model['class']}): {model['parameters']:,} parameters, "
+          f"{model['trainable_parameters']:,} trainable")
+    print(f"peak RSS   {human_bytes(summary['peak']['rss_bytes'])}")
+    gpu = summary["peak"]["gpu_bytes"]
+    print(f"peak GPU   {human_bytes(gpu) if gpu is not None else 'no GPU used'}")
+    if summary["step_seconds_median"] is not None:
+        print(f"step time  {summary['step_seconds_median']:.3f} s median, "
+              f"{summary['tokens_per_second']:.0f} tokens/s")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        spec = spec_from_args(args)
+    except SpecError as exc:
+        print(f"memviz: error: {exc}", file=sys.stderr)
+        return 2
+    run = Run(spec)
+    session = WorkerSession(run)
+    session.start()
+    progress = Progress(spec.steps)
+    try:
+        while not session.wait(0.1):
+            progress.update(run)
+    except KeyboardInterrupt:
+        session.request_stop()
+        session.wait(10)
+    progress.update(run)
+    progress.close()
+    summary = build_summary(run)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    if run.state == "failed":
+        assert run.error is not None
+        print(f"memviz: error: {run.error['message']}", file=sys.stderr)
+        return 1
+    print_summary(summary)
+    return 0

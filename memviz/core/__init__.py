@@ -1,0 +1,1 @@
+"""The data model shared by every side: run specs, runs, summaries. No Qt, no torch."""

@@ -1,0 +1,148 @@
+"""A run as it arrives: spec, environment, samples, phases, steps, log, outcome.
+
+The session thread applies messages to a Run; views read it on their own
+timer. ``revision`` grows with every change so a view redraws only when needed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..protocol.messages import SAMPLE_COLUMNS
+from .columns import Columns
+from .spec import RunSpec
+
+STATES = ("starting", "running", "finished", "stopped", "failed")
+
+
+@dataclass
+class Phase:
+    step: int
+    name: str
+    begin: float
+    end: float = float("nan")
+
+
+@dataclass
+class Step:
+    step: int
+    loss: float | None
+    seconds: float
+    tokens: int
+    peak_rss_bytes: int
+    peak_gpu_bytes: int | None
+    t: float
+
+
+@dataclass
+class LogLine:
+    t: float
+    level: str
+    text: str
+
+
+@dataclass
+class Run:
+    spec: RunSpec
+    run_id: int = 0
+    state: str = "starting"
+    environment: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    t0_wall: float = 0.0
+    samples: Columns = field(default_factory=lambda: Columns(SAMPLE_COLUMNS))
+    phases: list[Phase] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    log: list[LogLine] = field(default_factory=list)
+    error: dict[str, str] | None = None
+    end_reason: str = ""
+    worker_summary: dict[str, Any] = field(default_factory=dict)
+    revision: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # -- applying the stream ------------------------------------------------
+    def apply(self, msg: dict) -> None:
+        """Apply one validated worker message."""
+        kind = msg["type"]
+        with self.lock:
+            handler = getattr(self, f"_on_{kind}", None)
+            if handler is not None:
+                handler(msg)
+            self.revision += 1
+
+    def _on_run_started(self, msg: dict) -> None:
+        self.environment = msg["environment"]
+        self.model = msg["model"]
+        self.t0_wall = float(msg["t0_wall"])
+        self.state = "running"
+
+    def _on_samples(self, msg: dict) -> None:
+        self.samples.append(msg["columns"])
+
+    def _on_phase(self, msg: dict) -> None:
+        if msg["edge"] == "begin":
+            self.phases.append(Phase(msg["step"], msg["name"], float(msg["t"])))
+            return
+        for phase in reversed(self.phases):
+            if phase.name == msg["name"] and phase.step == msg["step"] and np.isnan(phase.end):
+                phase.end = float(msg["t"])
+                break
+
+    def _on_step_done(self, msg: dict) -> None:
+        loss = msg["loss"]
+        self.steps.append(
+            Step(
+                step=msg["step"],
+                loss=None if loss is None else float(loss),
+                seconds=float(msg["seconds"]),
+                tokens=int(msg["tokens"]),
+                peak_rss_bytes=int(msg["peak_rss_bytes"]),
+                peak_gpu_bytes=msg["peak_gpu_bytes"],
+                t=float(msg["t"]),
+            )
+        )
+
+    def _on_log(self, msg: dict) -> None:
+        self.log.append(LogLine(float(msg["t"]), msg["level"], msg["text"]))
+
+    def _on_error(self, msg: dict) -> None:
+        self.error = {k: msg[k] for k in ("kind", "message", "traceback")}
+        self.state = "failed"
+
+    def _on_run_done(self, msg: dict) -> None:
+        self.end_reason = msg["reason"]
+        self.worker_summary = msg["summary"]
+        if self.state != "failed":
+            self.state = "stopped" if msg["reason"] == "stopped" else "finished"
+
+    # -- events from the session, not the stream ----------------------------
+    def fail(self, kind: str, message: str, traceback: str = "") -> None:
+        """Mark the run failed (worker died, connection broke) unless it already ended."""
+        with self.lock:
+            if self.state in ("finished", "stopped"):
+                return
+            if self.error is None:
+                self.error = {"kind": kind, "message": message, "traceback": traceback}
+            self.state = "failed"
+            self.revision += 1
+
+    def mark_stopped(self) -> None:
+        """The worker ended after a stop request without saying so itself."""
+        with self.lock:
+            if not self.finished:
+                self.state = "stopped"
+                self.end_reason = "stopped"
+                self.revision += 1
+
+    def add_log(self, level: str, text: str) -> None:
+        with self.lock:
+            t = float(self.samples.column("t")[-1]) if len(self.samples) else 0.0
+            self.log.append(LogLine(t, level, text))
+            self.revision += 1
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("finished", "stopped", "failed")

@@ -1,0 +1,77 @@
+"""What to run: model, workload and options, validated before anything starts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+MODES = ("train", "infer", "generate")
+OPTIMIZERS = ("adamw", "sgd")
+DATA_SOURCES = ("corpus", "random")
+PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny", "lstm-lm", "conv-lm", "minilm-l6")
+DEFAULT_MODEL = "gpt2-tiny"
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+class SpecError(ValueError):
+    """An option that cannot be run, with a message meant for the user."""
+
+
+@dataclass
+class RunSpec:
+    model: str = DEFAULT_MODEL
+    mode: str = "train"
+    batch_size: int = 4
+    seq_len: int = 256
+    steps: int = 20
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    device: str = "cpu"
+    seed: int = 0
+    data: str = "corpus"
+    max_new_tokens: int = 32
+    sample_hz: float = 20.0
+    techniques: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self) -> RunSpec:
+        if not self.model or not isinstance(self.model, str):
+            raise SpecError("model must be a preset name, a directory or a factory")
+        if self.mode not in MODES:
+            raise SpecError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"
+            )
+        if self.data not in DATA_SOURCES:
+            raise SpecError(f"data must be one of {', '.join(DATA_SOURCES)}, not {self.data!r}")
+        if not _DEVICE.match(self.device):
+            raise SpecError(f"device must be cpu, cuda or cuda:N, not {self.device!r}")
+        for name, low, high in (
+            ("batch_size", 1, 1 << 16),
+            ("seq_len", 2, 1 << 20),
+            ("steps", 1, 1 << 24),
+            ("max_new_tokens", 1, 1 << 16),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise SpecError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        if not 0 < float(self.lr) < 100:
+            raise SpecError(f"lr must be a positive number below 100, not {self.lr!r}")
+        if not 1 <= float(self.sample_hz) <= 100:
+            raise SpecError(f"sample_hz must be from 1 to 100, not {self.sample_hz!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"unknown option(s): {', '.join(unknown)}")
+        return cls(**data).validate()
+
+    def label(self) -> str:
+        return f"{self.model} · {self.mode} · b{self.batch_size}×{self.seq_len} · {self.device}"

@@ -1,0 +1,78 @@
+"""The run summary: what `memviz run --summary` writes and the step table shows."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .run import Run
+
+
+def _max_int(values: np.ndarray) -> int | None:
+    finite = values[np.isfinite(values)]
+    return int(finite.max()) if finite.size else None
+
+
+def peak_rss_bytes(run: Run) -> int | None:
+    """The highest RSS seen: the kernel's exact high-water marks and step peaks."""
+    candidates = [
+        _max_int(run.samples.column("peak_rss")),
+        _max_int(run.samples.column("rss")),
+        *(s.peak_rss_bytes for s in run.steps),
+    ]
+    known = [c for c in candidates if c is not None]
+    return max(known) if known else None
+
+
+def peak_gpu_bytes(run: Run) -> int | None:
+    """The highest GPU memory of this process (NVML, torch reserved or step peaks)."""
+    candidates = [
+        _max_int(run.samples.column("gpu_process_used")),
+        _max_int(run.samples.column("torch_reserved")),
+        *(s.peak_gpu_bytes for s in run.steps if s.peak_gpu_bytes is not None),
+    ]
+    known = [c for c in candidates if c is not None]
+    return max(known) if known else None
+
+
+def build_summary(run: Run) -> dict[str, Any]:
+    with run.lock:
+        seconds = [s.seconds for s in run.steps]
+        return {
+            "memviz_version": __version__,
+            "state": run.state,
+            "error": run.error["message"] if run.error else None,
+            "model": {
+                "name": run.spec.model,
+                "class": run.model.get("class"),
+                "parameters": run.model.get("parameters"),
+                "trainable_parameters": run.model.get("trainable_parameters"),
+                "parameter_bytes": run.model.get("parameter_bytes"),
+            },
+            "mode": run.spec.mode,
+            "device": run.spec.device,
+            "batch_size": run.spec.batch_size,
+            "seq_len": run.spec.seq_len,
+            "optimizer": run.spec.optimizer if run.spec.mode == "train" else None,
+            "techniques": list(run.spec.techniques),
+            "environment": run.environment,
+            "steps": [
+                {
+                    "step": s.step,
+                    "loss": s.loss,
+                    "seconds": s.seconds,
+                    "tokens": s.tokens,
+                    "peak_rss_bytes": s.peak_rss_bytes,
+                    "peak_gpu_bytes": s.peak_gpu_bytes,
+                }
+                for s in run.steps
+            ],
+            "peak": {"rss_bytes": peak_rss_bytes(run), "gpu_bytes": peak_gpu_bytes(run)},
+            "step_seconds_median": statistics.median(seconds) if seconds else None,
+            "tokens_per_second": (
+                sum(s.tokens for s in run.steps) / sum(seconds) if sum(seconds) > 0 else None
+            ),
+        }

@@ -1,0 +1,86 @@
+"""The message types and the fields each one must carry.
+
+Every message is a dict with a ``type``. Validation checks the required fields
+and their kinds, so a peer that sends nonsense gets a clear error instead of a
+KeyError deep inside a view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol (unknown type, missing field, wrong kind)."""
+
+
+_NUM = (int, float)
+_ARR = (np.ndarray,)
+
+# type -> {field: accepted python types}
+MESSAGE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    # handshake, both directions
+    "hello": {"protocol": (int,), "memviz_version": (str,), "token": (str,), "role": (str,)},
+    # controller -> worker
+    "start": {"spec": (dict,)},
+    "stop": {},
+    # worker -> controller
+    "run_started": {"spec": (dict,), "environment": (dict,), "model": (dict,), "t0_wall": _NUM},
+    "samples": {"columns": (dict,)},
+    "phase": {"t": _NUM, "step": (int,), "name": (str,), "edge": (str,)},
+    "step_done": {
+        "t": _NUM,
+        "step": (int,),
+        "loss": (float, int, type(None)),
+        "seconds": _NUM,
+        "tokens": (int,),
+        "peak_rss_bytes": (int,),
+        "peak_gpu_bytes": (int, type(None)),
+    },
+    "run_done": {"t": _NUM, "reason": (str,), "summary": (dict,)},
+    "error": {"kind": (str,), "message": (str,), "traceback": (str,)},
+    "log": {"t": _NUM, "level": (str,), "text": (str,)},
+}
+
+PHASE_NAMES = ("forward", "backward", "optimizer", "generate", "load")
+SAMPLE_COLUMNS = (
+    "t",
+    "rss",
+    "uss",
+    "peak_rss",
+    "system_used",
+    "gpu_device_used",
+    "gpu_process_used",
+    "torch_allocated",
+    "torch_reserved",
+)
+
+
+def validate_message(msg: Any) -> dict:
+    """Return ``msg`` if it is a well-formed message, else raise ProtocolError."""
+    if not isinstance(msg, dict):
+        raise ProtocolError("a message must be a map")
+    kind = msg.get("type")
+    fields = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    for name, types in fields.items():
+        if name not in msg:
+            raise ProtocolError(f"{kind} message lacks field {name!r}")
+        value = msg[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ProtocolError(f"{kind}.{name} has the wrong kind: {type(value).__name__}")
+    if kind == "phase" and msg["edge"] not in ("begin", "end"):
+        raise ProtocolError(f"phase.edge must be begin or end, not {msg['edge']!r}")
+    if kind == "samples":
+        cols = msg["columns"]
+        lengths = set()
+        for name, col in cols.items():
+            if name not in SAMPLE_COLUMNS or not isinstance(col, _ARR):
+                raise ProtocolError(f"samples column {name!r} is unknown or not an array")
+            lengths.add(len(col))
+        if "t" not in cols or len(lengths) != 1:
+            raise ProtocolError("samples columns must include t and have one length")
+    return msg

@@ -1,0 +1,64 @@
+"""A framed, validated, thread-safe message connection over a stream socket."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from .framing import HEADER, FrameError, decode_payload, encode_frame, read_length
+from .messages import ProtocolError, validate_message
+
+
+class ConnectionClosed(EOFError):
+    """The peer closed the connection (cleanly, between frames)."""
+
+
+class Connection:
+    """Send and receive batches of messages over a connected socket.
+
+    ``send`` may be called from several threads; ``receive`` from one. Any
+    malformed input raises FrameError / ProtocolError; the caller closes.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._closed = False
+
+    def send(self, messages: list[dict]) -> None:
+        frame = encode_frame(messages)
+        with self._send_lock:
+            self.sock.sendall(frame)
+
+    def _read_exact(self, n: int, *, at_boundary: bool) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            if not chunk:
+                if at_boundary and not buf:
+                    raise ConnectionClosed("peer closed the connection")
+                raise FrameError(f"truncated frame: got {len(buf)} of {n} bytes")
+            buf += chunk
+        return bytes(buf)
+
+    def receive(self) -> list[dict]:
+        """Block for the next frame and return its validated messages."""
+        length = read_length(self._read_exact(HEADER.size, at_boundary=True))
+        payload = self._read_exact(length, at_boundary=False)
+        messages = decode_payload(payload)
+        for msg in messages:
+            validate_message(msg)
+        return messages
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+__all__ = ["Connection", "ConnectionClosed", "FrameError", "ProtocolError"]

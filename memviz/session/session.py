@@ -1,0 +1,190 @@
+"""One worker process for one run: spawn, handshake, stream into a Run, stop.
+
+Threads: one accepts the worker and reads its frames into the Run, one pumps
+the worker's stdout/stderr into the Run's log, one waits for the process to
+exit and turns an unexpected exit into a readable failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from ..core.run import Run
+from ..protocol import address, handshake
+from ..protocol.framing import FrameError
+from ..protocol.messages import ProtocolError
+from ..protocol.transport import Connection, ConnectionClosed
+
+CONNECT_TIMEOUT_S = 60.0
+STOP_GRACE_S = 2.0
+
+
+def worker_command() -> list[str]:
+    """How to start a worker: the same executable, frozen bundle or Python."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "worker"]
+    return [sys.executable, "-m", "memviz", "worker"]
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed: out of memory, or stopped from outside)" if -code == 9 else ""
+        return f"the worker was killed by {name}{hint}"
+    return f"the worker exited with code {code}"
+
+
+class WorkerSession:
+    def __init__(self, run: Run, extra_env: dict[str, str] | None = None) -> None:
+        self.run = run
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen | None = None
+        self.conn: Connection | None = None
+        self._tmpdir = tempfile.mkdtemp(prefix="memviz-")
+        self._token = handshake.new_token()
+        self._threads: list[threading.Thread] = []
+        self._stop_requested = False
+        self._last_output = ""
+        self.exit_code: int | None = None
+        self.done = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> None:
+        self.run.spec.validate()
+        server, addr = address.listen(address.parse(f"unix:{self._tmpdir}/worker.sock"))
+        env = dict(os.environ)
+        env.update({
+            "MEMVIZ_TOKEN": self._token,
+            "PYTHONUNBUFFERED": "1",
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        })
+        env.pop("QT_QPA_PLATFORM", None)
+        env.update(self.extra_env)
+        self.proc = subprocess.Popen(
+            [*worker_command(), "--connect", str(addr)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+        )
+        for target, args in ((self._serve, (server,)), (self._pump_output, ()),
+                             (self._watch_exit, ())):
+            thread = threading.Thread(target=target, args=args, daemon=True,
+                                      name=f"memviz-session-{target.__name__}")
+            thread.start()
+            self._threads.append(thread)
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop at the next phase boundary; kill it if it lingers."""
+        if self._stop_requested or self.proc is None:
+            return
+        self._stop_requested = True
+        if self.conn is not None:
+            try:
+                self.conn.send([{"type": "stop"}])
+            except OSError:
+                pass
+        threading.Thread(target=self._reap, daemon=True, name="memviz-session-reap").start()
+
+    def _reap(self) -> None:
+        assert self.proc is not None
+        try:
+            self.proc.wait(STOP_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        self.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    # -- threads --------------------------------------------------------------
+    def _accept(self, server) -> Connection | None:
+        server.settimeout(0.2)
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                return None
+            try:
+                sock, _ = server.accept()
+            except TimeoutError:
+                continue
+            sock.settimeout(None)
+            return Connection(sock)
+        self.run.fail("start", f"the worker did not connect within {CONNECT_TIMEOUT_S:.0f} s")
+        self.proc.kill()
+        return None
+
+    def _serve(self, server) -> None:
+        try:
+            conn = self._accept(server)
+        finally:
+            server.close()
+        if conn is None:
+            return
+        self.conn = conn
+        try:
+            handshake.perform(conn, self._token, "controller")
+            conn.send([{"type": "start", "spec": self.run.spec.to_dict()}])
+            if self._stop_requested:
+                conn.send([{"type": "stop"}])
+            while True:
+                for msg in conn.receive():
+                    self.run.apply(msg)
+        except ConnectionClosed:
+            pass
+        except (FrameError, ProtocolError) as exc:
+            self.run.fail("protocol", f"malformed data from the worker: {exc}")
+            self.proc.kill()
+        except OSError as exc:
+            if not self.run.finished:
+                self.run.add_log("error", f"connection to the worker lost: {exc}")
+        finally:
+            conn.close()
+
+    def _pump_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip()
+            if line:
+                self._last_output = line.strip()
+                self.run.add_log("worker", line)
+
+    def _watch_exit(self) -> None:
+        assert self.proc is not None
+        code = self.proc.wait()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+        if not self.run.finished:
+            if self._stop_requested:
+                self.run.mark_stopped()
+            else:
+                last = f": {self._last_output}" if code > 0 and self._last_output else ""
+                self.run.fail("crash", describe_exit(code) + last)
+        self.exit_code = code
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self.done.set()

@@ -1,0 +1,1 @@
+"""The worker process: loads a model, runs it, streams measurements. Never imports Qt."""

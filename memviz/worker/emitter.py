@@ -1,0 +1,80 @@
+"""Batches worker messages into frames: at most every 50 ms, never one frame per message.
+
+Samples are gathered as rows and sent as one columnar ``samples`` message per
+frame; everything else keeps its order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from ..protocol.messages import SAMPLE_COLUMNS
+from ..protocol.transport import Connection
+
+FLUSH_INTERVAL_S = 0.05
+MAX_MESSAGES_PER_FRAME = 20_000
+
+
+class Emitter:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+        self._messages: list[dict] = []
+        self._rows: list[tuple[float, ...]] = []
+        self._wake = threading.Event()
+        self._closing = False
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="memviz-emitter", daemon=True)
+        self._thread.start()
+
+    def send(self, message: dict) -> None:
+        with self._lock:
+            self._messages.append(message)
+
+    def sample(self, row: tuple[float, ...]) -> None:
+        """One row of SAMPLE_COLUMNS values (NaN where unknown)."""
+        with self._lock:
+            self._rows.append(row)
+
+    def _take(self) -> list[dict]:
+        with self._lock:
+            messages, self._messages = self._messages, []
+            rows, self._rows = self._rows, []
+        if rows:
+            table = np.asarray(rows, dtype=np.float64)
+            columns = {name: table[:, i].copy() for i, name in enumerate(SAMPLE_COLUMNS)}
+            messages.insert(0, {"type": "samples", "columns": columns})
+        return messages
+
+    def flush(self) -> None:
+        messages = self._take()
+        for start in range(0, len(messages), MAX_MESSAGES_PER_FRAME):
+            self.conn.send(messages[start : start + MAX_MESSAGES_PER_FRAME])
+
+    def _loop(self) -> None:
+        while not self._closing:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            try:
+                self.flush()
+            except OSError as exc:  # the other side went away
+                self.failed = exc
+                return
+
+    def close(self) -> None:
+        """Send everything still queued, then stop the thread."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+        if self.failed is None:
+            try:
+                self.flush()
+            except OSError as exc:
+                self.failed = exc
+
+
+def now() -> float:
+    """The worker's clock; every timestamp in the stream is from it."""
+    return time.monotonic()

@@ -1,0 +1,167 @@
+"""``memviz worker``: connect (or listen), handshake, take a spec, run, report.
+
+Exit codes: 0 finished or stopped, 2 the user's input was wrong (model,
+option), 3 out of memory, 1 anything else. Every failure is also sent as an
+``error`` message with a one-line message and the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import traceback
+
+from ..core.spec import RunSpec, SpecError
+from ..protocol import address, handshake
+from ..protocol.transport import Connection, ConnectionClosed
+from .emitter import Emitter, now
+
+EXIT_USER_ERROR = 2
+EXIT_OOM = 3
+START_TIMEOUT_S = 60.0
+
+
+def _open_connection(args: argparse.Namespace) -> Connection:
+    if args.connect:
+        return Connection(address.connect(address.parse(args.connect)))
+    server, real = address.listen(address.parse(args.listen), allow_remote=args.allow_remote)
+    print(f"memviz worker listening on {real}", flush=True)
+    sock, _ = server.accept()
+    server.close()
+    return Connection(sock)
+
+
+def _receive_spec(conn: Connection) -> RunSpec:
+    conn.sock.settimeout(START_TIMEOUT_S)
+    messages = conn.receive()
+    conn.sock.settimeout(None)
+    start = next((m for m in messages if m["type"] == "start"), None)
+    if start is None:
+        raise SpecError("the controller sent no start message")
+    return RunSpec.from_dict(start["spec"])
+
+
+def _listen_for_stop(conn: Connection, stop: threading.Event) -> None:
+    """Any stop message, or the controller going away, stops the run."""
+    try:
+        while not stop.is_set():
+            if any(m["type"] == "stop" for m in conn.receive()):
+                break
+    except (ConnectionClosed, OSError, ValueError):
+        pass
+    stop.set()
+
+
+def _classify(exc: BaseException) -> tuple[str, int]:
+    import torch
+
+    from ..models import ModelLoadError
+
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return "oom", EXIT_OOM
+    if isinstance(exc, ModelLoadError):
+        return "model", EXIT_USER_ERROR
+    if isinstance(exc, SpecError):
+        return "option", EXIT_USER_ERROR
+    return "internal", 1
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return "out of memory (the process could not allocate more)"
+    return text
+
+
+def run_spec(conn: Connection, spec: RunSpec) -> int:
+    t0 = now()
+    emitter = Emitter(conn)
+    stop = threading.Event()
+    threading.Thread(target=_listen_for_stop, args=(conn, stop), daemon=True,
+                     name="memviz-control").start()
+
+    import torch
+
+    from ..models import load_task
+    from . import environment, model_summary
+    from .gpu import open_nvml
+    from .runner import Runner
+    from .samplers import MemorySampler
+
+    cuda_index = None
+    if spec.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError(f"device {spec.device} asked for, but this torch "
+                            f"({torch.__version__}) has no usable CUDA device")
+        cuda_index = torch.device(spec.device).index or 0
+    nvml = open_nvml(cuda_index or 0)
+    sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, nvml, cuda_index)
+    sampler.start()
+    exit_code, reason = 0, "finished"
+    try:
+        torch.manual_seed(spec.seed)
+        emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
+                      "edge": "begin"})
+        task = load_task(spec)
+        emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
+                      "edge": "end"})
+        summary = model_summary.summarize(spec.model, task.kind, task.model)
+        emitter.send({"type": "run_started", "spec": spec.to_dict(),
+                      "environment": environment.describe(nvml, spec.device),
+                      "model": summary, "t0_wall": _wall_at(t0)})
+        if spec.mode == "generate" and not task.can_generate:
+            raise SpecError(f"{spec.model} cannot generate: generation needs a Hugging Face "
+                            "causal LM (gpt2-tiny, llama-tiny or your own)")
+        reason = Runner(spec, task, emitter, sampler, stop, t0).run()
+    except BaseException as exc:
+        kind, exit_code = _classify(exc)
+        reason = "error"
+        emitter.send({"type": "error", "kind": kind, "message": _one_line(exc),
+                      "traceback": traceback.format_exc()})
+    finally:
+        sampler.stop()
+        emitter.send({"type": "run_done", "t": now() - t0, "reason": reason, "summary": {}})
+        emitter.close()
+    return exit_code
+
+
+def _wall_at(t0: float) -> float:
+    import time
+
+    return time.time() - (now() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="memviz worker")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
+    where.add_argument("--listen", help="wait for a controller here (e.g. tcp:127.0.0.1:7341)")
+    parser.add_argument("--token", default=os.environ.get("MEMVIZ_TOKEN", ""),
+                        help="shared secret (or MEMVIZ_TOKEN)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow --listen on a non-loopback address")
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("a token is required (--token or MEMVIZ_TOKEN)")
+    try:
+        conn = _open_connection(args)
+        handshake.perform(conn, args.token, "worker")
+        spec = _receive_spec(conn)
+    except SpecError as exc:
+        print(f"memviz worker: {exc}", file=sys.stderr)
+        try:
+            conn.send([{"type": "error", "kind": "option", "message": str(exc),
+                        "traceback": ""}])
+        except Exception:
+            pass
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        print(f"memviz worker: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return run_spec(conn, spec)
+    finally:
+        conn.close()

@@ -1,0 +1,36 @@
+"""A short description of the loaded model: sizes and the module tree."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def unique_parameter_bytes(model: nn.Module) -> int:
+    """Bytes of parameters, tied weights counted once (one storage, one count)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        key = p.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += p.untyped_storage().nbytes()
+    return total
+
+
+def summarize(name: str, kind: str, model: nn.Module) -> dict:
+    params = list(model.parameters())  # parameters() already yields tied ones once
+    tree = []
+    for qualname, module in model.named_modules():
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        tree.append([qualname, type(module).__name__, own])
+    return {
+        "name": name,
+        "kind": kind,
+        "class": type(model).__name__,
+        "parameters": sum(p.numel() for p in params),
+        "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        "parameter_bytes": unique_parameter_bytes(model),
+        "buffer_bytes": sum(b.numel() * b.element_size() for b in model.buffers()),
+        "dtype": str(params[0].dtype).removeprefix("torch.") if params else None,
+        "module_tree": tree,
+    }

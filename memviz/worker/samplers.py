@@ -1,0 +1,102 @@
+"""The sampling thread: process, system and GPU memory at a fixed rate.
+
+Every sample also carries the exact peak RSS since the previous one, so a spike
+that comes and goes between two samples still shows. Step boundaries ask for
+the peak since the step began through ``take_step_peak``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+
+from . import procmem
+from .gpu import NvmlDevice
+
+NAN = math.nan
+
+
+class MemorySampler(threading.Thread):
+    def __init__(
+        self,
+        hz: float,
+        emit: Callable[[tuple[float, ...]], None],
+        clock: Callable[[], float],
+        t0: float,
+        nvml: NvmlDevice,
+        torch_cuda_device: int | None = None,
+    ) -> None:
+        super().__init__(name="memviz-sampler", daemon=True)
+        self.period = 1.0 / hz
+        self.emit = emit
+        self.clock = clock
+        self.t0 = t0
+        self.nvml = nvml
+        self.cuda_index = torch_cuda_device
+        self.peak = procmem.PeakRss()
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._step_peak = 0
+        self._sample_peak = 0
+
+    def _read_peak(self) -> int:
+        """Fold the kernel's mark into both accumulators (caller holds the lock)."""
+        peak = self.peak.take()
+        self._step_peak = max(self._step_peak, peak)
+        self._sample_peak = max(self._sample_peak, peak)
+        return peak
+
+    def _torch_cuda(self) -> tuple[float, float]:
+        if self.cuda_index is None:
+            return NAN, NAN
+        import torch
+
+        return (
+            float(torch.cuda.memory_allocated(self.cuda_index)),
+            float(torch.cuda.memory_reserved(self.cuda_index)),
+        )
+
+    def sample_once(self) -> tuple[float, ...]:
+        with self._lock:
+            self._read_peak()
+            peak, self._sample_peak = self._sample_peak, 0
+        device_used = self.nvml.device_used()
+        process_used = self.nvml.process_used()
+        allocated, reserved = self._torch_cuda()
+        row = (
+            self.clock() - self.t0,
+            float(procmem.rss_bytes()),
+            float(procmem.uss_bytes()),
+            float(peak),
+            float(procmem.system_used_bytes()),
+            NAN if device_used is None else float(device_used),
+            NAN if process_used is None else float(process_used),
+            allocated,
+            reserved,
+        )
+        self.emit(row)
+        return row
+
+    def take_step_peak(self) -> int:
+        """The exact peak RSS since the last call (the kernel's mark included)."""
+        with self._lock:
+            self._read_peak()
+            peak, self._step_peak = self._step_peak, 0
+            return peak
+
+    def run(self) -> None:
+        next_tick = self.clock()
+        while not self._halt.is_set():
+            self.sample_once()
+            next_tick += self.period
+            delay = next_tick - self.clock()
+            if delay < 0:  # fell behind (GIL); do not burst to catch up
+                next_tick = self.clock()
+                delay = 0
+            self._halt.wait(delay)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=2)
+        self.sample_once()  # a last sample at the very end
