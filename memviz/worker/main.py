@@ -8,6 +8,7 @@ option), 3 out of memory, 1 anything else. Every failure is also sent as an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -152,11 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = _receive_spec(conn)
     except SpecError as exc:
         print(f"memviz worker: {exc}", file=sys.stderr)
-        try:
+        with contextlib.suppress(Exception):
             conn.send([{"type": "error", "kind": "option", "message": str(exc),
                         "traceback": ""}])
-        except Exception:
-            pass
         return EXIT_USER_ERROR
     except Exception as exc:
         print(f"memviz worker: {exc}", file=sys.stderr)

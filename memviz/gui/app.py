@@ -1,0 +1,63 @@
+"""Start the Qt application and the main window."""
+
+from __future__ import annotations
+
+import sys
+
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from .. import __version__
+
+SMOKE_TEST_TIMEOUT_S = 180
+
+
+def make_app() -> QApplication:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("memviz")
+    app.setOrganizationName("memviz")
+    app.setApplicationVersion(__version__)
+    pg.setConfigOptions(antialias=False, foreground="k")
+    return app
+
+
+def launch(model: str | None = None, smoke_test: str | None = None) -> int:
+    from .main_window import MainWindow
+
+    app = make_app()
+    window = MainWindow(model=model)
+    window.show()
+    if smoke_test:
+        return run_smoke_test(app, window, smoke_test)
+    return app.exec()
+
+
+def run_smoke_test(app: QApplication, window, out_png: str, steps: int = 2) -> int:
+    """Run ``steps`` steps of the default model, save a screenshot, exit 0 if all ran."""
+    from ..core.spec import RunSpec
+
+    spec = window.run_panel.spec()
+    spec = RunSpec(**{**spec.to_dict(), "steps": steps})
+    run = window.start_run(spec)
+    result = {"code": 1}
+
+    def check() -> None:
+        if run is None or not run.finished:
+            return
+        window.refresh()
+        window.grab().save(out_png)
+        ok = run.state == "finished" and len(run.steps) == steps
+        print(f"smoke test: run {run.state}, {len(run.steps)} steps, screenshot {out_png}")
+        if run.error:
+            print(f"smoke test: {run.error['message']}", file=sys.stderr)
+        result["code"] = 0 if ok else 1
+        app.quit()
+
+    poll = QTimer()
+    poll.timeout.connect(check)
+    poll.start(100)
+    QTimer.singleShot(SMOKE_TEST_TIMEOUT_S * 1000, app.quit)
+    app.exec()
+    window.close()
+    return result["code"]

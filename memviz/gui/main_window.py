@@ -1,0 +1,182 @@
+"""The main window: run panel and run list on the left, timeline and tables on the right.
+
+Runs are polled by one timer (20 Hz): each view redraws only what changed since
+its last look, so the stream never drives Qt signals per message.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QGroupBox,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import __version__
+from ..core.run import Run
+from ..core.spec import RunSpec, SpecError
+from ..session import WorkerSession
+from .axes import format_bytes
+from .log_pane import LogPane
+from .run_list import RunList
+from .run_panel import RunPanel
+from .step_table import StepTable
+from .style import ERROR_STYLE
+from .timeline import TimelineView
+
+REFRESH_MS = 50
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, model: str | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle(f"memviz {__version__}")
+        self.resize(1280, 800)
+        self.runs: dict[int, Run] = {}
+        self.sessions: dict[int, WorkerSession] = {}
+        self._next_id = 1
+
+        self.run_panel = RunPanel()
+        if model:
+            self.run_panel.model.setEditText(model)
+        self.run_panel.run_clicked.connect(self.start_run)
+        self.run_panel.stop_clicked.connect(self.stop_run)
+        self.run_list = RunList()
+        self.run_list.shown_changed.connect(self._shown_changed)
+        runs_box = QGroupBox("Runs")
+        QVBoxLayout(runs_box).addWidget(self.run_list)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.run_panel)
+        left_layout.addWidget(runs_box, 1)
+
+        self.error_banner = QLabel()
+        self.error_banner.setStyleSheet(ERROR_STYLE)
+        self.error_banner.setWordWrap(True)
+        self.error_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_banner.hide()
+        self.timeline = TimelineView()
+        self.step_table = StepTable()
+        self.log_pane = LogPane()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.step_table, "Steps")
+        self.tabs.addTab(self.log_pane, "Log")
+        right_split = QSplitter(Qt.Orientation.Vertical)
+        right_split.addWidget(self.timeline)
+        right_split.addWidget(self.tabs)
+        right_split.setSizes([520, 240])
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.error_banner)
+        right_layout.addWidget(right_split, 1)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setSizes([330, 950])
+        self.setCentralWidget(split)
+
+        self.state_label = QLabel("Ready: press Run")
+        self.memory_label = QLabel()
+        self.gpu_label = QLabel()
+        bar = self.statusBar()
+        bar.addWidget(self.state_label, 1)
+        bar.addPermanentWidget(self.memory_label)
+        bar.addPermanentWidget(self.gpu_label)
+
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start(REFRESH_MS)
+
+    # -- actions ----------------------------------------------------------------
+    def active_run(self) -> Run | None:
+        return next((r for r in self.runs.values() if not r.finished), None)
+
+    def start_run(self, spec: RunSpec | None = None) -> Run | None:
+        if self.active_run() is not None:
+            return None
+        spec = spec or self.run_panel.spec()
+        try:
+            spec.validate()
+        except SpecError as exc:
+            self._show_error(f"Cannot run: {exc}")
+            return None
+        run = Run(spec, run_id=self._next_id)
+        self._next_id += 1
+        session = WorkerSession(run)
+        self.runs[run.run_id] = run
+        self.sessions[run.run_id] = session
+        try:
+            session.start()
+        except OSError as exc:
+            run.fail("start", f"could not start the worker: {exc}")
+        self.run_list.add_run(run)
+        self._shown_changed()
+        self.run_panel.set_running(True)
+        return run
+
+    def stop_run(self) -> None:
+        run = self.active_run()
+        if run is not None:
+            self.sessions[run.run_id].request_stop()
+            self.state_label.setText(f"Stopping run #{run.run_id}…")
+
+    def current_run(self) -> Run | None:
+        run_id = self.run_list.current_run_id()
+        return None if run_id is None else self.runs.get(run_id)
+
+    # -- drawing ----------------------------------------------------------------
+    def _shown_changed(self) -> None:
+        self.timeline.show_runs([self.runs[i] for i in self.run_list.shown_run_ids()])
+        self.refresh()
+
+    def _show_error(self, text: str | None) -> None:
+        self.error_banner.setVisible(bool(text))
+        if text and self.error_banner.text() != text:
+            self.error_banner.setText(text)
+
+    def refresh(self) -> None:
+        for run_id in self.run_list.shown_run_ids():
+            self.timeline.update_run(self.runs[run_id])
+        self.run_list.refresh(self.runs)
+        run = self.current_run()
+        self.step_table.show_run(run)
+        self.log_pane.show_run(run)
+        self.run_panel.set_running(self.active_run() is not None)
+        if run is None:
+            return
+        self._show_error(f"Run #{run.run_id} failed: {run.error['message']}"
+                         if run.error else None)
+        self.state_label.setText(self._state_text(run))
+        with run.lock:
+            rss = run.samples.column("rss")[-1] if len(run.samples) else None
+            nvml = run.environment.get("nvml", {})
+        self.memory_label.setText(f"RSS {format_bytes(rss)}" if rss is not None else "")
+        if nvml:
+            self.gpu_label.setText(f"GPU: {nvml['name']}" if nvml.get("available")
+                                   else f"GPU: {nvml.get('reason') or 'none'}")
+
+    @staticmethod
+    def _state_text(run: Run) -> str:
+        steps = f"{len(run.steps)}/{run.spec.steps} steps"
+        if run.state == "starting":
+            return f"Run #{run.run_id}: starting the worker and loading {run.spec.model}…"
+        if run.state == "running":
+            return f"Run #{run.run_id}: running, {steps}"
+        if run.state == "failed":
+            return f"Run #{run.run_id} failed after {steps}"
+        return f"Run #{run.run_id} {run.state}, {steps}"
+
+    def closeEvent(self, event) -> None:
+        self.timer.stop()
+        for session in self.sessions.values():
+            session.request_stop()
+        for session in self.sessions.values():
+            session.wait(5)
+        super().closeEvent(event)

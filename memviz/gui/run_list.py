@@ -1,0 +1,61 @@
+"""The list of runs: select one to see it; tick others to overlay them."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QListWidget, QListWidgetItem
+
+from ..core.run import Run
+
+RUN_ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+def describe(run: Run) -> str:
+    state = run.state
+    if run.steps:
+        state += f", {len(run.steps)}/{run.spec.steps} steps"
+    return f"#{run.run_id}  {run.spec.label()}  [{state}]"
+
+
+class RunList(QListWidget):
+    shown_changed = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.itemChanged.connect(lambda _item: self.shown_changed.emit())
+        self.currentItemChanged.connect(lambda *_: self.shown_changed.emit())
+        self._texts: dict[int, str] = {}
+
+    def add_run(self, run: Run) -> None:
+        item = QListWidgetItem(describe(run))
+        item.setData(RUN_ID_ROLE, run.run_id)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Unchecked)
+        item.setToolTip("Select to show this run; tick other runs to overlay them")
+        self.blockSignals(True)
+        self.addItem(item)
+        self.blockSignals(False)
+        self.setCurrentItem(item)
+
+    def refresh(self, runs: dict[int, Run]) -> None:
+        for row in range(self.count()):
+            item = self.item(row)
+            run = runs[item.data(RUN_ID_ROLE)]
+            text = describe(run)
+            if self._texts.get(run.run_id) != text:
+                self._texts[run.run_id] = text
+                self.blockSignals(True)
+                item.setText(text)
+                self.blockSignals(False)
+
+    def current_run_id(self) -> int | None:
+        item = self.currentItem()
+        return None if item is None else item.data(RUN_ID_ROLE)
+
+    def shown_run_ids(self) -> list[int]:
+        """The current run first, then every ticked one."""
+        current = self.current_run_id()
+        ticked = [self.item(r).data(RUN_ID_ROLE) for r in range(self.count())
+                  if self.item(r).checkState() == Qt.CheckState.Checked]
+        ids = [current] if current is not None else []
+        return ids + [i for i in ticked if i != current]

@@ -1,0 +1,127 @@
+"""The form where a user picks model, workload and options."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.spec import DATA_SOURCES, MODES, OPTIMIZERS, PRESETS, RunSpec
+
+
+def _spin(low: int, high: int, value: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    return box
+
+
+class RunPanel(QWidget):
+    run_clicked = Signal()
+    stop_clicked = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        d = RunSpec()
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.addItems(PRESETS)
+        self.model.setToolTip("A preset, a Hugging Face model directory, or a factory "
+                              "(package.module:function or path/to/file.py:function)")
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose a local Hugging Face model directory")
+        browse.clicked.connect(self._browse)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(browse)
+
+        self.mode = QComboBox()
+        self.mode.addItems(MODES)
+        self.batch_size = _spin(1, 65536, d.batch_size)
+        self.seq_len = _spin(2, 1 << 20, d.seq_len)
+        self.steps = _spin(1, 1 << 24, d.steps)
+        self.optimizer = QComboBox()
+        self.optimizer.addItems(OPTIMIZERS)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 10.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(d.lr)
+        self.device = QComboBox()
+        self.device.setEditable(True)
+        self.device.addItems(["cpu", "cuda", "cuda:0", "cuda:1"])
+        self.seed = _spin(0, 2**31 - 1, d.seed)
+        self.data = QComboBox()
+        self.data.addItems(DATA_SOURCES)
+        self.max_new_tokens = _spin(1, 65536, d.max_new_tokens)
+        self.sample_hz = _spin(1, 100, int(d.sample_hz))
+
+        form = QFormLayout()
+        form.addRow("Model", model_row)
+        form.addRow("Workload", self.mode)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Sequence length", self.seq_len)
+        form.addRow("Steps", self.steps)
+        form.addRow("Optimizer", self.optimizer)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("New tokens", self.max_new_tokens)
+        form.addRow("Device", self.device)
+        form.addRow("Data", self.data)
+        form.addRow("Seed", self.seed)
+        form.addRow("Samples / s", self.sample_hz)
+        group = QGroupBox("Run")
+        group.setLayout(form)
+
+        self.run_button = QPushButton("Run")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.run_clicked)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop_clicked)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(group)
+        layout.addLayout(buttons)
+        self.mode.currentTextChanged.connect(self._mode_changed)
+        self._mode_changed(self.mode.currentText())
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Hugging Face model directory")
+        if path:
+            self.model.setEditText(path)
+
+    def _mode_changed(self, mode: str) -> None:
+        self.optimizer.setEnabled(mode == "train")
+        self.lr.setEnabled(mode == "train")
+        self.max_new_tokens.setEnabled(mode == "generate")
+
+    def spec(self) -> RunSpec:
+        """The spec the form describes (validated by the caller)."""
+        return RunSpec(
+            model=self.model.currentText().strip(), mode=self.mode.currentText(),
+            batch_size=self.batch_size.value(), seq_len=self.seq_len.value(),
+            steps=self.steps.value(), optimizer=self.optimizer.currentText(),
+            lr=self.lr.value(), device=self.device.currentText().strip(),
+            seed=self.seed.value(), data=self.data.currentText(),
+            max_new_tokens=self.max_new_tokens.value(), sample_hz=float(self.sample_hz.value()),
+        )
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)

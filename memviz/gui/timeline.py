@@ -1,0 +1,144 @@
+"""The live memory timeline: one curve per measured series, phases shaded.
+
+Curves are fed zero-copy views of the Run's growable columns and redrawn by
+the window's timer, never per message. Peak downsampling and clip-to-view keep
+a million points at a few ms per frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QColor
+
+from ..core.run import Run
+from .axes import BytesAxis
+from .style import PHASES, RUN_STYLES, SERIES
+
+# Phases shade the whole height: their bars reach a few times above the highest
+# value drawn, and autorange ignores them. (A fixed astronomically tall bar
+# overflows Qt's rasteriser and draws nothing.)
+SHADE_HEADROOM = 4.0
+
+
+class _RunLayers:
+    """The items one run contributes to the plot."""
+
+    def __init__(self) -> None:
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.shades: dict[str, pg.BarGraphItem] = {}
+        self.steps: pg.BarGraphItem | None = None
+        self.revision = -1
+
+
+class TimelineView(pg.PlotWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent=parent, axisItems={"left": BytesAxis("left")})
+        self.setBackground("w")
+        plot = self.getPlotItem()
+        plot.showGrid(x=True, y=True, alpha=0.25)
+        plot.setLabel("bottom", "time since the worker started", units="s")
+        plot.setLabel("left", "memory")
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.setClipToView(True)
+        plot.getViewBox().setLimits(yMin=0)
+        self.legend = plot.addLegend(offset=(10, 10), labelTextSize="8pt")
+        self.legend.setBrush(pg.mkBrush(255, 255, 255, 220))
+        self._layers: dict[int, _RunLayers] = {}
+        self._hidden: set[str] = {c for c, (_, _, shown) in SERIES.items() if not shown}
+        self._phase_legend_added: set[str] = set()
+        self._shade_height = 1.0
+        self.legend.setColumnCount(2)
+
+    # -- which runs are shown ---------------------------------------------
+    def show_runs(self, runs: list[Run]) -> None:
+        wanted = {r.run_id for r in runs}
+        for run_id in list(self._layers):
+            if run_id not in wanted:
+                self._remove(run_id)
+        for index, run in enumerate(runs):
+            if run.run_id not in self._layers:
+                self._layers[run.run_id] = _RunLayers()
+            self._layers[run.run_id].style = RUN_STYLES[index % len(RUN_STYLES)]
+            self._layers[run.run_id].shade = index == 0
+        for run in runs:
+            self.update_run(run, force=True)
+
+    def _remove(self, run_id: int) -> None:
+        layers = self._layers.pop(run_id)
+        for item in [*layers.curves.values(), *layers.shades.values(), layers.steps]:
+            if item is not None:
+                self.legend.removeItem(item)
+                self.removeItem(item)
+
+    # -- drawing --------------------------------------------------------------
+    def update_run(self, run: Run, force: bool = False) -> bool:
+        """Redraw ``run`` if it changed since the last call; True if it did."""
+        layers = self._layers.get(run.run_id)
+        if layers is None or (layers.revision == run.revision and not force):
+            return False
+        with run.lock:
+            layers.revision = run.revision
+            t = np.array(run.samples.column("t"))
+            columns = {c: np.array(run.samples.column(c)) for c in SERIES
+                       if run.samples.has_data(c)}
+            phases = [(p.name, p.begin, p.end) for p in run.phases]
+            step_ends = np.array([s.t for s in run.steps])
+        for column, values in columns.items():
+            self._curve(run, layers, column).setData(t, values, connect="finite")
+            top = np.nanmax(values) if len(values) else 0.0
+            if np.isfinite(top) and top * SHADE_HEADROOM > self._shade_height:
+                self._shade_height = float(top * SHADE_HEADROOM * 2)
+        if layers.shade:
+            self._draw_phases(layers, phases, t[-1] if len(t) else 0.0)
+            self._draw_steps(layers, step_ends)
+        return True
+
+    def _curve(self, run: Run, layers: _RunLayers, column: str) -> pg.PlotDataItem:
+        curve = layers.curves.get(column)
+        if curve is None:
+            label, colour, _ = SERIES[column]
+            name = label if len(self._layers) == 1 else f"{label} · run {run.run_id}"
+            curve = self.plot(name=name, pen=pg.mkPen(colour, width=1, style=layers.style))
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+            curve.setVisible(column not in self._hidden)
+            layers.curves[column] = curve
+        return curve
+
+    def _draw_phases(self, layers: _RunLayers, phases: list, now: float) -> None:
+        by_name: dict[str, list[tuple[float, float]]] = {}
+        for name, begin, end in phases:
+            by_name.setdefault(name, []).append((begin, now if np.isnan(end) else end))
+        for name, spans in by_name.items():
+            x0 = np.array([s[0] for s in spans])
+            x1 = np.array([s[1] for s in spans])
+            item = layers.shades.get(name)
+            if item is None:
+                colour = QColor(PHASES.get(name, "#cccccc"))
+                colour.setAlpha(45)
+                item = pg.BarGraphItem(x0=x0, x1=x1, y0=0, height=self._shade_height,
+                                       brush=colour, pen=pg.mkPen(None))
+                item.setZValue(-10)
+                self.getPlotItem().addItem(item, ignoreBounds=True)
+                layers.shades[name] = item
+                if name not in self._phase_legend_added:
+                    self._phase_legend_added.add(name)
+                    self.legend.addItem(item, name)
+            else:
+                item.setOpts(x0=x0, x1=x1, y0=0, height=self._shade_height)
+
+    def _draw_steps(self, layers: _RunLayers, step_ends: np.ndarray) -> None:
+        if not len(step_ends):
+            return
+        if layers.steps is None:
+            layers.steps = pg.BarGraphItem(x=step_ends, width=0, y0=0, height=self._shade_height,
+                                           pen=pg.mkPen("#555555", width=1,
+                                                        style=pg.QtCore.Qt.PenStyle.DotLine))
+            layers.steps.setZValue(-5)
+            self.getPlotItem().addItem(layers.steps, ignoreBounds=True)
+        else:
+            layers.steps.setOpts(x=step_ends, width=0, height=self._shade_height)
+
+    def curve_count(self) -> int:
+        return sum(len(layer.curves) for layer in self._layers.values())
