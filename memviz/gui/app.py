@@ -35,10 +35,8 @@ def launch(model: str | None = None, smoke_test: str | None = None) -> int:
 
 def run_smoke_test(app: QApplication, window, out_png: str, steps: int = 2) -> int:
     """Run ``steps`` steps of the default model, save a screenshot, exit 0 if all ran."""
-    from ..core.spec import RunSpec
-
+    window.run_panel.steps.setValue(steps)
     spec = window.run_panel.spec()
-    spec = RunSpec(**{**spec.to_dict(), "steps": steps})
     run = window.start_run(spec)
     result = {"code": 1}
 

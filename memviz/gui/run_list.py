@@ -14,7 +14,8 @@ def describe(run: Run) -> str:
     state = run.state
     if run.steps:
         state += f", {len(run.steps)}/{run.spec.steps} steps"
-    return f"#{run.run_id}  {run.spec.label()}  [{state}]"
+    spec = run.spec
+    return f"#{run.run_id} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len} — {state}"
 
 
 class RunList(QListWidget):

@@ -31,24 +31,27 @@ class _RunLayers:
         self.revision = -1
 
 
-class TimelineView(pg.PlotWidget):
+class TimelineView(pg.GraphicsLayoutWidget):
+    """A legend row above the plot, so the legend never hides the data."""
+
     def __init__(self, parent=None) -> None:
-        super().__init__(parent=parent, axisItems={"left": BytesAxis("left")})
+        super().__init__(parent=parent)
         self.setBackground("w")
-        plot = self.getPlotItem()
+        self.legend = pg.LegendItem(colCount=4, labelTextSize="8pt")
+        self.addItem(self.legend, row=0, col=0)
+        self.plot_item = self.addPlot(row=1, col=0, axisItems={"left": BytesAxis("left")})
+        self.ci.layout.setRowStretchFactor(1, 10)
+        plot = self.plot_item
         plot.showGrid(x=True, y=True, alpha=0.25)
         plot.setLabel("bottom", "time since the worker started", units="s")
         plot.setLabel("left", "memory")
         plot.setDownsampling(auto=True, mode="peak")
         plot.setClipToView(True)
         plot.getViewBox().setLimits(yMin=0)
-        self.legend = plot.addLegend(offset=(10, 10), labelTextSize="8pt")
-        self.legend.setBrush(pg.mkBrush(255, 255, 255, 220))
         self._layers: dict[int, _RunLayers] = {}
         self._hidden: set[str] = {c for c, (_, _, shown) in SERIES.items() if not shown}
         self._phase_legend_added: set[str] = set()
         self._shade_height = 1.0
-        self.legend.setColumnCount(2)
 
     # -- which runs are shown ---------------------------------------------
     def show_runs(self, runs: list[Run]) -> None:
@@ -69,7 +72,7 @@ class TimelineView(pg.PlotWidget):
         for item in [*layers.curves.values(), *layers.shades.values(), layers.steps]:
             if item is not None:
                 self.legend.removeItem(item)
-                self.removeItem(item)
+                self.plot_item.removeItem(item)
 
     # -- drawing --------------------------------------------------------------
     def update_run(self, run: Run, force: bool = False) -> bool:
@@ -99,10 +102,13 @@ class TimelineView(pg.PlotWidget):
         if curve is None:
             label, colour, _ = SERIES[column]
             name = label if len(self._layers) == 1 else f"{label} · run {run.run_id}"
-            curve = self.plot(name=name, pen=pg.mkPen(colour, width=1, style=layers.style))
+            curve = self.plot_item.plot(pen=pg.mkPen(colour, width=1, style=layers.style))
+            self.legend.addItem(curve, name)
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
             curve.setVisible(column not in self._hidden)
+            if column == "peak_rss":  # nearly equal to RSS: keep it under the RSS line
+                curve.setZValue(-1)
             layers.curves[column] = curve
         return curve
 
@@ -120,7 +126,7 @@ class TimelineView(pg.PlotWidget):
                 item = pg.BarGraphItem(x0=x0, x1=x1, y0=0, height=self._shade_height,
                                        brush=colour, pen=pg.mkPen(None))
                 item.setZValue(-10)
-                self.getPlotItem().addItem(item, ignoreBounds=True)
+                self.plot_item.addItem(item, ignoreBounds=True)
                 layers.shades[name] = item
                 if name not in self._phase_legend_added:
                     self._phase_legend_added.add(name)
@@ -136,7 +142,7 @@ class TimelineView(pg.PlotWidget):
                                            pen=pg.mkPen("#555555", width=1,
                                                         style=pg.QtCore.Qt.PenStyle.DotLine))
             layers.steps.setZValue(-5)
-            self.getPlotItem().addItem(layers.steps, ignoreBounds=True)
+            self.plot_item.addItem(layers.steps, ignoreBounds=True)
         else:
             layers.steps.setOpts(x=step_ends, width=0, height=self._shade_height)
 

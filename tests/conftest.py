@@ -1,0 +1,34 @@
+"""Shared helpers: run a real worker to its end, with a deadline."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from memviz.core.run import Run  # noqa: E402
+from memviz.core.spec import RunSpec  # noqa: E402
+from memviz.session import WorkerSession  # noqa: E402
+
+WORKER_DEADLINE_S = 180
+
+
+def run_worker(timeout: float = WORKER_DEADLINE_S, **spec_fields) -> tuple[Run, WorkerSession]:
+    """Run a real worker process with this spec until it ends."""
+    run = Run(RunSpec(**spec_fields))
+    session = WorkerSession(run)
+    session.start()
+    if not session.wait(timeout):
+        session.stop()
+        pytest.fail(f"worker did not finish within {timeout} s; log: {run.log[-5:]}")
+    return run, session
+
+
+@pytest.fixture(scope="session")
+def gpt2_train_run() -> Run:
+    """One real two-step training run of the default model, shared by several tests."""
+    run, _ = run_worker(model="gpt2-tiny", mode="train", steps=2, sample_hz=50)
+    assert run.state == "finished", run.error
+    return run

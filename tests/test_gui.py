@@ -1,0 +1,136 @@
+"""The real window, offscreen, driving real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import psutil
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QImage
+
+from memviz.core.spec import RunSpec
+from memviz.gui.app import make_app
+from memviz.gui.main_window import MainWindow
+from memviz.gui.style import SERIES
+
+WAIT_MS = 180_000
+
+
+@pytest.fixture
+def window(qtbot):
+    make_app()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+def _colour_pixels(image: QImage, colour: str, tolerance: int = 12) -> int:
+    image = image.convertToFormat(QImage.Format.Format_RGB32)
+    ptr = image.constBits()
+    arr = np.frombuffer(ptr, dtype=np.uint8).reshape(image.height(), image.bytesPerLine())
+    arr = arr[:, : image.width() * 4].reshape(image.height(), image.width(), 4)
+    target = QColor(colour)
+    bgr = np.array([target.blue(), target.green(), target.red()])
+    close = np.abs(arr[:, :, :3].astype(int) - bgr).max(axis=2) <= tolerance
+    return int(close.sum())
+
+
+def _long_spec() -> RunSpec:
+    return RunSpec(model="gpt2-tiny", steps=10_000, batch_size=1, seq_len=32)
+
+
+def test_run_button_starts_a_worker_and_the_timeline_fills(window, qtbot, tmp_path):
+    window.run_panel.steps.setValue(2)
+    window.run_panel.batch_size.setValue(2)
+    window.run_panel.seq_len.setValue(64)
+    qtbot.mouseClick(window.run_panel.run_button, Qt.MouseButton.LeftButton)
+    run = window.current_run()
+    assert run is not None and run.spec.steps == 2
+    assert not window.run_panel.run_button.isEnabled()
+    qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
+    window.refresh()
+    assert run.state == "finished", run.error
+    rss_curve = window.timeline._layers[run.run_id].curves["rss"]
+    x, y = rss_curve.getData()
+    assert len(x) == len(run.samples) > 5
+    assert np.nanmax(y) > run.model["parameter_bytes"]
+    assert window.step_table.rowCount() == 2
+    assert window.step_table.item(1, 0).text() == "1"
+    assert window.run_panel.run_button.isEnabled()
+    assert "finished" in window.state_label.text()
+    assert window.gpu_label.text().startswith("GPU:")
+    shot = tmp_path / "window.png"
+    assert window.grab().save(str(shot))
+    image = QImage(str(shot))
+    assert image.width() >= 800
+    # the curves are drawn (a legend swatch alone is ~20 pixels); no GPU curve exists here
+    assert _colour_pixels(image, SERIES["rss"][1]) > 100
+    assert _colour_pixels(image, SERIES["uss"][1]) > 100
+
+
+def test_stop_ends_the_worker_process(window, qtbot):
+    run = window.start_run(_long_spec())
+    qtbot.waitUntil(lambda: len(run.steps) >= 1, timeout=WAIT_MS)
+    pid = window.sessions[run.run_id].pid
+    assert psutil.pid_exists(pid)
+    qtbot.mouseClick(window.run_panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: run.finished, timeout=15_000)
+    assert window.sessions[run.run_id].wait(10)
+    assert run.state == "stopped"
+    assert not psutil.pid_exists(pid)
+    qtbot.waitUntil(lambda: window.run_panel.run_button.isEnabled(), timeout=2000)
+
+
+def test_a_killed_worker_leaves_the_window_alive_and_says_so(window, qtbot):
+    run = window.start_run(_long_spec())
+    qtbot.waitUntil(lambda: len(run.steps) >= 1, timeout=WAIT_MS)
+    kept = len(run.samples)
+    os.kill(window.sessions[run.run_id].pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: run.finished, timeout=15_000)
+    window.refresh()
+    assert window.isVisible()
+    assert window.error_banner.isVisible()
+    assert "killed by SIGKILL" in window.error_banner.text()
+    assert len(run.samples) >= kept
+    assert window.run_panel.run_button.isEnabled()
+
+
+def test_a_bad_model_is_shown_as_a_readable_error(window, qtbot):
+    window.run_panel.model.setEditText("/no/such/model")
+    window.run_panel.steps.setValue(1)
+    window.start_run()
+    run = window.current_run()
+    qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
+    window.refresh()
+    assert window.error_banner.isVisible()
+    assert "no preset, directory or factory named '/no/such/model'" in window.error_banner.text()
+    assert "Traceback" not in window.error_banner.text()
+
+
+def test_a_second_run_appears_in_the_list_and_can_be_overlaid(window, qtbot):
+    first = window.start_run(RunSpec(model="conv-lm", steps=1, batch_size=1, seq_len=32))
+    qtbot.waitUntil(lambda: first.finished, timeout=WAIT_MS)
+    second = window.start_run(RunSpec(model="lstm-lm", steps=1, batch_size=1, seq_len=32))
+    qtbot.waitUntil(lambda: second.finished, timeout=WAIT_MS)
+    assert window.run_list.count() == 2
+    assert window.current_run() is second
+    window.run_list.item(0).setCheckState(Qt.CheckState.Checked)
+    window.refresh()
+    assert window.run_list.shown_run_ids() == [second.run_id, first.run_id]
+    assert set(window.timeline._layers) == {first.run_id, second.run_id}
+    window.run_list.setCurrentRow(0)
+    window.refresh()
+    assert window.step_table.rowCount() == 1
+    assert "conv-lm" in window.run_list.item(0).text()
+
+
+def test_an_invalid_option_is_refused_before_a_worker_starts(window):
+    assert window.start_run(RunSpec(batch_size=0)) is None
+    assert window.error_banner.isVisible()
+    assert "batch_size" in window.error_banner.text()
+    assert window.sessions == {}
