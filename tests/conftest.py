@@ -8,9 +8,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from memviz.core.run import Run  # noqa: E402
-from memviz.core.spec import RunSpec  # noqa: E402
-from memviz.session import WorkerSession  # noqa: E402
+from memviz.core.run import Run
+from memviz.core.spec import RunSpec
+from memviz.session import WorkerSession
 
 WORKER_DEADLINE_S = 180
 

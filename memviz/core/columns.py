@@ -14,6 +14,8 @@ class Columns:
         self.names = tuple(names)
         self._data = {n: np.full(capacity, np.nan) for n in self.names}
         self._len = 0
+        self._has_data: set[str] = set()  # columns with at least one finite value
+        self._has_gaps: set[str] = set()  # columns with at least one NaN
 
     def __len__(self) -> int:
         return self._len
@@ -38,6 +40,13 @@ class Columns:
             col = batch.get(name)
             if col is not None:
                 self._data[name][self._len : self._len + n] = col
+                finite = np.isfinite(col)
+                if finite.any():
+                    self._has_data.add(name)
+                if not finite.all():
+                    self._has_gaps.add(name)
+            else:
+                self._has_gaps.add(name)
         self._len += n
 
     def column(self, name: str) -> np.ndarray:
@@ -47,4 +56,9 @@ class Columns:
         return view
 
     def has_data(self, name: str) -> bool:
-        return bool(self._len) and not np.all(np.isnan(self._data[name][: self._len]))
+        """Whether the column holds any finite value (tracked on append, O(1))."""
+        return name in self._has_data
+
+    def has_gaps(self, name: str) -> bool:
+        """Whether the column holds any NaN (tracked on append, O(1))."""
+        return name in self._has_gaps

@@ -10,8 +10,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..protocol.messages import SAMPLE_COLUMNS
 from .columns import Columns
 from .spec import RunSpec
@@ -60,6 +58,7 @@ class Run:
     error: dict[str, str] | None = None
     end_reason: str = ""
     worker_summary: dict[str, Any] = field(default_factory=dict)
+    _open_phases: dict[tuple[int, str], Phase] = field(default_factory=dict, repr=False)
     revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -83,13 +82,15 @@ class Run:
         self.samples.append(msg["columns"])
 
     def _on_phase(self, msg: dict) -> None:
+        key = (msg["step"], msg["name"])
         if msg["edge"] == "begin":
-            self.phases.append(Phase(msg["step"], msg["name"], float(msg["t"])))
+            phase = Phase(msg["step"], msg["name"], float(msg["t"]))
+            self.phases.append(phase)
+            self._open_phases[key] = phase
             return
-        for phase in reversed(self.phases):
-            if phase.name == msg["name"] and phase.step == msg["step"] and np.isnan(phase.end):
-                phase.end = float(msg["t"])
-                break
+        phase = self._open_phases.pop(key, None)
+        if phase is not None:
+            phase.end = float(msg["t"])
 
     def _on_step_done(self, msg: dict) -> None:
         loss = msg["loss"]

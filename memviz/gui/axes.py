@@ -1,21 +1,39 @@
-"""An axis that labels bytes in binary units (MiB, GiB), as memory tools should."""
+"""An axis that labels bytes in binary units (MiB, GiB) at power-of-two steps."""
 
 from __future__ import annotations
+
+import math
 
 import pyqtgraph as pg
 
 UNITS = ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"))
+PIXELS_PER_LABEL = 70
 
 
-def format_bytes(value: float, spacing: float = 0.0) -> str:
+def format_bytes(value: float | None, spacing: float = 0.0) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
     scale = max(abs(value), spacing)
     for size, unit in UNITS:
         if scale >= size:
-            digits = 0 if spacing >= size or spacing == 0 else 1
-            return f"{value / size:.{digits}f} {unit}"
+            shown = value / size
+            digits = 0 if shown == int(shown) or abs(shown) >= 100 else 1
+            return f"{shown:.{digits}f} {unit}"
     return f"{value:.0f} B"
 
 
+def byte_tick_spacing(span: float, pixels: float) -> float:
+    """A power-of-two step giving about one label per PIXELS_PER_LABEL pixels."""
+    wanted = span / max(pixels / PIXELS_PER_LABEL, 2.0)
+    return float(2 ** math.ceil(math.log2(max(wanted, 1.0))))
+
+
 class BytesAxis(pg.AxisItem):
+    def tickSpacing(self, minVal, maxVal, size):
+        if not (math.isfinite(minVal) and math.isfinite(maxVal)) or maxVal <= minVal:
+            return super().tickSpacing(minVal, maxVal, size)
+        major = byte_tick_spacing(maxVal - minVal, size)
+        return [(major, 0.0), (major / 4, 0.0)]
+
     def tickStrings(self, values, scale, spacing):
         return [format_bytes(v * scale, spacing * scale) for v in values]

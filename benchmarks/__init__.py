@@ -1,0 +1,1 @@
+"""Performance budgets from the design, measured. Run: ``make bench`` (python -m benchmarks)."""

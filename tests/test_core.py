@@ -1,0 +1,81 @@
+"""Pure data-model pieces: columns, run application, spec validation, byte labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memviz.core.columns import Columns
+from memviz.core.run import Run
+from memviz.core.spec import RunSpec, SpecError
+from memviz.core.summary import build_summary
+from memviz.gui.axes import byte_tick_spacing, format_bytes
+
+
+def test_columns_grow_past_capacity_and_fill_missing_with_nan():
+    cols = Columns(["t", "a", "b"], capacity=4)
+    cols.append({"t": np.arange(3.0), "a": np.ones(3)})
+    cols.append({"t": np.arange(3.0, 10.0), "a": np.ones(7), "b": np.full(7, 2.0)})
+    assert len(cols) == 10
+    np.testing.assert_array_equal(cols.column("t"), np.arange(10.0))
+    assert np.isnan(cols.column("b")[:3]).all() and (cols.column("b")[3:] == 2).all()
+    assert cols.has_data("b") and cols.has_gaps("b") and not cols.has_gaps("a")
+    with pytest.raises(ValueError):
+        cols.column("t")[0] = 5.0  # views handed to views are read-only
+
+
+def test_phase_end_matches_its_begin_by_step_and_name():
+    run = Run(RunSpec())
+    for step in range(3):
+        for name in ("forward", "backward"):
+            run.apply({"type": "phase", "t": step + 0.1, "step": step, "name": name,
+                       "edge": "begin"})
+            run.apply({"type": "phase", "t": step + 0.2, "step": step, "name": name,
+                       "edge": "end"})
+    assert [(p.step, p.name, p.end) for p in run.phases][-1] == (2, "backward", 2.2)
+    assert not np.isnan([p.end for p in run.phases]).any()
+
+
+def test_summary_peaks_take_the_highest_of_samples_and_steps():
+    run = Run(RunSpec(steps=1))
+    run.apply({"type": "samples", "columns": {"t": np.array([0.1, 0.2]),
+                                              "rss": np.array([100.0, 300.0]),
+                                              "peak_rss": np.array([150.0, 320.0])}})
+    run.apply({"type": "step_done", "t": 0.3, "step": 0, "loss": 2.0, "seconds": 0.5,
+               "tokens": 10, "peak_rss_bytes": 400, "peak_gpu_bytes": None})
+    summary = build_summary(run)
+    assert summary["peak"] == {"rss_bytes": 400, "gpu_bytes": None}
+    assert summary["step_seconds_median"] == 0.5
+    assert summary["tokens_per_second"] == 20
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("mode", "fly", "mode must be one of"),
+    ("steps", 0, "steps must be an integer"),
+    ("seq_len", 1, "seq_len must be an integer"),
+    ("device", "gpu", "device must be cpu"),
+    ("lr", -1.0, "lr must be a positive"),
+    ("sample_hz", 500.0, "sample_hz must be from 1 to 100"),
+])
+def test_spec_validation_names_the_bad_option(field, value, message):
+    with pytest.raises(SpecError, match=message):
+        RunSpec(**{field: value}).validate()
+
+
+def test_spec_from_dict_refuses_unknown_options():
+    with pytest.raises(SpecError, match="unknown option"):
+        RunSpec.from_dict({"model": "gpt2-tiny", "warp_drive": True})
+
+
+@pytest.mark.parametrize("value,spacing,text", [
+    (0, 0, "0 B"), (512, 0, "512 B"), (1536, 0, "1.5 KiB"), (256 << 20, 0, "256 MiB"),
+    (3 << 30, 0, "3 GiB"), (None, 0, "—"), (float("nan"), 0, "—"),
+])
+def test_format_bytes(value, spacing, text):
+    assert format_bytes(value, spacing) == text
+
+
+def test_byte_ticks_are_powers_of_two_with_about_one_label_per_70_pixels():
+    step = byte_tick_spacing(500 << 20, 400)
+    assert step == 128 << 20
+    assert byte_tick_spacing(10 << 30, 700) == 1 << 30
