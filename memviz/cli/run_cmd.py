@@ -30,6 +30,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=d.data, choices=["corpus", "random"])
     parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     parser.add_argument("--sample-hz", type=float, default=d.sample_hz)
+    parser.add_argument("--track", default=d.track,
+                        choices=["samples", "tensors", "tensors+stacks"],
+                        help="samples only, or every tensor (with Python stacks)")
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
@@ -37,7 +40,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         model=args.model, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
         steps=args.steps, optimizer=args.optimizer, lr=args.lr, device=args.device,
         seed=args.seed, data=args.data, max_new_tokens=args.max_new_tokens,
-        sample_hz=args.sample_hz,
+        sample_hz=args.sample_hz, track=args.track,
     ).validate()
 
 
@@ -90,6 +93,10 @@ def print_summary(summary: dict) -> None:
     print(f"model      {model['name']} ({model['class']}): {model['parameters']:,} parameters, "
           f"{model['trainable_parameters']:,} trainable")
     print(f"peak RSS   {human_bytes(summary['peak']['rss_bytes'])}")
+    if summary["peak"]["tracked_bytes"] is not None:
+        by_cat = ", ".join(f"{name} {human_bytes(b)}"
+                           for name, b in summary["peak_by_category"].items() if b)
+        print(f"tracked    {human_bytes(summary['peak']['tracked_bytes'])} at peak: {by_cat}")
     gpu = summary["peak"]["gpu_bytes"]
     print(f"peak GPU   {human_bytes(gpu) if gpu is not None else 'no GPU used'}")
     if summary["step_seconds_median"] is not None:

@@ -13,6 +13,7 @@ from typing import Any
 from ..protocol.messages import SAMPLE_COLUMNS
 from .columns import Columns
 from .spec import RunSpec
+from .tensors import TensorLog
 
 STATES = ("starting", "running", "finished", "stopped", "failed")
 
@@ -34,6 +35,7 @@ class Step:
     peak_rss_bytes: int
     peak_gpu_bytes: int | None
     t: float
+    tracked_peak_bytes: int | None = None
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Run:
     error: dict[str, str] | None = None
     end_reason: str = ""
     worker_summary: dict[str, Any] = field(default_factory=dict)
+    tensors: TensorLog = field(default_factory=TensorLog)
     _open_phases: dict[tuple[int, str], Phase] = field(default_factory=dict, repr=False)
     revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -103,8 +106,21 @@ class Run:
                 peak_rss_bytes=int(msg["peak_rss_bytes"]),
                 peak_gpu_bytes=msg["peak_gpu_bytes"],
                 t=float(msg["t"]),
+                tracked_peak_bytes=msg.get("tracked_peak_bytes"),
             )
         )
+
+    def _on_strings(self, msg: dict) -> None:
+        self.tensors.add_strings(msg["entries"])
+
+    def _on_stacks(self, msg: dict) -> None:
+        self.tensors.add_stacks(msg["entries"])
+
+    def _on_tensor_events(self, msg: dict) -> None:
+        self.tensors.apply(msg["columns"])
+
+    def _on_mark(self, msg: dict) -> None:
+        self.tensors.marks.append({k: msg[k] for k in ("t", "step", "label", "live_by_category")})
 
     def _on_log(self, msg: dict) -> None:
         self.log.append(LogLine(float(msg["t"]), msg["level"], msg["text"]))

@@ -6,6 +6,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .categories import TRACK_LEVELS
+
 MODES = ("train", "infer", "generate")
 OPTIMIZERS = ("adamw", "sgd")
 DATA_SOURCES = ("corpus", "random")
@@ -32,6 +34,7 @@ class RunSpec:
     data: str = "corpus"
     max_new_tokens: int = 32
     sample_hz: float = 20.0
+    track: str = "tensors"
     techniques: list[dict[str, Any]] = field(default_factory=list)
 
     def validate(self) -> RunSpec:
@@ -43,6 +46,8 @@ class RunSpec:
             raise SpecError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"
             )
+        if self.track not in TRACK_LEVELS:
+            raise SpecError(f"track must be one of {', '.join(TRACK_LEVELS)}, not {self.track!r}")
         if self.data not in DATA_SOURCES:
             raise SpecError(f"data must be one of {', '.join(DATA_SOURCES)}, not {self.data!r}")
         if not _DEVICE.match(self.device):

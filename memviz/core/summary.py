@@ -38,8 +38,20 @@ def peak_gpu_bytes(run: Run) -> int | None:
     return max(known) if known else None
 
 
+def tracked_peaks(run: Run) -> dict[str, Any]:
+    """The tracker's own peak figures, from the worker's final summary."""
+    tracking = (run.worker_summary or {}).get("tracking") or {}
+    return {
+        "tracked_bytes": tracking.get("tracked_bytes"),
+        "peak_by_category": tracking.get("peak_by_category"),
+        "max_by_category": tracking.get("max_by_category"),
+        "allocations": tracking.get("allocations"),
+    }
+
+
 def build_summary(run: Run) -> dict[str, Any]:
     with run.lock:
+        tracked = tracked_peaks(run)
         seconds = [s.seconds for s in run.steps]
         return {
             "memviz_version": __version__,
@@ -67,10 +79,16 @@ def build_summary(run: Run) -> dict[str, Any]:
                     "tokens": s.tokens,
                     "peak_rss_bytes": s.peak_rss_bytes,
                     "peak_gpu_bytes": s.peak_gpu_bytes,
+                    "tracked_peak_bytes": s.tracked_peak_bytes,
                 }
                 for s in run.steps
             ],
-            "peak": {"rss_bytes": peak_rss_bytes(run), "gpu_bytes": peak_gpu_bytes(run)},
+            "track": run.spec.track,
+            "peak": {"rss_bytes": peak_rss_bytes(run), "gpu_bytes": peak_gpu_bytes(run),
+                     "tracked_bytes": tracked["tracked_bytes"]},
+            "peak_by_category": tracked["peak_by_category"],
+            "max_by_category": tracked["max_by_category"],
+            "tracked_allocations": tracked["allocations"],
             "step_seconds_median": statistics.median(seconds) if seconds else None,
             "tokens_per_second": (
                 sum(s.tokens for s in run.steps) / sum(seconds) if sum(seconds) > 0 else None

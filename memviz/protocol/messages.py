@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.categories import CATEGORIES, SAMPLE_PREFIX
+
 
 class ProtocolError(ValueError):
     """A message that breaks the protocol (unknown type, missing field, wrong kind)."""
@@ -42,6 +44,11 @@ MESSAGE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "run_done": {"t": _NUM, "reason": (str,), "summary": (dict,)},
     "error": {"kind": (str,), "message": (str,), "traceback": (str,)},
     "log": {"t": _NUM, "level": (str,), "text": (str,)},
+    # tensor tracking (see memviz.tracking)
+    "strings": {"entries": (list,)},
+    "stacks": {"entries": (list,)},
+    "tensor_events": {"columns": (dict,)},
+    "mark": {"t": _NUM, "step": (int,), "label": (str,), "live_by_category": (dict,)},
 }
 
 PHASE_NAMES = ("forward", "backward", "optimizer", "generate", "load")
@@ -55,7 +62,12 @@ SAMPLE_COLUMNS = (
     "gpu_process_used",
     "torch_allocated",
     "torch_reserved",
+    "tracked_total",
+    *(SAMPLE_PREFIX + c for c in CATEGORIES),
 )
+EVENT_COLUMNS = ("t", "id", "kind", "nbytes", "category", "offset", "dtype", "shape", "device",
+                 "module", "op", "phase", "step", "stack")
+STRING_TABLES = ("dtype", "shape", "device", "module", "op", "frame")
 
 
 def validate_message(msg: Any) -> dict:
@@ -83,4 +95,22 @@ def validate_message(msg: Any) -> dict:
             lengths.add(len(col))
         if "t" not in cols or len(lengths) != 1:
             raise ProtocolError("samples columns must include t and have one length")
+    if kind == "tensor_events":
+        cols = msg["columns"]
+        if set(cols) != set(EVENT_COLUMNS) or not all(isinstance(c, _ARR) for c in cols.values()):
+            raise ProtocolError("tensor_events must carry exactly the event columns as arrays")
+        if len({len(c) for c in cols.values()}) != 1:
+            raise ProtocolError("tensor_events columns must have one length")
+    if kind == "strings":
+        for entry in msg["entries"]:
+            if not (isinstance(entry, list) and len(entry) == 3 and entry[0] in STRING_TABLES
+                    and isinstance(entry[1], int) and entry[1] >= 0
+                    and isinstance(entry[2], str)):
+                raise ProtocolError("strings entries must be [table, id, text]")
+    if kind == "stacks":
+        for entry in msg["entries"]:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+                    and isinstance(entry[1], list)
+                    and all(isinstance(f, int) for f in entry[1])):
+                raise ProtocolError("stacks entries must be [id, [frame ids]]")
     return msg

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,6 +28,7 @@ class Emitter:
         self._wake = threading.Event()
         self._closing = False
         self.failed: BaseException | None = None
+        self.sources: list[Callable[[], list[dict]]] = []
         self._thread = threading.Thread(target=self._loop, name="memviz-emitter", daemon=True)
         self._thread.start()
 
@@ -47,6 +49,8 @@ class Emitter:
             table = np.asarray(rows, dtype=np.float64)
             columns = {name: table[:, i].copy() for i, name in enumerate(SAMPLE_COLUMNS)}
             messages.insert(0, {"type": "samples", "columns": columns})
+        for source in self.sources:
+            messages.extend(source())
         return messages
 
     def flush(self) -> None:

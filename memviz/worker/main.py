@@ -102,6 +102,7 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
     sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, nvml, cuda_index)
     sampler.start()
     exit_code, reason = 0, "finished"
+    tracker = None
     try:
         torch.manual_seed(spec.seed)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
@@ -110,21 +111,31 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "end"})
         summary = model_summary.summarize(spec.model, task.kind, task.model)
+        if spec.track != "samples":
+            from ..tracking import TensorTracker
+
+            tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
+            tracker.start(task.model)
+            sampler.tracker = tracker
+            emitter.sources.append(tracker.take_messages)
         emitter.send({"type": "run_started", "spec": spec.to_dict(),
                       "environment": environment.describe(nvml, spec.device),
                       "model": summary, "t0_wall": _wall_at(t0)})
         if spec.mode == "generate" and not task.can_generate:
             raise SpecError(f"{spec.model} cannot generate: generation needs a Hugging Face "
                             "causal LM (gpt2-tiny, llama-tiny or your own)")
-        reason = Runner(spec, task, emitter, sampler, stop, t0).run()
+        reason = Runner(spec, task, emitter, sampler, stop, t0, tracker).run()
     except BaseException as exc:
         kind, exit_code = _classify(exc)
         reason = "error"
         emitter.send({"type": "error", "kind": kind, "message": _one_line(exc),
                       "traceback": traceback.format_exc()})
     finally:
+        if tracker is not None:
+            tracker.stop()
         sampler.stop()
-        emitter.send({"type": "run_done", "t": now() - t0, "reason": reason, "summary": {}})
+        emitter.send({"type": "run_done", "t": now() - t0, "reason": reason,
+                      "summary": {"tracking": tracker.summary() if tracker else None}})
         emitter.close()
     return exit_code
 

@@ -34,7 +34,7 @@ def make_optimizer(spec: RunSpec, model: torch.nn.Module) -> torch.optim.Optimiz
 class Runner:
     def __init__(
         self, spec: RunSpec, task: Task, emitter: Emitter, sampler: MemorySampler,
-        stop: threading.Event, t0: float,
+        stop: threading.Event, t0: float, tracker=None,
     ) -> None:
         self.spec = spec
         self.task = task
@@ -44,6 +44,7 @@ class Runner:
         self.t0 = t0
         self.device = torch.device(spec.device)
         self.cuda = self.device.type == "cuda"
+        self.tracker = tracker
 
     def _t(self) -> float:
         return now() - self.t0
@@ -57,16 +58,35 @@ class Runner:
         self._check_stop()
         self.emitter.send({"type": "phase", "t": self._t(), "step": step, "name": name,
                            "edge": "begin"})
+        if self.tracker is not None:
+            self.tracker.set_phase(name, step)
         try:
             yield
         finally:
             if self.cuda:
                 torch.cuda.synchronize(self.device)
+            if self.tracker is not None:
+                self.tracker.set_phase("", step)
             self.emitter.send({"type": "phase", "t": self._t(), "step": step, "name": name,
                                "edge": "end"})
 
+    def _batch(self):
+        batch = self.task.make_batch(self.spec.batch_size, self.spec.seq_len, self.device)
+        if self.tracker is not None:
+            values = batch.values() if isinstance(batch, dict) else [batch]
+            self.tracker.tag(values, "input")
+        return batch
+
+    def mark(self, step: int, label: str) -> None:
+        """Send the live bytes per category at this moment (tracked runs only)."""
+        if self.tracker is not None:
+            self.emitter.send({"type": "mark", "t": self._t(), "step": step, "label": label,
+                               "live_by_category": self.tracker.live_bytes()})
+
     def _begin_step(self) -> float:
         self.sampler.take_step_peak()
+        if self.tracker is not None:
+            self.tracker.take_step_peak()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
         return time.perf_counter()
@@ -82,6 +102,9 @@ class Runner:
             "peak_rss_bytes": self.sampler.take_step_peak(),
             "peak_gpu_bytes": (
                 int(torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
+            ),
+            "tracked_peak_bytes": (
+                self.tracker.take_step_peak() if self.tracker is not None else None
             ),
         })
 
@@ -103,7 +126,7 @@ class Runner:
 
     def _train_step(self, step: int) -> None:
         started = self._begin_step()
-        batch = self.task.make_batch(self.spec.batch_size, self.spec.seq_len, self.device)
+        batch = self._batch()
         with self.phase(step, "forward"):
             loss = self.task.loss(batch)
         with self.phase(step, "backward"):
@@ -112,13 +135,16 @@ class Runner:
         del loss, batch
         with self.phase(step, "optimizer"):
             self.optimizer.step()
+            if self.tracker is not None:
+                self.tracker.tag_optimizer_state(self.optimizer)
+            self.mark(step, "after_optimizer_step")
             self.optimizer.zero_grad(set_to_none=True)
         self._end_step(step, started, _finite_or_none(loss_value),
                        self.spec.batch_size * self.spec.seq_len)
 
     def _infer_step(self, step: int) -> None:
         started = self._begin_step()
-        batch = self.task.make_batch(self.spec.batch_size, self.spec.seq_len, self.device)
+        batch = self._batch()
         with self.phase(step, "forward"), torch.no_grad():
             loss_value = float(self.task.loss(batch))
         del batch
@@ -127,12 +153,38 @@ class Runner:
 
     def _generate_step(self, step: int) -> None:
         started = self._begin_step()
-        batch = self.task.make_batch(self.spec.batch_size, self.spec.seq_len, self.device)
-        with self.phase(step, "generate"), torch.no_grad():
-            out = self.task.generate(batch, self.spec.max_new_tokens)
+        batch = self._batch()
+        hook = None
+        if self.tracker is not None:
+            hook = self.task.model.register_forward_hook(self._tag_kv_cache)
+        try:
+            with self.phase(step, "generate"), torch.no_grad():
+                out = self.task.generate(batch, self.spec.max_new_tokens)
+        finally:
+            if hook is not None:
+                hook.remove()
         new_tokens = int(out.shape[0] * (out.shape[1] - batch["input_ids"].shape[1]))
         del out, batch
         self._end_step(step, started, None, new_tokens)
+
+
+    def _tag_kv_cache(self, _module, _args, output) -> None:
+        cache = getattr(output, "past_key_values", None)
+        if cache is not None:
+            self.tracker.tag(_cache_tensors(cache), "kv_cache")
+
+
+def _cache_tensors(cache) -> list[torch.Tensor]:
+    """The key/value tensors of a transformers cache (Cache object or legacy tuples)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [t for layer in layers for t in (getattr(layer, "keys", None),
+                                                 getattr(layer, "values", None))
+                if isinstance(t, torch.Tensor)]
+    if isinstance(cache, tuple | list):
+        return [t for item in cache for t in (_cache_tensors(item) if isinstance(item, tuple | list)
+                                               else [item]) if isinstance(t, torch.Tensor)]
+    return []
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -11,6 +11,7 @@ import math
 import threading
 from collections.abc import Callable
 
+from ..core.categories import CATEGORIES
 from . import procmem
 from .gpu import NvmlDevice
 
@@ -26,6 +27,7 @@ class MemorySampler(threading.Thread):
         t0: float,
         nvml: NvmlDevice,
         torch_cuda_device: int | None = None,
+        tracker=None,
     ) -> None:
         super().__init__(name="memviz-sampler", daemon=True)
         self.period = 1.0 / hz
@@ -34,6 +36,7 @@ class MemorySampler(threading.Thread):
         self.t0 = t0
         self.nvml = nvml
         self.cuda_index = torch_cuda_device
+        self.tracker = tracker
         self.peak = procmem.PeakRss()
         self._halt = threading.Event()
         self._lock = threading.Lock()
@@ -74,9 +77,16 @@ class MemorySampler(threading.Thread):
             NAN if process_used is None else float(process_used),
             allocated,
             reserved,
+            *self._tracked(),
         )
         self.emit(row)
         return row
+
+    def _tracked(self) -> tuple[float, ...]:
+        if self.tracker is None:
+            return (NAN,) * (1 + len(CATEGORIES))
+        by_category = list(self.tracker.live_by_category)
+        return (float(sum(by_category)), *map(float, by_category))
 
     def take_step_peak(self) -> int:
         """The exact peak RSS since the last call (the kernel's mark included)."""

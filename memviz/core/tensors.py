@@ -1,0 +1,93 @@
+"""Every tracked allocation as one row, indexed by its id (ids are 0, 1, 2, …).
+
+The worker streams alloc / free / retag events; here they become rows with an
+allocation time, a free time (NaN while live) and the latest category, which is
+all the allocation view, the inspector and the "at a moment" list need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..protocol.messages import STRING_TABLES
+from .categories import CATEGORIES
+from .columns import Columns
+
+ALLOC, FREE, RETAG = 0, 1, 2
+ROW_COLUMNS = {
+    "t_alloc": np.float64, "t_free": np.float64, "nbytes": np.int64, "category": np.int16,
+    "offset": np.int64, "dtype": np.int32, "shape": np.int32, "device": np.int32,
+    "module": np.int32, "op": np.int32, "phase": np.int16, "step": np.int32,
+    "stack": np.int32,
+}
+
+
+class TrackingError(ValueError):
+    """Events that contradict each other (ids out of order, unknown categories)."""
+
+
+class TensorLog:
+    def __init__(self) -> None:
+        self.rows = Columns(ROW_COLUMNS, capacity=1024)
+        self.strings: dict[str, list[str]] = {t: [] for t in STRING_TABLES}
+        self.stacks: dict[int, list[int]] = {}
+        self.marks: list[dict] = []
+        self.event_count = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add_strings(self, entries: list[list]) -> None:
+        for table, ident, text in entries:
+            values = self.strings[table]
+            if ident == len(values):
+                values.append(text)
+            elif ident < len(values):
+                values[ident] = text
+            else:
+                raise TrackingError(f"string id {ident} of {table} arrived out of order")
+
+    def add_stacks(self, entries: list[list]) -> None:
+        for ident, frames in entries:
+            self.stacks[ident] = frames
+
+    def apply(self, cols: dict[str, np.ndarray]) -> None:
+        kind = cols["kind"]
+        ids = cols["id"]
+        if len(kind) and (cols["category"].max() >= len(CATEGORIES)):
+            raise TrackingError("unknown category code")
+        self.event_count += len(kind)
+        alloc = kind == ALLOC
+        if alloc.any():
+            new_ids = ids[alloc]
+            expected = np.arange(len(self.rows), len(self.rows) + len(new_ids))
+            if not np.array_equal(new_ids, expected):
+                raise TrackingError("allocation ids must arrive in order without gaps")
+            self.rows.append({
+                "t_alloc": cols["t"][alloc], "nbytes": cols["nbytes"][alloc],
+                "category": cols["category"][alloc], "offset": cols["offset"][alloc],
+                **{name: cols[name][alloc] for name in
+                   ("dtype", "shape", "device", "module", "op", "phase", "step", "stack")},
+            })
+        known = ids < len(self.rows)
+        if not known.all() or (ids < 0).any():
+            raise TrackingError("an event names an allocation that never arrived")
+        retag = kind == RETAG
+        if retag.any():
+            self.rows.writable("category")[ids[retag]] = cols["category"][retag]
+        free = kind == FREE
+        if free.any():
+            self.rows.writable("t_free")[ids[free]] = cols["t"][free]
+
+    def string(self, table: str, ident: int) -> str:
+        values = self.strings[table]
+        return values[ident] if 0 <= ident < len(values) else ""
+
+    def stack_text(self, ident: int) -> list[str]:
+        return [self.string("frame", f) for f in self.stacks.get(ident, [])]
+
+    def live_at(self, t: float) -> np.ndarray:
+        """Row indices of the allocations live at time ``t``."""
+        t_alloc = self.rows.column("t_alloc")
+        t_free = self.rows.column("t_free")
+        return np.flatnonzero((t_alloc <= t) & ~(t_free <= t))

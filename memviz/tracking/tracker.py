@@ -1,0 +1,342 @@
+"""The tensor tracker: every storage that is allocated and freed, with its category.
+
+How it sees everything:
+- a ``TorchDispatchMode`` sees each op's outputs; a storage never seen before is
+  an allocation (views share a storage and count once; tied weights likewise);
+- a weak reference on the storage fires when its last view dies: the free;
+- autograd's saved-tensor hook marks what backward keeps (``activation``);
+  ``register_post_accumulate_grad_hook`` marks gradients; the optimizer's state is
+  scanned after each step; tensors that existed before tracking (parameters,
+  buffers) are reported at start.
+
+Categories start as ``temporary`` (``other`` outside any phase) and are retagged
+when one of those signals arrives. A retag of an allocation still waiting in
+the batch rewrites it in place, so the common case costs no extra event.
+
+Each allocation also gets a layout offset for the allocation view: it is placed
+on top of the highest live allocation (a max-heap with lazy deletion), so a
+band never overlaps another.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..core.categories import CATEGORIES, CODE
+from .interning import Interner
+from .module_scope import ModuleScope
+
+ALLOC, FREE, RETAG = 0, 1, 2
+PHASES = ("", "load", "forward", "backward", "optimizer", "generate")
+PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
+EVENT_COLUMNS = {
+    "t": np.float64, "id": np.int64, "kind": np.uint8, "nbytes": np.int64,
+    "category": np.uint8, "offset": np.int64, "dtype": np.int32, "shape": np.int32,
+    "device": np.int32, "module": np.int32, "op": np.int32, "phase": np.uint8,
+    "step": np.int32, "stack": np.int32,
+}
+STACK_DEPTH = 24
+_SKIP_IN_STACKS = ("/torch/", "/memviz/tracking/", "/memviz/worker/runner.py", "<frozen")
+
+
+def _storage_key(t: torch.Tensor):
+    st = t.untyped_storage()
+    return st, st._cdata
+
+
+class _Dispatch(TorchDispatchMode):
+    def __init__(self, tracker: TensorTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tracker = self.tracker
+        if type(out) is torch.Tensor or isinstance(out, torch.Tensor):
+            tracker._seen(out, func)
+        elif isinstance(out, tuple | list):
+            for item in out:
+                if isinstance(item, torch.Tensor):
+                    tracker._seen(item, func)
+                elif isinstance(item, tuple | list):
+                    for sub in item:
+                        if isinstance(sub, torch.Tensor):
+                            tracker._seen(sub, func)
+        return out
+
+
+class TensorTracker:
+    def __init__(self, clock, t0: float, *, stacks: bool = False) -> None:
+        self.clock = clock
+        self.t0 = t0
+        self.stacks = stacks
+        self.strings = Interner()
+        # Re-entrant: a GC pass inside _register can run a free callback on this thread.
+        self.lock = threading.RLock()
+        self._live: dict[int, list] = {}   # storage key -> [id, nbytes, category, weakref, end]
+        self._next_id = 0
+        self._events: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
+        self._pending_row: dict[int, int] = {}  # id -> row in _events, until the next take
+        self._heap: list[tuple[int, int]] = []  # (-end, id) of live allocations
+        self._live_ids: set[int] = set()
+        self.live_by_category = [0] * len(CATEGORIES)
+        self.total = 0
+        self.peak = 0
+        self.peak_by_category = [0] * len(CATEGORIES)
+        self.max_by_category = [0] * len(CATEGORIES)
+        self.step_peak = 0
+        self.phase = 0
+        self.step = -1
+        self.scope: ModuleScope | None = None
+        self._mode: _Dispatch | None = None
+        self._saved_hooks = None
+        self._grad_hooks: list = []
+        self._stack_ids: dict[tuple, int] = {}
+        self.new_stacks: list[list] = []
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self, model: torch.nn.Module) -> None:
+        """Report the model's existing tensors, then track everything from here on."""
+        for p in model.parameters():
+            self.retag(p, "parameter" if p.requires_grad else "parameter_frozen")
+            if p.requires_grad:
+                self._grad_hooks.append(p.register_post_accumulate_grad_hook(self._grad_ready))
+        for b in model.buffers():
+            self.retag(b, "buffer")
+        self.scope = ModuleScope(model)
+        self.scope.start()
+        self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
+        self._saved_hooks.__enter__()
+        self._mode = _Dispatch(self)
+        self._mode.__enter__()
+
+    def stop(self) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+        if self._saved_hooks is not None:
+            self._saved_hooks.__exit__(None, None, None)
+            self._saved_hooks = None
+        if self.scope is not None:
+            self.scope.stop()
+        for handle in self._grad_hooks:
+            handle.remove()
+        self._grad_hooks = []
+
+    def set_phase(self, name: str, step: int) -> None:
+        code = PHASE_CODE.get(name, 0)
+        if self.phase == PHASE_CODE["backward"] and code != self.phase and self.scope:
+            self.scope.release()
+        self.phase = code
+        self.step = step
+
+    # -- signals ------------------------------------------------------------------
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        if t.device.type != "meta":
+            entry = self._live.get(t.untyped_storage()._cdata)
+            if entry is not None and entry[2] == CODE["temporary"]:
+                self._set_category(entry, CODE["activation"])
+        return t
+
+    def _grad_ready(self, p: torch.Tensor) -> None:
+        if p.grad is not None:
+            self.retag(p.grad, "gradient")
+
+    def tag_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
+        """Mark every tensor in the optimizer's state (after a step)."""
+        for state in _optimizer_states(optimizer):
+            for value in state.values():
+                if isinstance(value, torch.Tensor):
+                    self.retag(value, "optimizer_state")
+
+    def tag(self, tensors: Iterable[torch.Tensor], category: str) -> None:
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                self.retag(t, category)
+
+    # -- the bookkeeping ----------------------------------------------------------
+    def _seen(self, t: torch.Tensor, func) -> None:
+        if t.device.type == "meta" or t.is_sparse:
+            return
+        st, key = _storage_key(t)
+        if key in self._live or not st.nbytes():
+            return
+        category = CODE["temporary"] if self.phase > 1 else CODE["other"]
+        self._register(t, st, key, category, str(func.__name__))
+
+    def retag(self, t: torch.Tensor, category: str) -> None:
+        """Give ``t``'s storage this category, registering it if it is new to us."""
+        if t.device.type == "meta" or t.is_sparse:
+            return
+        st, key = _storage_key(t)
+        if not st.nbytes():
+            return
+        entry = self._live.get(key)
+        if entry is None:
+            self._register(t, st, key, CODE[category], "(existing)")
+        else:
+            self._set_category(entry, CODE[category])
+
+    def _register(self, t: torch.Tensor, st, key: int, category: int, op: str) -> None:
+        nbytes = st.nbytes()
+        with self.lock:
+            ident = self._next_id
+            self._next_id += 1
+            offset = self._place(ident, nbytes)
+            ref = weakref.ref(st, lambda _r, key=key: self._freed(key))
+            self._live[key] = [ident, nbytes, category, ref]
+            self._count(category, nbytes)
+            strings = self.strings
+            ev = self._events
+            self._pending_row[ident] = len(ev["t"])
+            ev["t"].append(self.clock() - self.t0)
+            ev["id"].append(ident)
+            ev["kind"].append(ALLOC)
+            ev["nbytes"].append(nbytes)
+            ev["category"].append(category)
+            ev["offset"].append(offset)
+            ev["dtype"].append(strings.id("dtype", str(t.dtype).removeprefix("torch.")))
+            ev["shape"].append(strings.id("shape", "×".join(map(str, t.shape)) or "scalar"))
+            ev["device"].append(strings.id("device", str(t.device)))
+            ev["module"].append(strings.id("module", self.scope.current if self.scope else ""))
+            ev["op"].append(strings.id("op", op))
+            ev["phase"].append(self.phase)
+            ev["step"].append(self.step)
+            ev["stack"].append(self._stack_id() if self.stacks else -1)
+
+    def _place(self, ident: int, nbytes: int) -> int:
+        """The layout offset: on top of the highest live allocation."""
+        heap = self._heap
+        while heap and heap[0][1] not in self._live_ids:
+            heapq.heappop(heap)
+        offset = -heap[0][0] if heap else 0
+        heapq.heappush(heap, (-(offset + nbytes), ident))
+        self._live_ids.add(ident)
+        if len(heap) > 2 * len(self._live_ids) + 1024:  # dead entries buried under live ones
+            self._heap = [e for e in heap if e[1] in self._live_ids]
+            heapq.heapify(self._heap)
+        return offset
+
+    def _freed(self, key: int) -> None:
+        with self.lock:
+            entry = self._live.pop(key, None)
+            if entry is None:
+                return
+            ident, nbytes, category, _ = entry
+            self._live_ids.discard(ident)
+            self._count(category, -nbytes)
+            ev = self._events
+            for name, value in (("t", self.clock() - self.t0), ("id", ident), ("kind", FREE),
+                                ("nbytes", nbytes), ("category", category), ("offset", 0),
+                                ("dtype", -1), ("shape", -1), ("device", -1), ("module", -1),
+                                ("op", -1), ("phase", self.phase), ("step", self.step),
+                                ("stack", -1)):
+                ev[name].append(value)
+
+    def _set_category(self, entry: list, category: int) -> None:
+        if entry[2] == category:
+            return
+        with self.lock:
+            ident, nbytes, old = entry[0], entry[1], entry[2]
+            self._count(old, -nbytes)
+            self._count(category, nbytes)
+            entry[2] = category
+            row = self._pending_row.get(ident)
+            ev = self._events
+            if row is not None:
+                ev["category"][row] = category
+                return
+            for name, value in (("t", self.clock() - self.t0), ("id", ident), ("kind", RETAG),
+                                ("nbytes", nbytes), ("category", category), ("offset", 0),
+                                ("dtype", -1), ("shape", -1), ("device", -1), ("module", -1),
+                                ("op", -1), ("phase", self.phase), ("step", self.step),
+                                ("stack", -1)):
+                ev[name].append(value)
+
+    def _count(self, category: int, delta: int) -> None:
+        by_cat = self.live_by_category
+        by_cat[category] += delta
+        self.total += delta
+        if delta > 0:
+            if by_cat[category] > self.max_by_category[category]:
+                self.max_by_category[category] = by_cat[category]
+            if self.total > self.step_peak:
+                self.step_peak = self.total
+            if self.total > self.peak:
+                self.peak = self.total
+                self.peak_by_category = list(by_cat)
+
+    def _stack_id(self) -> int:
+        frames = []
+        frame = sys._getframe(3)
+        while frame is not None and len(frames) < STACK_DEPTH:
+            filename = frame.f_code.co_filename
+            if not any(s in filename for s in _SKIP_IN_STACKS):
+                frames.append(self.strings.id(
+                    "frame", f"{filename}:{frame.f_lineno}:{frame.f_code.co_name}"))
+            frame = frame.f_back
+        key = tuple(frames)
+        found = self._stack_ids.get(key)
+        if found is None:
+            found = self._stack_ids[key] = len(self._stack_ids)
+            self.new_stacks.append([found, list(frames)])
+        return found
+
+    # -- reading ------------------------------------------------------------------
+    def take_messages(self) -> list[dict]:
+        """The strings, stacks and events gathered since the last call, as messages."""
+        with self.lock:
+            events, self._events = self._events, {name: [] for name in EVENT_COLUMNS}
+            self._pending_row = {}
+            strings = self.strings.take()
+            stacks, self.new_stacks = self.new_stacks, []
+        messages = []
+        if strings:
+            messages.append({"type": "strings", "entries": strings})
+        if stacks:
+            messages.append({"type": "stacks", "entries": stacks})
+        if events["t"]:
+            messages.append({"type": "tensor_events", "columns": {
+                name: np.asarray(values, dtype=EVENT_COLUMNS[name])
+                for name, values in events.items()}})
+        return messages
+
+    def live_bytes(self) -> dict[str, int]:
+        return {name: self.live_by_category[i] for i, name in enumerate(CATEGORIES)}
+
+    def take_step_peak(self) -> int:
+        peak, self.step_peak = self.step_peak, self.total
+        return peak
+
+    def summary(self) -> dict:
+        return {
+            "tracked_bytes": self.peak,
+            "peak_by_category": dict(zip(CATEGORIES, self.peak_by_category, strict=True)),
+            "max_by_category": dict(zip(CATEGORIES, self.max_by_category, strict=True)),
+            "allocations": self._next_id,
+        }
+
+
+def _unpack(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _optimizer_states(optimizer) -> Iterable[dict]:
+    # ZeroRedundancyOptimizer keeps its local optimizer in .optim
+    inner = getattr(optimizer, "optim", None)
+    if isinstance(inner, torch.optim.Optimizer):
+        optimizer = inner
+    return [s for s in optimizer.state.values() if isinstance(s, dict)]
+
+
+def now() -> float:
+    return time.monotonic()
