@@ -12,7 +12,7 @@ from .common import print_table
 
 
 def main() -> None:
-    results = [*gui_start.measure(), *stream.measure(), *timeline.measure()]
+    results = [*gui_start.measure(), *stream.measure(), *timeline.measure(), *tracking.measure()]
     print(f"memviz benchmarks on {platform.node()} ({os.cpu_count()} cores, "
           f"Python {platform.python_version()}, Qt platform {os.environ['QT_QPA_PLATFORM']})")
     print_table(results)

@@ -23,12 +23,28 @@ PRESET_PARAMETERS = {
 
 
 @pytest.mark.parametrize("preset", sorted(PRESET_PARAMETERS))
-def test_every_preset_builds_and_trains_one_step(preset):
+def test_every_preset_trains_one_step_with_exact_categories(preset):
     run, _ = run_worker(model=preset, steps=1, batch_size=2, seq_len=32)
     assert run.state == "finished", run.error
     assert run.model["parameters"] == PRESET_PARAMETERS[preset]
     assert run.model["dtype"] == "float32"
     assert len(run.steps) == 1 and math.isfinite(run.steps[0].loss)
+    assert_exact_after_adamw_step(run)
+
+
+def assert_exact_after_adamw_step(run) -> None:
+    """The tracker's categories right after optimizer.step(), before zero_grad."""
+    [mark] = [m for m in run.tensors.marks if m["label"] == "after_optimizer_step"][-1:]
+    live = mark["live_by_category"]
+    model = run.model
+    trainable = model["trainable_parameter_bytes"]
+    assert live["parameter"] + live["parameter_frozen"] == model["parameter_bytes"]
+    assert live["parameter"] == trainable
+    assert live["parameter_frozen"] == model["frozen_parameter_bytes"]
+    assert live["buffer"] == model["buffer_bytes"]
+    assert live["gradient"] == trainable
+    # AdamW: exp_avg and exp_avg_sq per parameter, plus a float32 scalar step counter
+    assert live["optimizer_state"] == 2 * trainable + 4 * model["trainable_parameter_tensors"]
 
 
 def test_a_saved_pretrained_directory_loads_back_by_path(tmp_path):

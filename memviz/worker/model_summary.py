@@ -5,11 +5,15 @@ from __future__ import annotations
 from torch import nn
 
 
-def unique_parameter_bytes(model: nn.Module) -> int:
-    """Bytes of parameters, tied weights counted once (one storage, one count)."""
+def unique_parameter_bytes(model: nn.Module, trainable: bool | None = None) -> int:
+    """Bytes of parameters, tied weights counted once (one storage, one count).
+
+    ``trainable`` picks only trainable (True) or frozen (False) parameters."""
     seen: set[int] = set()
     total = 0
     for p in model.parameters():
+        if trainable is not None and p.requires_grad != trainable:
+            continue
         key = p.untyped_storage().data_ptr()
         if key not in seen:
             seen.add(key)
@@ -30,6 +34,9 @@ def summarize(name: str, kind: str, model: nn.Module) -> dict:
         "parameters": sum(p.numel() for p in params),
         "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
         "parameter_bytes": unique_parameter_bytes(model),
+        "trainable_parameter_bytes": unique_parameter_bytes(model, trainable=True),
+        "frozen_parameter_bytes": unique_parameter_bytes(model, trainable=False),
+        "trainable_parameter_tensors": sum(1 for p in params if p.requires_grad),
         "buffer_bytes": sum(b.numel() * b.element_size() for b in model.buffers()),
         "dtype": str(params[0].dtype).removeprefix("torch.") if params else None,
         "module_tree": tree,

@@ -1,0 +1,245 @@
+"""The tensor tracker: exact categories, agreement with torch.profiler, no leaks."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import time
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.profiler._memory_profiler import Action
+
+from memviz.core.categories import CATEGORIES
+from memviz.core.spec import RunSpec
+from memviz.models import load_task
+from memviz.tracking import TensorTracker
+
+from .conftest import run_worker
+from .test_model_sources import assert_exact_after_adamw_step
+
+ODD_MODEL = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class Odd(nn.Module):
+        """A frozen sub-module, a tied weight, a registered buffer, odd sizes."""
+
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(131, 37)
+            self.frozen = nn.Linear(37, 53)
+            self.frozen.requires_grad_(False)
+            self.mix = nn.Linear(53, 37, bias=False)
+            self.norm = nn.LayerNorm(37)
+            self.head = nn.Linear(37, 131, bias=False)
+            self.head.weight = self.embed.weight  # tied: one storage
+            self.register_buffer("scale", torch.full((37,), 0.5))
+
+        def forward(self, ids):
+            x = self.embed(ids)
+            x = self.norm(x + self.mix(torch.tanh(self.frozen(x)))) * self.scale
+            return self.head(x)
+
+    def build():
+        return Odd()
+''')
+ODD_TRAINABLE = (131 * 37 + 53 * 37 + 37 + 37) * 4  # embed(tied head), mix, norm w+b
+ODD_FROZEN = (37 * 53 + 53) * 4
+ODD_BUFFER = 37 * 4
+
+
+@pytest.fixture(scope="module")
+def odd_factory(tmp_path_factory):
+    path = tmp_path_factory.mktemp("odd") / "odd.py"
+    path.write_text(ODD_MODEL)
+    return f"{path}:build"
+
+
+def test_odd_model_categories_are_exact(odd_factory):
+    run, _ = run_worker(model=odd_factory, steps=2, batch_size=3, seq_len=17)
+    assert run.state == "finished", run.error
+    assert run.model["trainable_parameter_bytes"] == ODD_TRAINABLE
+    assert run.model["frozen_parameter_bytes"] == ODD_FROZEN
+    assert run.model["buffer_bytes"] == ODD_BUFFER
+    assert_exact_after_adamw_step(run)
+    assert run.model["trainable_parameter_tensors"] == 4  # tied weight listed once
+
+
+def test_sgd_without_momentum_keeps_no_optimizer_state(odd_factory):
+    run, _ = run_worker(model=odd_factory, steps=2, batch_size=3, seq_len=17, optimizer="sgd")
+    assert run.state == "finished", run.error
+    live = run.tensors.marks[-1]["live_by_category"]
+    assert live["optimizer_state"] == 0
+    assert live["gradient"] == ODD_TRAINABLE
+
+
+def test_summary_reports_tracked_peak_by_category(tmp_path, gpt2_train_run):
+    from memviz.core.summary import build_summary
+
+    summary = build_summary(gpt2_train_run)
+    by_cat = summary["peak_by_category"]
+    assert set(by_cat) == set(CATEGORIES)
+    assert sum(by_cat.values()) == summary["peak"]["tracked_bytes"]
+    assert all(summary["max_by_category"][c] >= by_cat[c] for c in CATEGORIES)
+    assert summary["max_by_category"]["activation"] > 0
+    assert summary["max_by_category"]["gradient"] == gpt2_train_run.model["parameter_bytes"]
+    assert summary["peak"]["tracked_bytes"] < summary["peak"]["rss_bytes"]
+    assert all(s["tracked_peak_bytes"] > 0 for s in summary["steps"])
+
+
+def test_events_stream_into_rows_that_agree_with_the_tracker(gpt2_train_run):
+    tensors = gpt2_train_run.tensors
+    rows = tensors.rows
+    assert len(rows) == gpt2_train_run.worker_summary["tracking"]["allocations"]
+    nbytes = np.asarray(rows.column("nbytes"))
+    assert (nbytes > 0).all()
+    # what is live at the end, per category, is what the samples say at the end
+    live = np.isnan(rows.column("t_free"))
+    last = {c: gpt2_train_run.samples.column(f"cat_{c}")[-1] for c in CATEGORIES}
+    for code, name in enumerate(CATEGORIES):
+        in_rows = int(nbytes[live & (np.asarray(rows.column("category")) == code)].sum())
+        assert in_rows == last[name], name
+    modules = set(tensors.strings["module"])
+    assert any(m.startswith("transformer.h.") for m in modules)
+    assert "addmm.default" in tensors.strings["op"]  # GPT-2 Conv1D projections
+    # layout offsets: no two live allocations overlap at any moment we look at
+    for t in np.linspace(0, rows.column("t_alloc").max(), 7):
+        idx = tensors.live_at(t)
+        start = np.asarray(rows.column("offset"))[idx]
+        order = np.argsort(start)
+        ends = (start + nbytes[idx])[order]
+        assert (start[order][1:] >= ends[:-1]).all()
+
+
+def test_inference_saves_no_activations_and_generation_fills_a_kv_cache():
+    run, _ = run_worker(model="gpt2-tiny", mode="infer", steps=1, batch_size=2, seq_len=32)
+    summary = run.worker_summary["tracking"]
+    assert summary["max_by_category"]["activation"] == 0
+    assert summary["max_by_category"]["gradient"] == 0
+    run, _ = run_worker(model="gpt2-tiny", mode="generate", steps=1, batch_size=2, seq_len=16,
+                        max_new_tokens=8)
+    kv = run.worker_summary["tracking"]["max_by_category"]["kv_cache"]
+    # 4 layers × (K and V) × batch 2 × 4 heads × ≥ 23 positions × 64 dims × 4 bytes
+    assert kv >= 4 * 2 * 2 * 4 * 23 * 64 * 4
+
+
+def test_samples_level_tracks_no_tensors():
+    run, _ = run_worker(model="conv-lm", steps=1, batch_size=1, seq_len=16, track="samples")
+    assert run.state == "finished"
+    assert len(run.tensors) == 0
+    assert run.worker_summary["tracking"] is None
+    assert not run.samples.has_data("tracked_total")
+
+
+def test_stacks_level_records_python_stacks():
+    run, _ = run_worker(model="conv-lm", steps=1, batch_size=1, seq_len=16,
+                        track="tensors+stacks")
+    rows = run.tensors.rows
+    stacks = np.asarray(rows.column("stack"))
+    activation = np.asarray(rows.column("category")) == CATEGORIES.index("activation")
+    assert activation.any() and (stacks[activation] >= 0).all()
+    frames = run.tensors.stack_text(int(stacks[activation][0]))
+    # an activation's stack reaches the model's own forward, torch's frames left out
+    assert any("presets.py" in f and ":forward" in f for f in frames), frames
+    assert not any("/torch/" in f for f in frames)
+
+
+def _train_step(task, optimizer, tracker=None):
+    device = torch.device("cpu")
+    batch = task.make_batch(4, 128, device)
+    if tracker:
+        tracker.tag(batch.values(), "input")
+        tracker.set_phase("forward", 0)
+    loss = task.loss(batch)
+    if tracker:
+        tracker.set_phase("backward", 0)
+    loss.backward()
+    del loss, batch
+    if tracker:
+        tracker.set_phase("optimizer", 0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if tracker:
+        tracker.set_phase("", 0)
+        tracker.take_messages()
+
+
+def _peaks(model: str) -> tuple[int, int]:
+    """(tracked, profiler) peak bytes above the start of one training step."""
+    torch.manual_seed(0)
+    task = load_task(RunSpec(model=model))
+    optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-3)
+    _train_step(task, optimizer)  # optimizer state exists before either measures
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                 with_stack=True) as prof:
+        _train_step(task, optimizer)
+    timeline = prof._memory_profile().timeline
+    deltas = sorted((t, size if action == Action.CREATE else -size)
+                    for t, action, _, size in timeline
+                    if action in (Action.CREATE, Action.DESTROY))
+    profiler_peak = int(np.cumsum([d for _, d in deltas]).max())
+    tracker = TensorTracker(time.monotonic, time.monotonic())
+    tracker.start(task.model)
+    tracker.tag_optimizer_state(optimizer)
+    try:
+        start = tracker.total
+        tracker.take_step_peak()
+        _train_step(task, optimizer, tracker)
+        tracked_peak = tracker.take_step_peak() - start
+    finally:
+        tracker.stop()
+    return tracked_peak, profiler_peak
+
+
+@pytest.mark.parametrize("model", ["gpt2-tiny", "llama-tiny", "bert-tiny"])
+def test_tracked_peak_matches_torch_profiler_within_2_percent(model):
+    tracked, profiled = _peaks(model)
+    assert profiled > 1_000_000
+    assert math.isclose(tracked, profiled, rel_tol=0.02), (tracked, profiled)
+
+
+@pytest.fixture
+def without_onednn():
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = enabled
+
+
+def test_lstm_peak_matches_the_profiler_with_torch_own_kernels(without_onednn):
+    tracked, profiled = _peaks("lstm-lm")
+    assert math.isclose(tracked, profiled, rel_tol=0.02), (tracked, profiled)
+
+
+@pytest.mark.parametrize("model,low", [("lstm-lm", 0.5), ("conv-lm", 0.8)])
+def test_kernel_internal_workspace_is_the_documented_blind_spot(model, low):
+    """oneDNN's LSTM and CPU convolutions allocate workspace inside the kernel, below
+    the dispatcher: the profiler (an allocator hook) sees it, a dispatch-level
+    tracker cannot. docs/tracking.md states the gap; this test keeps it true."""
+    tracked, profiled = _peaks(model)
+    assert low * profiled < tracked < profiled, (tracked, profiled)
+
+
+def test_tracking_many_steps_leaks_neither_tensors_nor_hooks():
+    task = load_task(RunSpec(model="gpt2-tiny"))
+    optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-3)
+    tracker = TensorTracker(time.monotonic, time.monotonic())
+    tracker.start(task.model)
+    process = psutil.Process()
+    try:
+        live, rss = [], []
+        for _ in range(6):
+            _train_step(task, optimizer, tracker)
+            live.append(tracker.total)
+            rss.append(process.memory_info().rss)
+            assert tracker.scope._grad_hooks == []
+        assert len(set(live[1:])) == 1  # the same bytes live after every step
+        assert len(tracker._heap) <= 2 * len(tracker._live_ids) + 1024
+        # module-scope hooks that were never removed cost ~170 MiB a step here
+        assert rss[-1] - rss[1] < 100 * 2**20
+    finally:
+        tracker.stop()
