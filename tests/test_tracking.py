@@ -238,7 +238,8 @@ def test_tracking_many_steps_leaks_neither_tensors_nor_hooks():
             rss.append(process.memory_info().rss)
             assert tracker.scope._grad_hooks == []
         assert len(set(live[1:])) == 1  # the same bytes live after every step
-        assert len(tracker._heap) <= 2 * len(tracker._live_ids) + 1024
+        # the layout reuses freed space: its top stays within a few × the live bytes
+        assert tracker.extent <= 4 * tracker.peak
         # module-scope hooks that were never removed cost ~170 MiB a step here
         assert rss[-1] - rss[1] < 100 * 2**20
     finally:

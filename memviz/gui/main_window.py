@@ -21,8 +21,13 @@ from .. import __version__
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
+from .alloc_view import AllocationView
 from .axes import format_bytes
+from .filters import FilterBar
+from .inspector import Inspector
 from .log_pane import LogPane
+from .modules_view import ModulesView
+from .moment_view import MomentView
 from .run_list import RunList
 from .run_panel import RunPanel
 from .step_table import StepTable
@@ -63,9 +68,37 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineView()
         self.step_table = StepTable()
         self.log_pane = LogPane()
+        self.alloc_view = AllocationView()
+        self._syncing_x = False
+        self.timeline.plot_item.getViewBox().sigXRangeChanged.connect(self._timeline_x_changed)
+        self.alloc_view.getPlotItem().getViewBox().sigRangeChangedManually.connect(
+            self._alloc_x_changed)
+        self.inspector = Inspector()
+        self.filter_bar = FilterBar()
+        self.moment_view = MomentView()
+        self.modules_view = ModulesView()
+        alloc_split = QSplitter(Qt.Orientation.Horizontal)
+        alloc_split.addWidget(self.alloc_view)
+        alloc_split.addWidget(self.inspector)
+        alloc_split.setSizes([700, 280])
+        alloc_tab = QWidget()
+        alloc_layout = QVBoxLayout(alloc_tab)
+        alloc_layout.setContentsMargins(2, 2, 2, 2)
+        alloc_layout.addWidget(self.filter_bar)
+        alloc_layout.addWidget(alloc_split, 1)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.step_table, "Steps")
+        self.tabs.addTab(alloc_tab, "Allocations")
+        self.tabs.addTab(self.moment_view, "At a moment")
+        self.tabs.addTab(self.modules_view, "Modules")
         self.tabs.addTab(self.log_pane, "Log")
+        self.alloc_view.allocation_clicked.connect(self._inspect)
+        self.moment_view.row_selected.connect(self._inspect)
+        self.moment_view.jump_requested.connect(self.set_cursor)
+        self.timeline.cursor.sigPositionChanged.connect(lambda *_: self._cursor_moved())
+        self.filter_bar.changed.connect(self._filter_changed)
+        self.filter_bar.colour_by.currentTextChanged.connect(self.alloc_view.set_colour_by)
+        self._keep = None
         right_split = QSplitter(Qt.Orientation.Vertical)
         right_split.addWidget(self.timeline)
         right_split.addWidget(self.tabs)
@@ -134,7 +167,53 @@ class MainWindow(QMainWindow):
     # -- drawing ----------------------------------------------------------------
     def _shown_changed(self) -> None:
         self.timeline.show_runs([self.runs[i] for i in self.run_list.shown_run_ids()])
+        self.alloc_view.set_run(self.current_run())
+        self._filter_changed()
         self.refresh()
+
+    # -- the allocation views -------------------------------------------------
+    def _timeline_x_changed(self, _vb, x_range) -> None:
+        """The timeline leads: the allocation view shows the same time range.
+
+        (A two-way setXLink lets the allocation view's own autorange switch the
+        timeline's off; this one-way mirror does not.)"""
+        if not self._syncing_x:
+            self._syncing_x = True
+            self.alloc_view.setXRange(*x_range, padding=0)
+            self._syncing_x = False
+
+    def _alloc_x_changed(self, *_args) -> None:
+        if not self._syncing_x:
+            self._syncing_x = True
+            x0, x1 = self.alloc_view.getPlotItem().getViewBox().viewRange()[0]
+            self.timeline.plot_item.setXRange(x0, x1, padding=0)
+            self._syncing_x = False
+
+    def _filter_changed(self) -> None:
+        run = self.current_run()
+        if run is None:
+            return
+        with run.lock:
+            self._keep = self.filter_bar.current().mask(run.tensors)
+        self.alloc_view.set_filter(self._keep)
+        self._cursor_moved()
+
+    def _inspect(self, row: int) -> None:
+        run = self.current_run()
+        if run is not None:
+            self.alloc_view.select(row)
+            self.inspector.show_allocation(run, row)
+
+    def set_cursor(self, t: float) -> None:
+        self.timeline.cursor.show()
+        self.timeline.cursor.setValue(t)
+        self._cursor_moved()
+
+    def _cursor_moved(self) -> None:
+        if self.timeline.cursor.isVisible():
+            keep = self._keep if self.filter_bar.current() != type(self.filter_bar.current())() \
+                else None
+            self.moment_view.show_moment(self.current_run(), self.timeline.cursor.value(), keep)
 
     def _show_error(self, text: str | None) -> None:
         self.error_banner.setVisible(bool(text))
@@ -148,6 +227,12 @@ class MainWindow(QMainWindow):
         run = self.current_run()
         self.step_table.show_run(run)
         self.log_pane.show_run(run)
+        self.alloc_view.update_run()
+        self.modules_view.show_run(run)
+        if run is not None and run.finished and not self.timeline.cursor.isVisible() \
+                and len(run.tensors):
+            self.moment_view.run = run
+            self.moment_view._jump_to_peak()
         self.run_panel.set_running(self.active_run() is not None)
         if run is None:
             return

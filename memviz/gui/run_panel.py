@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.categories import TRACK_LEVELS
 from ..core.spec import DATA_SOURCES, MODES, OPTIMIZERS, PRESETS, RunSpec
 
 
@@ -67,6 +68,11 @@ class RunPanel(QWidget):
         self.data.addItems(DATA_SOURCES)
         self.max_new_tokens = _spin(1, 65536, d.max_new_tokens)
         self.sample_hz = _spin(1, 100, int(d.sample_hz))
+        self.track = QComboBox()
+        self.track.addItems(TRACK_LEVELS)
+        self.track.setCurrentText(d.track)
+        self.track.setToolTip("samples: memory counters only; tensors: every allocation, "
+                              "categorised; tensors+stacks: with Python stacks (slower)")
 
         form = QFormLayout()
         form.addRow("Model", model_row)
@@ -81,6 +87,7 @@ class RunPanel(QWidget):
         form.addRow("Data", self.data)
         form.addRow("Seed", self.seed)
         form.addRow("Samples / s", self.sample_hz)
+        form.addRow("Tracking", self.track)
         group = QGroupBox("Run")
         group.setLayout(form)
 
@@ -120,6 +127,7 @@ class RunPanel(QWidget):
             lr=self.lr.value(), device=self.device.currentText().strip(),
             seed=self.seed.value(), data=self.data.currentText(),
             max_new_tokens=self.max_new_tokens.value(), sample_hz=float(self.sample_hz.value()),
+            track=self.track.currentText(),
         )
 
     def set_running(self, running: bool) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor
 
+from ..core.categories import CATEGORIES, COLOURS, LABELS, SAMPLE_PREFIX
 from ..core.run import Run
 from .axes import BytesAxis
 from .style import PHASES, RUN_STYLES, SERIES
@@ -21,18 +22,27 @@ from .style import PHASES, RUN_STYLES, SERIES
 SHADE_HEADROOM = 4.0
 
 
+# Bottom to top: what lives longest first, so the areas read like a memory stack.
+STACK_ORDER = ("parameter", "parameter_frozen", "buffer", "optimizer_state", "gradient",
+               "quantization_state", "kv_cache", "input", "activation", "temporary", "other")
+assert set(STACK_ORDER) == set(CATEGORIES)
+
+
 class _RunLayers:
     """The items one run contributes to the plot."""
 
     def __init__(self) -> None:
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.areas: dict[str, pg.PlotDataItem] = {}
         self.shades: dict[str, pg.BarGraphItem] = {}
         self.steps: pg.BarGraphItem | None = None
         self.revision = -1
 
 
 class TimelineView(pg.GraphicsLayoutWidget):
-    """A legend row above the plot, so the legend never hides the data."""
+    """A legend row above the plot, so the legend never hides the data.
+
+    A movable red cursor picks the moment the "At a moment" view lists."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent=parent)
@@ -56,6 +66,13 @@ class TimelineView(pg.GraphicsLayoutWidget):
         self._hidden: set[str] = {c for c, (_, _, shown) in SERIES.items() if not shown}
         self._phase_legend_added: set[str] = set()
         self._shade_height = 1.0
+        self.cursor = pg.InfiniteLine(pos=0, angle=90, movable=True,
+                                      pen=pg.mkPen("#d62728", width=1),
+                                      label="t={value:.3f} s",
+                                      labelOpts={"position": 0.95, "color": "#d62728"})
+        self.cursor.setZValue(20)
+        self.cursor.hide()
+        plot.addItem(self.cursor, ignoreBounds=True)
 
     # -- which runs are shown ---------------------------------------------
     def show_runs(self, runs: list[Run]) -> None:
@@ -73,7 +90,8 @@ class TimelineView(pg.GraphicsLayoutWidget):
 
     def _remove(self, run_id: int) -> None:
         layers = self._layers.pop(run_id)
-        for item in [*layers.curves.values(), *layers.shades.values(), layers.steps]:
+        for item in [*layers.curves.values(), *layers.areas.values(), *layers.shades.values(),
+                     layers.steps]:
             if item is not None:
                 self.legend.removeItem(item)
                 self.plot_item.removeItem(item)
@@ -90,6 +108,8 @@ class TimelineView(pg.GraphicsLayoutWidget):
             t = samples.column("t")
             columns = {c: (samples.column(c), samples.has_gaps(c)) for c in SERIES
                        if samples.has_data(c)}
+            categories = {c: samples.column(SAMPLE_PREFIX + c) for c in STACK_ORDER
+                          if samples.has_data(SAMPLE_PREFIX + c)}
             phases = [(p.name, p.begin, p.end) for p in run.phases]
             step_ends = np.array([s.t for s in run.steps])
         for column, (values, gaps) in columns.items():
@@ -102,6 +122,7 @@ class TimelineView(pg.GraphicsLayoutWidget):
             if np.isfinite(top) and top * SHADE_HEADROOM > self._shade_height:
                 self._shade_height = top * SHADE_HEADROOM * 2
         if layers.shade:
+            self._draw_categories(layers, t, categories)
             self._draw_phases(layers, phases, t[-1] if len(t) else 0.0)
             self._draw_steps(layers, step_ends)
         return True
@@ -120,6 +141,27 @@ class TimelineView(pg.GraphicsLayoutWidget):
                 curve.setZValue(-1)
             layers.curves[column] = curve
         return curve
+
+    def _draw_categories(self, layers: _RunLayers, t: np.ndarray, categories: dict) -> None:
+        """Stacked areas: each category filled from 0 to its running total, drawn from
+        the top down, so each visible band is exactly that category's bytes."""
+        running = np.zeros(len(t))
+        for z, (name, values) in enumerate(categories.items()):
+            if not np.nanmax(values, initial=0):
+                continue
+            running = running + np.nan_to_num(values)
+            area = layers.areas.get(name)
+            if area is None:
+                colour = QColor(COLOURS[name])
+                area = pg.PlotDataItem(pen=pg.mkPen(colour.darker(120), width=1), fillLevel=0,
+                                       brush=pg.mkBrush(colour))
+                area.setDownsampling(auto=True, method="peak")
+                area.setClipToView(True)
+                area.setZValue(-9 + (len(STACK_ORDER) - z) * 0.01)
+                self.plot_item.addItem(area)
+                self.legend.addItem(area, LABELS[name])
+                layers.areas[name] = area
+            area.setData(t, running.copy(), connect="all", skipFiniteCheck=True)
 
     def _draw_phases(self, layers: _RunLayers, phases: list, now: float) -> None:
         by_name: dict[str, list[tuple[float, float]]] = {}

@@ -13,14 +13,16 @@ Categories start as ``temporary`` (``other`` outside any phase) and are retagged
 when one of those signals arrives. A retag of an allocation still waiting in
 the batch rewrites it in place, so the common case costs no extra event.
 
-Each allocation also gets a layout offset for the allocation view: it is placed
-on top of the highest live allocation (a max-heap with lazy deletion), so a
-band never overlaps another.
+Each allocation also gets a layout offset for the allocation view, placed
+first-fit into the holes that frees leave (as an allocator would), so bands never
+overlap and the picture stays as compact as the live bytes allow. (Placing each
+one on top of the highest live allocation instead let long-lived gradients and
+optimizer state push the top to 6× the live bytes within two steps.)
 """
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import sys
 import threading
 import time
@@ -86,8 +88,9 @@ class TensorTracker:
         self._next_id = 0
         self._events: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
         self._pending_row: dict[int, int] = {}  # id -> row in _events, until the next take
-        self._heap: list[tuple[int, int]] = []  # (-end, id) of live allocations
-        self._live_ids: set[int] = set()
+        self._hole_starts: list[int] = []  # free gaps below the extent, sorted by start
+        self._hole_sizes: list[int] = []
+        self.extent = 0  # the layout's top
         self.live_by_category = [0] * len(CATEGORIES)
         self.total = 0
         self.peak = 0
@@ -106,12 +109,13 @@ class TensorTracker:
     # -- lifecycle ----------------------------------------------------------------
     def start(self, model: torch.nn.Module) -> None:
         """Report the model's existing tensors, then track everything from here on."""
-        for p in model.parameters():
-            self.retag(p, "parameter" if p.requires_grad else "parameter_frozen")
+        for name, p in model.named_parameters():
+            self.retag(p, "parameter" if p.requires_grad else "parameter_frozen",
+                       module=name.rpartition(".")[0])
             if p.requires_grad:
                 self._grad_hooks.append(p.register_post_accumulate_grad_hook(self._grad_ready))
-        for b in model.buffers():
-            self.retag(b, "buffer")
+        for name, b in model.named_buffers():
+            self.retag(b, "buffer", module=name.rpartition(".")[0])
         self.scope = ModuleScope(model)
         self.scope.start()
         self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
@@ -173,8 +177,9 @@ class TensorTracker:
         category = CODE["temporary"] if self.phase > 1 else CODE["other"]
         self._register(t, st, key, category, str(func.__name__))
 
-    def retag(self, t: torch.Tensor, category: str) -> None:
-        """Give ``t``'s storage this category, registering it if it is new to us."""
+    def retag(self, t: torch.Tensor, category: str, module: str | None = None) -> None:
+        """Give ``t``'s storage this category, registering it if it is new to us
+        (under ``module`` if given, else the module running now)."""
         if t.device.type == "meta" or t.is_sparse:
             return
         st, key = _storage_key(t)
@@ -182,18 +187,19 @@ class TensorTracker:
             return
         entry = self._live.get(key)
         if entry is None:
-            self._register(t, st, key, CODE[category], "(existing)")
+            self._register(t, st, key, CODE[category], "(existing)", module)
         else:
             self._set_category(entry, CODE[category])
 
-    def _register(self, t: torch.Tensor, st, key: int, category: int, op: str) -> None:
+    def _register(self, t: torch.Tensor, st, key: int, category: int, op: str,
+                  module: str | None = None) -> None:
         nbytes = st.nbytes()
         with self.lock:
             ident = self._next_id
             self._next_id += 1
-            offset = self._place(ident, nbytes)
+            offset = self._place(nbytes)
             ref = weakref.ref(st, lambda _r, key=key: self._freed(key))
-            self._live[key] = [ident, nbytes, category, ref]
+            self._live[key] = [ident, nbytes, category, ref, offset]
             self._count(category, nbytes)
             strings = self.strings
             ev = self._events
@@ -207,32 +213,55 @@ class TensorTracker:
             ev["dtype"].append(strings.id("dtype", str(t.dtype).removeprefix("torch.")))
             ev["shape"].append(strings.id("shape", "×".join(map(str, t.shape)) or "scalar"))
             ev["device"].append(strings.id("device", str(t.device)))
-            ev["module"].append(strings.id("module", self.scope.current if self.scope else ""))
+            if module is None:
+                module = self.scope.current if self.scope else ""
+            ev["module"].append(strings.id("module", module))
             ev["op"].append(strings.id("op", op))
             ev["phase"].append(self.phase)
             ev["step"].append(self.step)
             ev["stack"].append(self._stack_id() if self.stacks else -1)
 
-    def _place(self, ident: int, nbytes: int) -> int:
-        """The layout offset: on top of the highest live allocation."""
-        heap = self._heap
-        while heap and heap[0][1] not in self._live_ids:
-            heapq.heappop(heap)
-        offset = -heap[0][0] if heap else 0
-        heapq.heappush(heap, (-(offset + nbytes), ident))
-        self._live_ids.add(ident)
-        if len(heap) > 2 * len(self._live_ids) + 1024:  # dead entries buried under live ones
-            self._heap = [e for e in heap if e[1] in self._live_ids]
-            heapq.heapify(self._heap)
+    def _place(self, nbytes: int) -> int:
+        """First fit: the lowest hole that is large enough, else the top."""
+        starts, sizes = self._hole_starts, self._hole_sizes
+        for i, size in enumerate(sizes):
+            if size >= nbytes:
+                offset = starts[i]
+                if size == nbytes:
+                    del starts[i], sizes[i]
+                else:
+                    starts[i] += nbytes
+                    sizes[i] -= nbytes
+                return offset
+        offset = self.extent
+        self.extent += nbytes
         return offset
+
+    def _release(self, offset: int, nbytes: int) -> None:
+        """Give [offset, offset + nbytes) back, merging with neighbouring holes."""
+        starts, sizes = self._hole_starts, self._hole_sizes
+        i = bisect.bisect_left(starts, offset)
+        if i > 0 and starts[i - 1] + sizes[i - 1] == offset:  # merge with the hole below
+            i -= 1
+            offset = starts[i]
+            nbytes += sizes[i]
+            del starts[i], sizes[i]
+        if i < len(starts) and offset + nbytes == starts[i]:  # and the one above
+            nbytes += sizes[i]
+            del starts[i], sizes[i]
+        if offset + nbytes == self.extent:
+            self.extent = offset
+        else:
+            starts.insert(i, offset)
+            sizes.insert(i, nbytes)
 
     def _freed(self, key: int) -> None:
         with self.lock:
             entry = self._live.pop(key, None)
             if entry is None:
                 return
-            ident, nbytes, category, _ = entry
-            self._live_ids.discard(ident)
+            ident, nbytes, category, _, offset = entry
+            self._release(offset, nbytes)
             self._count(category, -nbytes)
             ev = self._events
             for name, value in (("t", self.clock() - self.t0), ("id", ident), ("kind", FREE),
