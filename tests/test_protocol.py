@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from memviz import __version__
 from memviz.protocol import MAX_FRAME_BYTES, FrameError, ProtocolError, handshake
 from memviz.protocol.framing import decode_payload, encode_frame, encode_payload
-from memviz.protocol.messages import MESSAGE_TYPES, SAMPLE_COLUMNS, validate_message
+from memviz.protocol.messages import (
+    EVENT_COLUMNS,
+    MESSAGE_TYPES,
+    SAMPLE_COLUMNS,
+    validate_message,
+)
 from memviz.protocol.transport import Connection, ConnectionClosed
 
 EXAMPLES = {
@@ -32,6 +37,17 @@ EXAMPLES = {
     "run_done": {"t": 9.0, "reason": "finished", "summary": {}},
     "error": {"kind": "model", "message": "no such model", "traceback": "Traceback..."},
     "log": {"t": 0.5, "level": "info", "text": "hello"},
+    "strings": {"entries": [["module", 0, "transformer.h.0"], ["op", 0, "addmm.default"]]},
+    "stacks": {"entries": [[0, [3, 1, 2]]]},
+    "tensor_events": {"columns": {
+        name: np.arange(3, dtype=np.float64 if name == "t" else np.int64)
+        for name in EVENT_COLUMNS}},
+    "mark": {"t": 1.5, "step": 0, "label": "after_optimizer_step",
+             "live_by_category": {"parameter": 4096, "gradient": 4096}},
+    "cuda_memory": {"t": 2.0, "step": 0, "reserved": 2 << 20, "allocated": 1024,
+                    "segments": 1, "largest_free_block": 4096,
+                    "by_category": {"parameter": 1024}, "torch_allocated": 1024,
+                    "tracked_rounded": 1024},
 }
 
 
@@ -49,10 +65,10 @@ def test_round_trip_every_message_type(kind):
     validate_message(back)
     assert back.keys() == msg.keys()
     for key, value in msg.items():
-        if isinstance(value, dict) and kind == "samples":
+        if isinstance(value, dict) and kind in ("samples", "tensor_events"):
             for col, arr in value.items():
                 np.testing.assert_array_equal(back[key][col], arr)
-                assert back[key][col].dtype == np.float64
+                assert back[key][col].dtype == arr.dtype
         else:
             assert back[key] == value
 
@@ -102,6 +118,10 @@ def test_garbage_payload_raises_frame_error_only(data):
      "begin or end"),
     ({"type": "samples", "columns": {"t": np.zeros(3), "rss": np.zeros(2)}}, "one length"),
     ({"type": "samples", "columns": {"t": np.zeros(3), "secrets": np.zeros(3)}}, "unknown"),
+    ({"type": "tensor_events", "columns": {"t": np.zeros(2)}}, "exactly the event columns"),
+    ({"type": "strings", "entries": [["passwords", 0, "x"]]}, "table, id, text"),
+    ({"type": "strings", "entries": [["op", -1, "x"]]}, "table, id, text"),
+    ({"type": "stacks", "entries": [[0, ["frame"]]]}, "frame ids"),
     ({"type": "step_done", "t": 1.0, "step": True, "loss": 1.0, "seconds": 1.0, "tokens": 1,
       "peak_rss_bytes": 1, "peak_gpu_bytes": None}, "wrong kind"),
     ("not a map", "must be a map"),

@@ -61,6 +61,7 @@ class Run:
     end_reason: str = ""
     worker_summary: dict[str, Any] = field(default_factory=dict)
     tensors: TensorLog = field(default_factory=TensorLog)
+    cuda_memory: list[dict[str, Any]] = field(default_factory=list)  # one per step on CUDA
     _open_phases: dict[tuple[int, str], Phase] = field(default_factory=dict, repr=False)
     revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -118,6 +119,9 @@ class Run:
 
     def _on_tensor_events(self, msg: dict) -> None:
         self.tensors.apply(msg["columns"])
+
+    def _on_cuda_memory(self, msg: dict) -> None:
+        self.cuda_memory.append({k: v for k, v in msg.items() if k != "type"})
 
     def _on_mark(self, msg: dict) -> None:
         self.tensors.marks.append({k: msg[k] for k in ("t", "step", "label", "live_by_category")})

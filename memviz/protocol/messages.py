@@ -49,6 +49,9 @@ MESSAGE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "stacks": {"entries": (list,)},
     "tensor_events": {"columns": (dict,)},
     "mark": {"t": _NUM, "step": (int,), "label": (str,), "live_by_category": (dict,)},
+    "cuda_memory": {"t": _NUM, "step": (int,), "reserved": (int,), "allocated": (int,),
+                    "segments": (int,), "largest_free_block": (int,), "by_category": (dict,),
+                    "torch_allocated": (int,), "tracked_rounded": (int,)},
 }
 
 PHASE_NAMES = ("forward", "backward", "optimizer", "generate", "load")

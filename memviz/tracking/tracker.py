@@ -84,7 +84,8 @@ class TensorTracker:
         self.strings = Interner()
         # Re-entrant: a GC pass inside _register can run a free callback on this thread.
         self.lock = threading.RLock()
-        self._live: dict[int, list] = {}   # storage key -> [id, nbytes, category, weakref, end]
+        # storage key -> [id, nbytes, category, weakref, offset, data_ptr, device type]
+        self._live: dict[int, list] = {}
         self._next_id = 0
         self._events: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
         self._pending_row: dict[int, int] = {}  # id -> row in _events, until the next take
@@ -199,7 +200,8 @@ class TensorTracker:
             self._next_id += 1
             offset = self._place(nbytes)
             ref = weakref.ref(st, lambda _r, key=key: self._freed(key))
-            self._live[key] = [ident, nbytes, category, ref, offset]
+            self._live[key] = [ident, nbytes, category, ref, offset, st.data_ptr(),
+                               t.device.type]
             self._count(category, nbytes)
             strings = self.strings
             ev = self._events
@@ -260,7 +262,7 @@ class TensorTracker:
             entry = self._live.pop(key, None)
             if entry is None:
                 return
-            ident, nbytes, category, _, offset = entry
+            ident, nbytes, category, _, offset, _, _ = entry
             self._release(offset, nbytes)
             self._count(category, -nbytes)
             ev = self._events
@@ -338,6 +340,16 @@ class TensorTracker:
                 name: np.asarray(values, dtype=EVENT_COLUMNS[name])
                 for name, values in events.items()}})
         return messages
+
+    def category_by_address(self) -> dict[int, int]:
+        """Category code of every live storage, by its data pointer (CUDA joins)."""
+        with self.lock:
+            return {entry[5]: entry[2] for entry in self._live.values()}
+
+    def live_block_bytes(self, device_type: str, round_to) -> int:
+        """Live bytes on one device type, each storage rounded as its allocator would."""
+        with self.lock:
+            return sum(round_to(e[1]) for e in self._live.values() if e[6] == device_type)
 
     def live_bytes(self) -> dict[str, int]:
         return {name: self.live_by_category[i] for i, name in enumerate(CATEGORIES)}

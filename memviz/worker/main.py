@@ -117,6 +117,10 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
             tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
             tracker.start(task.model)
             sampler.tracker = tracker
+            if cuda_index is not None:
+                from ..tracking import cuda
+
+                cuda.start_history()
             emitter.sources.append(tracker.take_messages)
         emitter.send({"type": "run_started", "spec": spec.to_dict(),
                       "environment": environment.describe(nvml, spec.device),

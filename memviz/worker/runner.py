@@ -91,7 +91,21 @@ class Runner:
             torch.cuda.reset_peak_memory_stats(self.device)
         return time.perf_counter()
 
+    def _send_cuda_memory(self, step: int) -> None:
+        """The allocator's own view at the step's end, joined to the tracker's categories."""
+        from ..tracking import cuda
+
+        snapshot = cuda.take_snapshot()
+        summary = cuda.segment_summary(snapshot, self.tracker.category_by_address(),
+                                       self.device.index or 0)
+        tracked = self.tracker.live_block_bytes("cuda", cuda.rounded)
+        self.emitter.send({"type": "cuda_memory", "t": self._t(), "step": step, **summary,
+                           "torch_allocated": int(torch.cuda.memory_allocated(self.device)),
+                           "tracked_rounded": tracked})
+
     def _end_step(self, step: int, started: float, loss: float | None, tokens: int) -> None:
+        if self.cuda and self.tracker is not None:
+            self._send_cuda_memory(step)
         self.emitter.send({
             "type": "step_done",
             "t": self._t(),

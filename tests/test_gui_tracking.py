@@ -1,0 +1,162 @@
+"""The tracking views in the real window, on a real run: pixels, values, filters."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QCoreApplication, QEvent
+from PySide6.QtGui import QImage
+
+from memviz.core import analysis
+from memviz.core.categories import CATEGORIES, COLOURS, LABELS
+from memviz.core.spec import RunSpec
+from memviz.gui.app import make_app
+from memviz.gui.main_window import MainWindow
+
+from .test_gui import _colour_pixels
+
+WAIT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def finished_window():
+    """One window that ran gpt2-tiny with stacks; the views are inspected after."""
+    app = make_app()
+    win = MainWindow()
+    win.resize(1280, 900)
+    win.show()
+    run = win.start_run(RunSpec(model="gpt2-tiny", steps=2, batch_size=2, seq_len=64,
+                                track="tensors+stacks"))
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not run.finished and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+    assert run.state == "finished", run.error
+    _settle(app)
+    yield app, win, run
+    # Delete the window while Qt still runs: left to interpreter exit, its
+    # pyqtgraph items are destroyed after the QApplication and the process crashes.
+    win.close()
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    app.processEvents()
+
+
+def _settle(app, seconds: float = 0.4) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def test_category_areas_are_drawn_in_the_timeline(finished_window):
+    app, win, run = finished_window
+    layers = win.timeline._layers[run.run_id]
+    assert {"parameter", "gradient", "optimizer_state", "activation"} <= set(layers.areas)
+    top = np.max([area.getData()[1] for area in layers.areas.values()], axis=0)
+    # the stack's top is the tracked total (zero before tracking starts)
+    tracked = np.nan_to_num(np.asarray(run.samples.column("tracked_total")))
+    np.testing.assert_allclose(top, tracked)
+    assert tracked.max() > run.model["parameter_bytes"]
+    image = win.timeline.grab().toImage()
+    for name in ("parameter", "optimizer_state", "activation"):
+        assert _colour_pixels(image, COLOURS[name], tolerance=4) > 30, name
+
+
+def test_allocation_view_draws_bands_in_category_colours(finished_window):
+    app, win, run = finished_window
+    win.tabs.setCurrentIndex(1)
+    _settle(app)
+    view = win.alloc_view
+    assert view.bar_count() > 100
+    assert set(view._items) >= {"parameter", "activation"}
+    image = QImage(view.grab().toImage())
+    assert _colour_pixels(image, COLOURS["activation"], tolerance=4) > 200
+    assert _colour_pixels(image, COLOURS["parameter"], tolerance=4) > 200
+
+
+def test_clicking_a_band_inspects_that_allocation(finished_window):
+    app, win, run = finished_window
+    win.tabs.setCurrentIndex(1)
+    _settle(app)
+    rows = run.tensors.rows
+    activation = CATEGORIES.index("activation")
+    candidates = win.alloc_view.shown_rows[
+        rows.column("category")[win.alloc_view.shown_rows] == activation]
+    row = int(candidates[np.argmax(rows.column("nbytes")[candidates])])
+    t = (rows.column("t_alloc")[row] + rows.column("t_free")[row]) / 2
+    y = rows.column("offset")[row] + rows.column("nbytes")[row] / 2
+    assert analysis.at_point(run.tensors, t, y, 1e9) == row
+    win._inspect(row)
+    fields = win.inspector.fields
+    assert fields["category"] == LABELS["activation"]
+    assert fields["bytes"].endswith(f"({int(rows.column('nbytes')[row]):,} B)")
+    assert fields["module"].startswith("transformer.")
+    assert fields["phase"].startswith("forward")
+    assert fields["freed at"] != "still live"
+    assert "presets.py" not in fields["stack"] or ".py:" in fields["stack"]
+    assert ":forward" in fields["stack"]  # the model's own frames, from tensors+stacks
+
+
+def test_moment_lists_live_tensors_largest_first_with_exact_totals(finished_window):
+    app, win, run = finished_window
+    t_peak, peak = analysis.tracked_peak_time(run.tensors)
+    assert peak == run.worker_summary["tracking"]["tracked_bytes"]
+    win.set_cursor(t_peak)
+    moment = win.moment_view.moment
+    assert moment.total == peak
+    sizes = run.tensors.rows.column("nbytes")[moment.rows]
+    assert (np.diff(sizes) <= 0).all()
+    assert sum(moment.by_category.values()) == peak
+    assert win.moment_view.tensors.rowCount() == min(len(moment.rows), 500)
+    assert "live tensors" in win.moment_view.title.text()
+    # parameters are attributed to the module that owns them
+    assert any(name.startswith("transformer.h.0") for name, _ in moment.by_module)
+
+
+def test_filters_narrow_the_views(finished_window):
+    app, win, run = finished_window
+    win.tabs.setCurrentIndex(1)
+    bar = win.filter_bar
+    bar.category.setCurrentIndex(1 + CATEGORIES.index("optimizer_state"))
+    _settle(app)
+    cats = run.tensors.rows.column("category")[win.alloc_view.shown_rows]
+    assert len(cats) and (cats == CATEGORIES.index("optimizer_state")).all()
+    bar.category.setCurrentIndex(0)
+    bar.min_kib.setValue(512)
+    _settle(app)
+    assert (run.tensors.rows.column("nbytes")[win.alloc_view.shown_rows] >= 512 * 1024).all()
+    bar.min_kib.setValue(0)
+    bar.text.setText("mlp.c_fc")
+    _settle(app)
+    modules = {run.tensors.string("module", int(m))
+               for m in run.tensors.rows.column("module")[win.alloc_view.shown_rows]}
+    assert modules and all("mlp.c_fc" in m for m in modules)
+    bar.text.setText("")
+    _settle(app)
+
+
+def test_module_table_lists_modules_with_their_activations(finished_window):
+    app, win, run = finished_window
+    win.tabs.setCurrentIndex(3)
+    win.refresh()
+    tree = win.modules_view
+    assert tree.topLevelItemCount() == 1
+    stats = {s.name: s for s in analysis.module_stats(run.tensors, 2, 3)}
+    fc = stats["transformer.h.0.mlp.c_fc"]
+    # c_fc's output (batch 2 × 64 × 1024 floats) is kept for the activation's backward
+    assert fc.activations >= 2 * 64 * 1024 * 4
+    assert fc.peak_forward > 0 and fc.peak_backward > 0
+
+
+def test_group_peaks_are_the_highest_concurrent_sum():
+    from memviz.core.analysis import _group_peaks
+
+    groups = np.array([0, 0, 0, 1])
+    t_alloc = np.array([0.0, 1.0, 5.0, 0.0])
+    t_free = np.array([2.0, 3.0, np.nan, 1.0])
+    nbytes = np.array([10, 20, 5, 7])
+    # group 0: 10 then 10+20=30 at t=1, then 20 at 2, 0 at 3, 5 at 5 → 30; group 1 → 7
+    assert list(_group_peaks(groups, t_alloc, t_free, nbytes, 2)) == [30, 7]
