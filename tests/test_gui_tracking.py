@@ -52,7 +52,7 @@ def _settle(app, seconds: float = 0.4) -> None:
 
 
 def test_category_areas_are_drawn_in_the_timeline(finished_window):
-    app, win, run = finished_window
+    _app, win, run = finished_window
     layers = win.timeline._layers[run.run_id]
     assert {"parameter", "gradient", "optimizer_state", "activation"} <= set(layers.areas)
     top = np.max([area.getData()[1] for area in layers.areas.values()], axis=0)
@@ -66,7 +66,7 @@ def test_category_areas_are_drawn_in_the_timeline(finished_window):
 
 
 def test_allocation_view_draws_bands_in_category_colours(finished_window):
-    app, win, run = finished_window
+    app, win, _run = finished_window
     win.tabs.setCurrentIndex(1)
     _settle(app)
     view = win.alloc_view
@@ -101,7 +101,7 @@ def test_clicking_a_band_inspects_that_allocation(finished_window):
 
 
 def test_moment_lists_live_tensors_largest_first_with_exact_totals(finished_window):
-    app, win, run = finished_window
+    _app, win, run = finished_window
     t_peak, peak = analysis.tracked_peak_time(run.tensors)
     assert peak == run.worker_summary["tracking"]["tracked_bytes"]
     win.set_cursor(t_peak)
@@ -139,7 +139,7 @@ def test_filters_narrow_the_views(finished_window):
 
 
 def test_module_table_lists_modules_with_their_activations(finished_window):
-    app, win, run = finished_window
+    _app, win, run = finished_window
     win.tabs.setCurrentIndex(3)
     win.refresh()
     tree = win.modules_view
