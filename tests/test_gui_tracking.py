@@ -90,6 +90,12 @@ def test_clicking_a_band_inspects_that_allocation(finished_window):
     y = rows.column("offset")[row] + rows.column("nbytes")[row] / 2
     assert analysis.at_point(run.tensors, t, y, 1e9) == row
     win._inspect(row)
+    from memviz.gui.alloc_view import hover_text
+    from memviz.gui.axes import format_bytes
+
+    hover = hover_text(run, row)
+    assert hover.startswith(format_bytes(int(rows.column("nbytes")[row])) + " float32 [")
+    assert LABELS["activation"] in hover and " · transformer." in hover
     fields = win.inspector.fields
     assert fields["category"] == LABELS["activation"]
     assert fields["bytes"].endswith(f"({int(rows.column('nbytes')[row]):,} B)")
@@ -145,6 +151,10 @@ def test_module_table_lists_modules_with_their_activations(finished_window):
     tree = win.modules_view
     assert tree.topLevelItemCount() == 1
     stats = {s.name: s for s in analysis.module_stats(run.tensors, 2, 3)}
+    root = tree.topLevelItem(0)
+    assert root.text(2) == ""  # the root owns no parameters of its own
+    tree_rows = {row[0]: row for row in run.model["module_tree"]}
+    assert tree_rows["transformer.h.0.mlp.c_fc"][3] == (256 * 1024 + 1024) * 4  # weight + bias
     fc = stats["transformer.h.0.mlp.c_fc"]
     # c_fc's output (batch 2 × 64 × 1024 floats) is kept for the activation's backward
     assert fc.activations >= 2 * 64 * 1024 * 4

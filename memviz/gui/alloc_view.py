@@ -15,10 +15,23 @@ from PySide6.QtCore import QTimer, Signal
 from ..core import analysis
 from ..core.categories import CATEGORIES, COLOURS, LABELS
 from ..core.run import Run
-from .axes import BytesAxis
+from .axes import BytesAxis, format_bytes
 
 MODULE_PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
                   "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd", "#1b9e77", "#d95f02"]
+
+
+def hover_text(run: Run, row: int) -> str:
+    """One line about an allocation, for the tooltip."""
+    log = run.tensors
+    cols = log.rows
+    with run.lock:
+        return (f"{format_bytes(int(cols.column('nbytes')[row]))} "
+                f"{log.string('dtype', int(cols.column('dtype')[row]))} "
+                f"[{log.string('shape', int(cols.column('shape')[row]))}] · "
+                f"{LABELS[CATEGORIES[int(cols.column('category')[row])]]} · "
+                f"{log.string('module', int(cols.column('module')[row])) or '—'} · "
+                f"{log.string('op', int(cols.column('op')[row]))}")
 
 
 class AllocationView(pg.PlotWidget):
@@ -52,6 +65,7 @@ class AllocationView(pg.PlotWidget):
         self._lod_timer.timeout.connect(self.redraw)
         plot.getViewBox().sigRangeChanged.connect(lambda *_: self._lod_timer.start())
         self.scene().sigMouseClicked.connect(self._clicked)
+        self.scene().sigMouseMoved.connect(self._hovered)
         self.selection = pg.BarGraphItem(x0=[0], x1=[0], y0=[0], height=[0],
                                          brush=pg.mkBrush(None), pen=pg.mkPen("k", width=2))
         self.selection.setZValue(10)
@@ -164,16 +178,23 @@ class AllocationView(pg.PlotWidget):
                     self.legend.getLabel(item).setText(label)
 
     def _clicked(self, event) -> None:
-        run = self.run
-        if run is None:
-            return
-        point = self.getPlotItem().getViewBox().mapSceneToView(event.scenePos())
-        with run.lock:
-            row = analysis.at_point(run.tensors, point.x(), point.y(), self._now(),
-                                    self.shown_rows)
+        row = self._row_at(event.scenePos())
         if row is not None:
             self.select(row)
             self.allocation_clicked.emit(row)
+
+    def _row_at(self, scene_pos) -> int | None:
+        run = self.run
+        if run is None or not len(self.shown_rows):
+            return None
+        point = self.getPlotItem().getViewBox().mapSceneToView(scene_pos)
+        with run.lock:
+            return analysis.at_point(run.tensors, point.x(), point.y(), self._now(),
+                                     self.shown_rows)
+
+    def _hovered(self, scene_pos) -> None:
+        row = self._row_at(scene_pos)
+        self.setToolTip("" if row is None else hover_text(self.run, row))
 
     def select(self, row: int) -> None:
         run = self.run

@@ -1,4 +1,5 @@
-"""Per module: parameters, what it allocated, what it kept for backward, its peaks."""
+"""Per module: its parameters and their gradients, what it allocated, what it kept
+for backward, and its own peaks in forward and backward."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from ..core.run import Run
 from .axes import format_bytes
 
 FORWARD, BACKWARD = 2, 3  # phase codes of the tracker
-HEADERS = ["module", "class", "parameters", "allocated", "kept for backward",
-           "peak forward", "peak backward"]
+HEADERS = ["module", "class", "parameters", "parameter bytes", "gradients",
+           "allocated", "kept for backward", "peak forward", "peak backward"]
 
 
 class ModulesView(QTreeWidget):
@@ -34,12 +35,14 @@ class ModulesView(QTreeWidget):
             tree = run.model.get("module_tree", [])
         self.clear()
         items: dict[str, QTreeWidgetItem] = {}
-        for name, cls, params in tree:
+        for name, cls, params, trainable, frozen in tree:
             parent_name = name.rpartition(".")[0] if name else None
             parent = items.get(parent_name) if parent_name is not None else None
             label = name.rpartition(".")[2] if name else f"{cls} (root)"
             s = stats.get(name or tree[0][1])
             cells = [label, cls, f"{params:,}" if params else "",
+                     format_bytes(trainable + frozen) if params else "",
+                     format_bytes(trainable) if trainable else "",  # one gradient each
                      *(format_bytes(v) if v else "" for v in (
                          (s.allocated, s.activations, s.peak_forward, s.peak_backward)
                          if s else (0, 0, 0, 0)))]

@@ -22,11 +22,17 @@ def unique_parameter_bytes(model: nn.Module, trainable: bool | None = None) -> i
 
 
 def summarize(name: str, kind: str, model: nn.Module) -> dict:
+    """Sizes, and the module tree: [name, class, own parameters, own trainable bytes,
+    own frozen bytes] per module (a tied weight counts under each module using it)."""
     params = list(model.parameters())  # parameters() already yields tied ones once
     tree = []
     for qualname, module in model.named_modules():
-        own = sum(p.numel() for p in module.parameters(recurse=False))
-        tree.append([qualname, type(module).__name__, own])
+        own = list(module.parameters(recurse=False))
+        tree.append([
+            qualname, type(module).__name__, sum(p.numel() for p in own),
+            sum(p.numel() * p.element_size() for p in own if p.requires_grad),
+            sum(p.numel() * p.element_size() for p in own if not p.requires_grad),
+        ])
     return {
         "name": name,
         "kind": kind,
