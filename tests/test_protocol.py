@@ -215,3 +215,25 @@ def test_handshake_refuses_wrong_token():
 def test_handshake_refuses_other_protocol_version():
     with pytest.raises(ProtocolError, match="protocol version mismatch"):
         _handshake_pair("secret", "secret", version_b=99)
+
+
+def test_frames_of_splits_a_burst_into_frames_under_the_target():
+    from memviz.protocol.framing import frames_of, pack_message
+
+    big = {"type": "log", "t": 0.0, "level": "info", "text": "x" * 100_000}
+    packed = pack_message(big)
+    frames = frames_of([packed] * 50, target_bytes=1_000_000)
+    per_frame = 1_000_000 // len(packed)  # 9: each message is a little over 100 kB
+    assert len(frames) == -(-50 // per_frame)
+    assert all(len(f) <= 1_000_000 + 16 for f in frames)
+    decoded = [m for f in frames for m in decode_payload(f[4:])]
+    assert decoded == [big] * 50
+    assert all(struct.unpack(">I", f[:4])[0] == len(f) - 4 for f in frames)
+
+
+def test_a_single_message_too_large_for_any_frame_is_refused():
+    from memviz.protocol.framing import frames_of, pack_message
+
+    huge = {"type": "log", "t": 0.0, "level": "info", "text": "x" * MAX_FRAME_BYTES}
+    with pytest.raises(FrameError, match="cannot fit"):
+        frames_of([pack_message(huge)])

@@ -69,11 +69,15 @@ class Run:
     # -- applying the stream ------------------------------------------------
     def apply(self, msg: dict) -> None:
         """Apply one validated worker message."""
-        kind = msg["type"]
+        self.apply_all([msg])
+
+    def apply_all(self, messages: list[dict]) -> None:
+        """Apply a frame's validated messages under one lock (one revision step)."""
         with self.lock:
-            handler = getattr(self, f"_on_{kind}", None)
-            if handler is not None:
-                handler(msg)
+            for msg in messages:
+                handler = getattr(self, "_on_" + msg["type"], None)
+                if handler is not None:
+                    handler(msg)
             self.revision += 1
 
     def _on_run_started(self, msg: dict) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from .. import __version__
@@ -18,6 +20,9 @@ def make_app() -> QApplication:
     app.setApplicationName("memviz")
     app.setOrganizationName("memviz")
     app.setApplicationVersion(__version__)
+    icon = Path(__file__).with_name("resources") / "memviz.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     pg.setConfigOptions(antialias=False, foreground="k")
     return app
 

@@ -16,6 +16,7 @@ import msgpack
 import numpy as np
 
 MAX_FRAME_BYTES = 32 * 1024 * 1024
+FRAME_TARGET_BYTES = 8 * 1024 * 1024  # what the emitter aims for; well under the maximum
 HEADER = struct.Struct(">I")
 NDARRAY_EXT = 1
 
@@ -73,6 +74,33 @@ def encode_frame(messages: list[dict]) -> bytes:
     if len(payload) > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
     return HEADER.pack(len(payload)) + payload
+
+
+def pack_message(message: dict) -> bytes:
+    """One message packed on its own, to be joined into frames by ``frames_of``."""
+    return msgpack.packb(message, default=_default, use_bin_type=True)
+
+
+def frames_of(packed: list[bytes], target_bytes: int = FRAME_TARGET_BYTES) -> list[bytes]:
+    """Join packed messages into frames of about ``target_bytes`` each (a message larger
+    than that travels alone, as long as it fits under MAX_FRAME_BYTES)."""
+    frames, group, size = [], [], 0
+    for part in packed:
+        if len(part) > MAX_FRAME_BYTES - 16:
+            raise FrameError(f"a message of {len(part)} bytes cannot fit in a frame")
+        if group and size + len(part) > target_bytes:
+            frames.append(_frame(group, size))
+            group, size = [], 0
+        group.append(part)
+        size += len(part)
+    if group:
+        frames.append(_frame(group, size))
+    return frames
+
+
+def _frame(group: list[bytes], size: int) -> bytes:
+    header = msgpack.Packer().pack_array_header(len(group))
+    return HEADER.pack(len(header) + size) + header + b"".join(group)
 
 
 def decode_payload(payload: bytes) -> list[dict]:

@@ -27,7 +27,10 @@ class Connection:
         self._closed = False
 
     def send(self, messages: list[dict]) -> None:
-        frame = encode_frame(messages)
+        self.send_frame(encode_frame(messages))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send an already encoded frame (see framing.frames_of)."""
         with self._send_lock:
             self.sock.sendall(frame)
 

@@ -151,8 +151,7 @@ class WorkerSession:
             if self._stop_requested:
                 conn.send([{"type": "stop"}])
             while True:
-                for msg in conn.receive():
-                    self.run.apply(msg)
+                self.run.apply_all(conn.receive())
         except ConnectionClosed:
             pass
         except (FrameError, ProtocolError) as exc:

@@ -47,6 +47,7 @@ EVENT_COLUMNS = {
     "step": np.int32, "stack": np.int32,
 }
 STACK_DEPTH = 24
+EVENTS_PER_MESSAGE = 65_536  # ~4 MiB a message: a burst never makes one oversized frame
 _SKIP_IN_STACKS = ("/torch/", "/memviz/tracking/", "/memviz/worker/runner.py", "<frozen")
 
 
@@ -335,9 +336,10 @@ class TensorTracker:
             messages.append({"type": "strings", "entries": strings})
         if stacks:
             messages.append({"type": "stacks", "entries": stacks})
-        if events["t"]:
+        for start in range(0, len(events["t"]), EVENTS_PER_MESSAGE):
             messages.append({"type": "tensor_events", "columns": {
-                name: np.asarray(values, dtype=EVENT_COLUMNS[name])
+                name: np.asarray(values[start:start + EVENTS_PER_MESSAGE],
+                                 dtype=EVENT_COLUMNS[name])
                 for name, values in events.items()}})
         return messages
 

@@ -1,22 +1,24 @@
 """Batches worker messages into frames: at most every 50 ms, never one frame per message.
 
 Samples are gathered as rows and sent as one columnar ``samples`` message per
-frame; everything else keeps its order.
+flush; everything else keeps its order. A flush that holds more than a frame
+should (a burst of tensor events) goes out as several frames of about 8 MiB.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from ..protocol.framing import FrameError, frames_of, pack_message
 from ..protocol.messages import SAMPLE_COLUMNS
 from ..protocol.transport import Connection
 
 FLUSH_INTERVAL_S = 0.05
-MAX_MESSAGES_PER_FRAME = 20_000
 
 
 class Emitter:
@@ -55,16 +57,18 @@ class Emitter:
 
     def flush(self) -> None:
         messages = self._take()
-        for start in range(0, len(messages), MAX_MESSAGES_PER_FRAME):
-            self.conn.send(messages[start : start + MAX_MESSAGES_PER_FRAME])
+        if messages:
+            for frame in frames_of([pack_message(m) for m in messages]):
+                self.conn.send_frame(frame)
 
     def _loop(self) -> None:
         while not self._closing:
             self._wake.wait(FLUSH_INTERVAL_S)
             try:
                 self.flush()
-            except OSError as exc:  # the other side went away
+            except (OSError, FrameError) as exc:  # the other side went away, or a bug
                 self.failed = exc
+                print(f"memviz worker: the stream stopped: {exc}", file=sys.stderr, flush=True)
                 return
 
     def close(self) -> None:
@@ -75,7 +79,7 @@ class Emitter:
         if self.failed is None:
             try:
                 self.flush()
-            except OSError as exc:
+            except (OSError, FrameError) as exc:
                 self.failed = exc
 
 
