@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench setup clean
 
 run: $(STAMP)
+	# With a screen, Qt's xcb plugin needs system libraries a fresh Debian lacks.
+	if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then bash packaging/qt-system-libs.sh --install; fi
 	$(BIN)/memviz gui
 
 test: $(STAMP)

@@ -6,13 +6,12 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtGui import QImage
 
 from memviz.core import analysis
 from memviz.core.categories import CATEGORIES, COLOURS, LABELS
 from memviz.core.spec import RunSpec
-from memviz.gui.app import make_app
+from memviz.gui.app import dispose, make_app
 from memviz.gui.main_window import MainWindow
 
 from .test_gui import _colour_pixels
@@ -36,12 +35,7 @@ def finished_window():
     assert run.state == "finished", run.error
     _settle(app)
     yield app, win, run
-    # Delete the window while Qt still runs: left to interpreter exit, its
-    # pyqtgraph items are destroyed after the QApplication and the process crashes.
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    app.processEvents()
+    dispose(win)
 
 
 def _settle(app, seconds: float = 0.4) -> None:

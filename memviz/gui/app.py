@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -33,9 +33,21 @@ def launch(model: str | None = None, smoke_test: str | None = None) -> int:
     app = make_app()
     window = MainWindow(model=model)
     window.show()
-    if smoke_test:
-        return run_smoke_test(app, window, smoke_test)
-    return app.exec()
+    try:
+        if smoke_test:
+            return run_smoke_test(app, window, smoke_test)
+        return app.exec()
+    finally:
+        dispose(window)
+
+
+def dispose(widget) -> None:
+    """Delete a top-level widget while Qt still runs. Left to interpreter exit, its
+    pyqtgraph items are destroyed after the QApplication and the process crashes."""
+    widget.close()
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QCoreApplication.processEvents()
 
 
 def run_smoke_test(app: QApplication, window, out_png: str, steps: int = 2) -> int:
