@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from memviz.gui.app import make_app, run_smoke_test
+from memviz.gui.app import dispose, make_app, run_smoke_test
 from memviz.gui.main_window import MainWindow
 
 if __name__ == "__main__":
@@ -17,4 +17,6 @@ if __name__ == "__main__":
     app = make_app()
     window = MainWindow()
     window.show()
-    sys.exit(run_smoke_test(app, window, out, steps=steps))
+    code = run_smoke_test(app, window, out, steps=steps)
+    dispose(window)
+    sys.exit(code)
