@@ -47,6 +47,7 @@ EVENT_COLUMNS = {
     "step": np.int32, "stack": np.int32,
 }
 STACK_DEPTH = 24
+CATEGORY_COLUMN = list(EVENT_COLUMNS).index("category")
 EVENTS_PER_MESSAGE = 65_536  # ~4 MiB a message: a burst never makes one oversized frame
 _SKIP_IN_STACKS = ("/torch/", "/memviz/tracking/", "/memviz/worker/runner.py", "<frozen")
 
@@ -88,8 +89,14 @@ class TensorTracker:
         # storage key -> [id, nbytes, category, weakref, offset, data_ptr, device type]
         self._live: dict[int, list] = {}
         self._next_id = 0
-        self._events: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
-        self._pending_row: dict[int, int] = {}  # id -> row in _events, until the next take
+        # One list per event, in EVENT_COLUMNS order; turned into columns at take time.
+        self._rows: list[list] = []
+        self._pending_row: dict[int, list] = {}  # id -> its alloc row, until the next take
+        # string ids cached by the objects themselves: no formatting per allocation
+        self._dtype_ids: dict[torch.dtype, int] = {}
+        self._device_ids: dict[torch.device, int] = {}
+        self._shape_ids: dict[tuple, int] = {}
+        self._op_ids: dict[object, int] = {}
         self._hole_starts: list[int] = []  # free gaps below the extent, sorted by start
         self._hole_sizes: list[int] = []
         self.extent = 0  # the layout's top
@@ -147,7 +154,7 @@ class TensorTracker:
 
     # -- signals ------------------------------------------------------------------
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        if t.device.type != "meta":
+        if not t.is_meta and not t.is_sparse:
             entry = self._live.get(t.untyped_storage()._cdata)
             if entry is not None and entry[2] == CODE["temporary"]:
                 self._set_category(entry, CODE["activation"])
@@ -171,18 +178,20 @@ class TensorTracker:
 
     # -- the bookkeeping ----------------------------------------------------------
     def _seen(self, t: torch.Tensor, func) -> None:
-        if t.device.type == "meta" or t.is_sparse:
+        try:
+            st = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # sparse and other storage-less layouts
             return
-        st, key = _storage_key(t)
-        if key in self._live or not st.nbytes():
+        key = st._cdata
+        if key in self._live or not st.nbytes() or t.is_meta:
             return
         category = CODE["temporary"] if self.phase > 1 else CODE["other"]
-        self._register(t, st, key, category, str(func.__name__))
+        self._register(t, st, key, category, func)
 
     def retag(self, t: torch.Tensor, category: str, module: str | None = None) -> None:
         """Give ``t``'s storage this category, registering it if it is new to us
         (under ``module`` if given, else the module running now)."""
-        if t.device.type == "meta" or t.is_sparse:
+        if t.is_meta or t.is_sparse:
             return
         st, key = _storage_key(t)
         if not st.nbytes():
@@ -193,8 +202,15 @@ class TensorTracker:
         else:
             self._set_category(entry, CODE[category])
 
-    def _register(self, t: torch.Tensor, st, key: int, category: int, op: str,
+    def _string_id(self, cache: dict, obj, table: str, text) -> int:
+        found = cache.get(obj)
+        if found is None:
+            found = cache[obj] = self.strings.id(table, text(obj))
+        return found
+
+    def _register(self, t: torch.Tensor, st, key: int, category: int, op,
                   module: str | None = None) -> None:
+        """``op`` is the OpOverload that made the storage, or a label string."""
         nbytes = st.nbytes()
         with self.lock:
             ident = self._next_id
@@ -204,25 +220,23 @@ class TensorTracker:
             self._live[key] = [ident, nbytes, category, ref, offset, st.data_ptr(),
                                t.device.type]
             self._count(category, nbytes)
-            strings = self.strings
-            ev = self._events
-            self._pending_row[ident] = len(ev["t"])
-            ev["t"].append(self.clock() - self.t0)
-            ev["id"].append(ident)
-            ev["kind"].append(ALLOC)
-            ev["nbytes"].append(nbytes)
-            ev["category"].append(category)
-            ev["offset"].append(offset)
-            ev["dtype"].append(strings.id("dtype", str(t.dtype).removeprefix("torch.")))
-            ev["shape"].append(strings.id("shape", "×".join(map(str, t.shape)) or "scalar"))
-            ev["device"].append(strings.id("device", str(t.device)))
             if module is None:
                 module = self.scope.current if self.scope else ""
-            ev["module"].append(strings.id("module", module))
-            ev["op"].append(strings.id("op", op))
-            ev["phase"].append(self.phase)
-            ev["step"].append(self.step)
-            ev["stack"].append(self._stack_id() if self.stacks else -1)
+            strings = self.strings
+            row = [
+                self.clock() - self.t0, ident, ALLOC, nbytes, category, offset,
+                self._string_id(self._dtype_ids, t.dtype, "dtype",
+                                lambda d: str(d).removeprefix("torch.")),
+                self._string_id(self._shape_ids, tuple(t.shape), "shape",
+                                lambda shape: "×".join(map(str, shape)) or "scalar"),
+                self._string_id(self._device_ids, t.device, "device", str),
+                strings.id("module", module),
+                self._string_id(self._op_ids, op, "op", lambda o: o if isinstance(o, str)
+                                else str(o.__name__)),
+                self.phase, self.step, self._stack_id() if self.stacks else -1,
+            ]
+            self._rows.append(row)
+            self._pending_row[ident] = row
 
     def _place(self, nbytes: int) -> int:
         """First fit: the lowest hole that is large enough, else the top."""
@@ -266,13 +280,8 @@ class TensorTracker:
             ident, nbytes, category, _, offset, _, _ = entry
             self._release(offset, nbytes)
             self._count(category, -nbytes)
-            ev = self._events
-            for name, value in (("t", self.clock() - self.t0), ("id", ident), ("kind", FREE),
-                                ("nbytes", nbytes), ("category", category), ("offset", 0),
-                                ("dtype", -1), ("shape", -1), ("device", -1), ("module", -1),
-                                ("op", -1), ("phase", self.phase), ("step", self.step),
-                                ("stack", -1)):
-                ev[name].append(value)
+            self._rows.append([self.clock() - self.t0, ident, FREE, nbytes, category, 0,
+                               -1, -1, -1, -1, -1, self.phase, self.step, -1])
 
     def _set_category(self, entry: list, category: int) -> None:
         if entry[2] == category:
@@ -283,16 +292,11 @@ class TensorTracker:
             self._count(category, nbytes)
             entry[2] = category
             row = self._pending_row.get(ident)
-            ev = self._events
-            if row is not None:
-                ev["category"][row] = category
+            if row is not None:  # not sent yet: rewrite the allocation itself
+                row[CATEGORY_COLUMN] = category
                 return
-            for name, value in (("t", self.clock() - self.t0), ("id", ident), ("kind", RETAG),
-                                ("nbytes", nbytes), ("category", category), ("offset", 0),
-                                ("dtype", -1), ("shape", -1), ("device", -1), ("module", -1),
-                                ("op", -1), ("phase", self.phase), ("step", self.step),
-                                ("stack", -1)):
-                ev[name].append(value)
+            self._rows.append([self.clock() - self.t0, ident, RETAG, nbytes, category, 0,
+                               -1, -1, -1, -1, -1, self.phase, self.step, -1])
 
     def _count(self, category: int, delta: int) -> None:
         by_cat = self.live_by_category
@@ -327,7 +331,7 @@ class TensorTracker:
     def take_messages(self) -> list[dict]:
         """The strings, stacks and events gathered since the last call, as messages."""
         with self.lock:
-            events, self._events = self._events, {name: [] for name in EVENT_COLUMNS}
+            rows, self._rows = self._rows, []
             self._pending_row = {}
             strings = self.strings.take()
             stacks, self.new_stacks = self.new_stacks, []
@@ -336,11 +340,11 @@ class TensorTracker:
             messages.append({"type": "strings", "entries": strings})
         if stacks:
             messages.append({"type": "stacks", "entries": stacks})
-        for start in range(0, len(events["t"]), EVENTS_PER_MESSAGE):
+        for start in range(0, len(rows), EVENTS_PER_MESSAGE):
+            table = np.array(rows[start:start + EVENTS_PER_MESSAGE], dtype=np.float64)
             messages.append({"type": "tensor_events", "columns": {
-                name: np.asarray(values[start:start + EVENTS_PER_MESSAGE],
-                                 dtype=EVENT_COLUMNS[name])
-                for name, values in events.items()}})
+                name: (table[:, i] if dtype is np.float64 else table[:, i].astype(dtype))
+                for i, (name, dtype) in enumerate(EVENT_COLUMNS.items())}})
         return messages
 
     def category_by_address(self) -> dict[int, int]:
