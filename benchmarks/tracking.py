@@ -15,34 +15,13 @@ import torch
 from memviz.core.spec import RunSpec
 from memviz.models import load_task
 from memviz.tracking import TensorTracker
+from memviz.tracking.step import train_step
 from memviz.worker.gpu import NvmlDevice
 from memviz.worker.samplers import MemorySampler
 
 from .common import Result
 
 CONFIGS = ("untracked", "samples", "tensors", "tensors+stacks", "profiler")
-
-
-def _step(task, optimizer, tracker=None) -> None:
-    device = torch.device("cpu")
-    batch = task.make_batch(4, 256, device)
-    if tracker:
-        tracker.tag(batch.values(), "input")
-        tracker.set_phase("forward", 0)
-    loss = task.loss(batch)
-    if tracker:
-        tracker.set_phase("backward", 0)
-    loss.backward()
-    del loss, batch
-    if tracker:
-        tracker.set_phase("optimizer", 0)
-    optimizer.step()
-    if tracker:
-        tracker.tag_optimizer_state(optimizer)
-    optimizer.zero_grad(set_to_none=True)
-    if tracker:
-        tracker.set_phase("", 0)
-        tracker.take_messages()
 
 
 @contextmanager
@@ -76,15 +55,15 @@ def measure(rounds: int = 5, steps: int = 6) -> list[Result]:
     task = load_task(RunSpec())
     optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-3)
     for _ in range(3):
-        _step(task, optimizer)
+        train_step(task, optimizer)
     times: dict[str, list[float]] = {c: [] for c in CONFIGS}
     for _ in range(rounds):
         for name in CONFIGS:
             with _config(name, task.model) as tracker:
-                _step(task, optimizer, tracker)  # warm-up inside the configuration
+                train_step(task, optimizer, tracker)  # warm-up inside the configuration
                 for _ in range(steps):
                     started = time.perf_counter()
-                    _step(task, optimizer, tracker)
+                    train_step(task, optimizer, tracker)
                     times[name].append(time.perf_counter() - started)
     median = {c: statistics.median(v) for c, v in times.items()}
     base = median["untracked"]

@@ -17,6 +17,7 @@ from memviz.core.categories import CATEGORIES
 from memviz.core.spec import RunSpec
 from memviz.models import load_task
 from memviz.tracking import TensorTracker
+from memviz.tracking.step import train_step
 
 from .conftest import run_worker
 from .test_model_sources import assert_exact_after_adamw_step
@@ -148,35 +149,15 @@ def test_stacks_level_records_python_stacks():
     assert not any("/torch/" in f for f in frames)
 
 
-def _train_step(task, optimizer, tracker=None):
-    device = torch.device("cpu")
-    batch = task.make_batch(4, 128, device)
-    if tracker:
-        tracker.tag(batch.values(), "input")
-        tracker.set_phase("forward", 0)
-    loss = task.loss(batch)
-    if tracker:
-        tracker.set_phase("backward", 0)
-    loss.backward()
-    del loss, batch
-    if tracker:
-        tracker.set_phase("optimizer", 0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if tracker:
-        tracker.set_phase("", 0)
-        tracker.take_messages()
-
-
 def _peaks(model: str) -> tuple[int, int]:
     """(tracked, profiler) peak bytes above the start of one training step."""
     torch.manual_seed(0)
     task = load_task(RunSpec(model=model))
     optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-3)
-    _train_step(task, optimizer)  # optimizer state exists before either measures
+    train_step(task, optimizer, seq_len=128)  # optimizer state exists before either measures
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
                  with_stack=True) as prof:
-        _train_step(task, optimizer)
+        train_step(task, optimizer, seq_len=128)
     timeline = prof._memory_profile().timeline
     deltas = sorted((t, size if action == Action.CREATE else -size)
                     for t, action, _, size in timeline
@@ -188,7 +169,7 @@ def _peaks(model: str) -> tuple[int, int]:
     try:
         start = tracker.total
         tracker.take_step_peak()
-        _train_step(task, optimizer, tracker)
+        train_step(task, optimizer, tracker, seq_len=128)
         tracked_peak = tracker.take_step_peak() - start
     finally:
         tracker.stop()
@@ -233,7 +214,7 @@ def test_tracking_many_steps_leaks_neither_tensors_nor_hooks():
     try:
         live, rss = [], []
         for _ in range(6):
-            _train_step(task, optimizer, tracker)
+            train_step(task, optimizer, tracker, seq_len=128)
             live.append(tracker.total)
             rss.append(process.memory_info().rss)
             assert tracker.scope._grad_hooks == []

@@ -92,7 +92,8 @@ def test_infer_and_generate_workloads():
     assert run.steps[0].loss is None
 
 
-def test_stop_ends_the_run_and_the_process_promptly():
+def _long_run_after_first_step() -> tuple[Run, WorkerSession]:
+    """A real worker on a run far too long to finish, once its first step is done."""
     run = Run(RunSpec(model="gpt2-tiny", steps=10_000, batch_size=1, seq_len=32))
     session = WorkerSession(run)
     session.start()
@@ -100,6 +101,11 @@ def test_stop_ends_the_run_and_the_process_promptly():
     while not run.steps and time.monotonic() < deadline:
         time.sleep(0.05)
     assert run.steps, run.log[-5:]
+    return run, session
+
+
+def test_stop_ends_the_run_and_the_process_promptly():
+    run, session = _long_run_after_first_step()
     asked = time.monotonic()
     session.request_stop()
     assert session.wait(15)
@@ -110,12 +116,7 @@ def test_stop_ends_the_run_and_the_process_promptly():
 
 
 def test_a_killed_worker_is_reported_with_what_was_measured_kept():
-    run = Run(RunSpec(model="gpt2-tiny", steps=10_000, batch_size=1, seq_len=32))
-    session = WorkerSession(run)
-    session.start()
-    deadline = time.monotonic() + 120
-    while not run.steps and time.monotonic() < deadline:
-        time.sleep(0.05)
+    run, session = _long_run_after_first_step()
     measured = len(run.samples)
     os.kill(session.pid, signal.SIGKILL)
     assert session.wait(15)
