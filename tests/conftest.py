@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The window records every run; in tests, into a throwaway folder, never the user's.
+os.environ["MEMVIZ_RUNS_DIR"] = tempfile.mkdtemp(prefix="memviz-test-runs-")
 
 from memviz.core.run import Run
 from memviz.core.spec import RunSpec

@@ -134,3 +134,29 @@ def test_an_invalid_option_is_refused_before_a_worker_starts(window):
     assert window.error_banner.isVisible()
     assert "batch_size" in window.error_banner.text()
     assert window.sessions == {}
+
+
+def test_every_run_is_recorded_and_opens_back_in_the_window(window, qtbot, tmp_path):
+    import os
+
+    run = window.start_run(RunSpec(model="conv-lm", steps=2, batch_size=1, seq_len=32))
+    qtbot.waitUntil(lambda: run.finished and window.sessions[run.run_id].done.is_set(),
+                    timeout=WAIT_MS)
+    path = run.snapshot_path
+    assert path.startswith(os.environ["MEMVIZ_RUNS_DIR"]) and os.path.getsize(path) > 0
+    opened = window.open_snapshot(path)
+    assert opened is not None and opened.run_id != run.run_id
+    assert window.run_list.count() == 2 and window.current_run() is opened
+    assert [s.loss for s in opened.steps] == [s.loss for s in run.steps]
+    window.refresh()
+    assert window.step_table.rowCount() == 2
+    assert path in window.recent_files()[0] or os.path.samefile(window.recent_files()[0], path)
+
+
+def test_a_bad_snapshot_is_refused_with_a_reason(window, tmp_path):
+    bad = tmp_path / "bad.memviz"
+    bad.write_bytes(b"definitely not sqlite")
+    assert window.open_snapshot(str(bad)) is None
+    assert window.error_banner.isVisible()
+    assert "not a memviz snapshot" in window.error_banner.text()
+    assert window.run_list.count() == 0

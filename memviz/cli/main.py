@@ -17,12 +17,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memviz {__version__}")
     sub = parser.add_subparsers(dest="command")
     gui = sub.add_parser("gui", help="open the window (the default)")
+    gui.add_argument("files", nargs="*", metavar="FILE.memviz", help="snapshots to open")
     gui.add_argument("--model", help="preselect this model")
     gui.add_argument("--smoke-test", metavar="PNG",
                      help="run two steps of the model in a real worker, save a screenshot, exit")
     run = sub.add_parser("run", help="run headless and print a summary")
     add_spec_arguments(run)
     run.add_argument("--summary", metavar="JSON", help="write the summary here")
+    run.add_argument("-o", "--output", metavar="FILE.memviz",
+                     help="record the run to this snapshot file")
+    run.add_argument("--force", action="store_true", help="overwrite the output file")
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..worker.main import main as worker_main
 
         return worker_main(argv[1:])
-    if not argv or argv[0].startswith("--smoke-test"):
+    if not argv or argv[0].startswith("--smoke-test") or argv[0].endswith(".memviz"):
         argv = ["gui", *argv]
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -43,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     from ..gui.app import launch
 
-    return launch(model=args.model, smoke_test=args.smoke_test)
+    return launch(model=args.model, smoke_test=args.smoke_test, files=args.files)

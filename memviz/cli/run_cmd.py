@@ -111,7 +111,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
     run = Run(spec)
-    session = WorkerSession(run)
+    recorder = None
+    if args.output:
+        from ..snapshot import Recorder
+
+        try:
+            recorder = Recorder(args.output, spec.to_dict(), overwrite=args.force)
+        except (FileExistsError, OSError) as exc:
+            print(f"memviz: error: {exc}", file=sys.stderr)
+            return 2
+    session = WorkerSession(run, recorder=recorder)
     session.start()
     progress = Progress(spec.steps)
     try:
@@ -125,6 +134,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = build_summary(run)
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.output:
+        print(f"recorded to {args.output}", file=sys.stderr)
     if run.state == "failed":
         assert run.error is not None
         print(f"memviz: error: {run.error['message']}", file=sys.stderr)

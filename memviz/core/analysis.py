@@ -54,11 +54,20 @@ def window_rows(log: TensorLog, x0: float, x1: float,
     return np.flatnonzero(mask)
 
 
-def level_of_detail(log: TensorLog, window: np.ndarray, bytes_per_pixel: float) -> np.ndarray:
-    """Of ``window``, the rows at least one pixel tall (thinner ones would round to
-    nothing without antialiasing). They appear as soon as the user zooms in: none
-    is dropped from the data, only from this frame."""
-    return window[log.rows.column("nbytes")[window] >= bytes_per_pixel]
+def level_of_detail(log: TensorLog, window: np.ndarray, bytes_per_pixel: float,
+                    seconds_per_pixel: float = 0.0, now: float = 0.0) -> np.ndarray:
+    """Of ``window``, the rows that make a visible mark: at least one pixel tall, or
+    at least two pixels long (a long-lived small tensor is a line, and many such
+    lines, parameters or optimizer state, make a region). What is left out is tiny
+    and brief; it appears as soon as the user zooms in: nothing is dropped from the
+    data, only from this frame."""
+    rows = log.rows
+    keep = rows.column("nbytes")[window] >= bytes_per_pixel
+    if seconds_per_pixel > 0:
+        t_free = rows.column("t_free")[window]
+        lifetime = np.where(np.isnan(t_free), now, t_free) - rows.column("t_alloc")[window]
+        keep |= lifetime >= 2 * seconds_per_pixel
+    return window[keep]
 
 
 def top_of(log: TensorLog, window: np.ndarray) -> float:

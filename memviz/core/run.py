@@ -62,6 +62,7 @@ class Run:
     worker_summary: dict[str, Any] = field(default_factory=dict)
     tensors: TensorLog = field(default_factory=TensorLog)
     cuda_memory: list[dict[str, Any]] = field(default_factory=list)  # one per step on CUDA
+    snapshot_path: str = ""  # the .memviz file it was recorded to or opened from
     _open_phases: dict[tuple[int, str], Phase] = field(default_factory=dict, repr=False)
     revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)

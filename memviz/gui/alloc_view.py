@@ -1,9 +1,9 @@
 """The allocation view: every allocation a band over its lifetime, on a real time axis.
 
 A band's height is its bytes; its vertical place is the layout offset the worker
-gave it (first fit into freed space), so bands never overlap. Only what is at
-least one pixel tall in the visible time range is drawn, one BarGraphItem per
-colour: nothing is capped, zooming in shows the small ones.
+gave it (first fit into freed space), so bands never overlap. Of the visible time
+range, what makes a visible mark is drawn (one pixel tall, or two pixels long),
+one BarGraphItem per colour: nothing is capped, zooming in shows the rest.
 """
 
 from __future__ import annotations
@@ -126,7 +126,10 @@ class AllocationView(pg.PlotWidget):
                 if top > 0 and not np.isclose(top * 1.05, y1):
                     y0, y1 = 0.0, top * 1.05
                     vb.setYRange(y0, y1, padding=0)
-            rows = analysis.level_of_detail(log, window, (y1 - y0) / height)
+            width = max(vb.width(), 1.0)
+            seconds = (x1 - x0) / width if np.isfinite(x1 - x0) else 0.0
+            rows = analysis.level_of_detail(log, window, (y1 - y0) / height, seconds,
+                                            self._now())
             self.shown_rows = rows
             cols = log.rows
             t_alloc = cols.column("t_alloc")[rows]

@@ -27,12 +27,15 @@ def make_app() -> QApplication:
     return app
 
 
-def launch(model: str | None = None, smoke_test: str | None = None) -> int:
+def launch(model: str | None = None, smoke_test: str | None = None,
+           files: list[str] | None = None) -> int:
     from .main_window import MainWindow
 
     app = make_app()
     window = MainWindow(model=model)
     window.show()
+    for path in files or []:
+        window.open_snapshot(path)
     try:
         if smoke_test:
             return run_smoke_test(app, window, smoke_test)

@@ -6,8 +6,14 @@ its last look, so the stream never drives Qt signals per message.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
+import os
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QFileDialog,
     QGroupBox,
     QLabel,
     QMainWindow,
@@ -35,6 +41,16 @@ from .style import ERROR_STYLE
 from .timeline import TimelineView
 
 REFRESH_MS = 50
+MAX_RECENT = 8
+
+
+def runs_dir() -> Path:
+    """Where every run is recorded: MEMVIZ_RUNS_DIR, the setting, or the app data folder."""
+    configured = os.environ.get("MEMVIZ_RUNS_DIR") or QSettings().value("runs_dir", "")
+    if configured:
+        return Path(str(configured))
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base or Path.home() / ".memviz") / "runs"
 
 
 class MainWindow(QMainWindow):
@@ -123,9 +139,92 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.memory_label)
         bar.addPermanentWidget(self.gpu_label)
 
+        self.setAcceptDrops(True)
+        self._build_menu()
+
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
         self.timer.start(REFRESH_MS)
+
+    # -- files ------------------------------------------------------------------
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        open_action = QAction("&Open snapshot…", self)
+        open_action.setShortcut(QKeySequence.StandardKey.Open)
+        open_action.triggered.connect(self._open_dialog)
+        menu.addAction(open_action)
+        self.recent_menu = menu.addMenu("Open &recent")
+        self._fill_recent()
+        menu.addSeparator()
+        show_runs = QAction("Show the runs folder", self)
+        show_runs.triggered.connect(
+            lambda: self._show_error(None) or self.state_label.setText(f"Runs are recorded in "
+                                                                       f"{runs_dir()}"))
+        menu.addAction(show_runs)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent_files():
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_snapshot(p))
+
+    @staticmethod
+    def recent_files() -> list[str]:
+        value = QSettings().value("recent_files", [])
+        return [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+
+    def _remember(self, path: str) -> None:
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        QSettings().setValue("recent_files", recent[:MAX_RECENT])
+        self._fill_recent()
+
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a memviz snapshot", str(runs_dir()),
+                                              "memviz snapshots (*.memviz);;All files (*)")
+        if path:
+            self.open_snapshot(path)
+
+    def open_snapshot(self, path: str) -> Run | None:
+        """Open a .memviz file as a run in the list; a bad file says why, nothing else."""
+        from ..snapshot import SnapshotError, open_run
+
+        try:
+            run = open_run(path, run_id=self._next_id)
+        except SnapshotError as exc:
+            self._show_error(f"Cannot open {exc}")
+            return None
+        self._next_id += 1
+        self.runs[run.run_id] = run
+        self.run_list.add_run(run)
+        self._remember(str(Path(path).resolve()))
+        self._shown_changed()
+        self.state_label.setText(f"Opened {path}")
+        return run
+
+    def dragEnterEvent(self, event) -> None:
+        if any(u.toLocalFile().endswith(".memviz") for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.toLocalFile().endswith(".memviz"):
+                self.open_snapshot(url.toLocalFile())
+
+    def _recorder_for(self, run: Run):
+        """Every run is recorded, so nothing measured is lost; failing that, it still runs."""
+        from ..snapshot import Recorder
+
+        folder = runs_dir()
+        path = folder / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{run.run_id}.memviz"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            recorder = Recorder(path, run.spec.to_dict())
+        except OSError as exc:
+            run.add_log("warning", f"not recorded: {exc}")
+            return None
+        run.add_log("info", f"recording to {path}")
+        run.snapshot_path = str(path)
+        return recorder
 
     # -- actions ----------------------------------------------------------------
     def active_run(self) -> Run | None:
@@ -142,7 +241,7 @@ class MainWindow(QMainWindow):
             return None
         run = Run(spec, run_id=self._next_id)
         self._next_id += 1
-        session = WorkerSession(run)
+        session = WorkerSession(run, recorder=self._recorder_for(run))
         self.runs[run.run_id] = run
         self.sessions[run.run_id] = session
         try:

@@ -46,9 +46,12 @@ def describe_exit(code: int) -> str:
 
 
 class WorkerSession:
-    def __init__(self, run: Run, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, run: Run, extra_env: dict[str, str] | None = None,
+                 recorder=None) -> None:
+        """``recorder`` (a memviz.snapshot.Recorder) gets every frame the Run gets."""
         self.run = run
         self.extra_env = extra_env or {}
+        self.recorder = recorder
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
         self._tmpdir = tempfile.mkdtemp(prefix="memviz-")
@@ -151,7 +154,10 @@ class WorkerSession:
             if self._stop_requested:
                 conn.send([{"type": "stop"}])
             while True:
-                self.run.apply_all(conn.receive())
+                messages = conn.receive()
+                self.run.apply_all(messages)
+                if self.recorder is not None:
+                    self.recorder.write(messages)
         except ConnectionClosed:
             pass
         except (FrameError, ProtocolError) as exc:
@@ -184,5 +190,7 @@ class WorkerSession:
                 last = f": {self._last_output}" if code > 0 and self._last_output else ""
                 self.run.fail("crash", describe_exit(code) + last)
         self.exit_code = code
+        if self.recorder is not None:
+            self.recorder.finish(self.run.state, self.run.error)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         self.done.set()

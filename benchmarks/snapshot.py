@@ -1,0 +1,38 @@
+"""The .memviz file: bytes per tensor event on disk, and opening a 1M-event file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from memviz.core.spec import RunSpec
+from memviz.snapshot import Recorder, open_run
+
+from .alloc_view import synthetic_events
+from .common import Result
+
+
+def measure(events: int = 1_000_000) -> list[Result]:
+    path = os.path.join(tempfile.mkdtemp(), "big.memviz")
+    recorder = Recorder(path, RunSpec().to_dict())
+    cols = synthetic_events(events // 2)
+    recorder.write([{"type": "strings", "entries": [["module", 0, "m"], ["op", 0, "op"],
+                                                    ["dtype", 0, "float32"], ["shape", 0, "1"],
+                                                    ["device", 0, "cpu"]]}])
+    for start in range(0, events, 65_536):
+        recorder.write([{"type": "tensor_events",
+                         "columns": {k: v[start:start + 65_536] for k, v in cols.items()}}])
+    recorder.finish("finished")
+    size = os.path.getsize(path)
+    started = time.perf_counter()
+    run = open_run(path)
+    opened = time.perf_counter() - started
+    assert run.tensors.event_count == events
+    per_event = size / events
+    return [
+        Result("snapshot: bytes per tensor event (whole file)", per_event, "B", "≤ 32 B",
+               per_event <= 32, f"{size / 2**20:.1f} MiB for {events:,} events (synthetic)"),
+        Result("snapshot: open a 1M-event file", opened * 1000, "ms", "≤ 2000 ms",
+               opened <= 2.0, "all events decoded into a Run"),
+    ]

@@ -1,0 +1,10 @@
+"""The ``.memviz`` file: one SQLite database per run, written while the run goes.
+
+Pure Python + numpy + sqlite3: no Qt, no torch. ``docs/snapshot.md`` documents
+the schema for sqlite3 and pandas users.
+"""
+
+from .reader import SnapshotError, open_run
+from .recorder import Recorder
+
+__all__ = ["Recorder", "SnapshotError", "open_run"]

@@ -1,0 +1,139 @@
+"""Writes a run's message stream to a ``.memviz`` file as it arrives.
+
+It consumes the same validated messages as ``Run.apply`` (the session feeds
+both), and commits at most every ``COMMIT_INTERVAL_S``: a crash of the worker
+or of the process holding the recorder leaves a file that opens, with
+everything up to the last commit. The file is opened in WAL mode so a reader
+may look while the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..core.categories import CATEGORIES, SAMPLE_PREFIX
+from . import codec
+from .schema import DDL, MAGIC, SCHEMA_VERSION
+
+COMMIT_INTERVAL_S = 0.5
+SAMPLE_FIELDS = ("rss", "uss", "peak_rss", "system_used", "gpu_device_used",
+                 "gpu_process_used", "torch_allocated", "torch_reserved", "tracked_total")
+
+
+class Recorder:
+    def __init__(self, path: str | os.PathLike, spec: dict, *, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{self.path} exists (choose another name or overwrite)")
+            self.path.unlink()
+        self.db = sqlite3.connect(self.path, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(DDL)
+        self.lock = threading.Lock()
+        self._batch = 0
+        self._last_commit = time.monotonic()
+        self._meta({"magic": MAGIC, "schema_version": SCHEMA_VERSION,
+                    "memviz_version": __version__, "created": time.time(), "spec": spec,
+                    "state": "running"})
+        self.db.commit()
+
+    def _meta(self, items: dict) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            [(k, json.dumps(v)) for k, v in items.items()])
+
+    def write(self, messages: list[dict]) -> None:
+        """Record one frame's messages (validated, as Run.apply_all takes them)."""
+        with self.lock:
+            for msg in messages:
+                handler = getattr(self, "_on_" + msg["type"], None)
+                if handler is not None:
+                    handler(msg)
+            if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
+                self.db.commit()
+                self._last_commit = time.monotonic()
+
+    def _on_run_started(self, msg: dict) -> None:
+        self._meta({"environment": msg["environment"], "model": msg["model"],
+                    "t0_wall": msg["t0_wall"], "spec": msg["spec"]})
+
+    def _on_samples(self, msg: dict) -> None:
+        cols = msg["columns"]
+        n = len(cols["t"])
+        nan = np.full(n, np.nan)
+        fields = [np.asarray(cols["t"])] + [np.asarray(cols.get(f, nan)) for f in SAMPLE_FIELDS]
+        cats = [np.asarray(cols.get(SAMPLE_PREFIX + c, nan)) for c in CATEGORIES]
+        rows = []
+        for i in range(n):
+            by_cat = {c: int(v[i]) for c, v in zip(CATEGORIES, cats, strict=True)
+                      if np.isfinite(v[i]) and v[i]}
+            rows.append((*(None if not np.isfinite(f[i]) else float(f[i]) for f in fields),
+                         json.dumps(by_cat) if by_cat else None))
+        self.db.executemany(f"INSERT INTO samples VALUES ({', '.join('?' * 11)})", rows)
+
+    def _on_phase(self, msg: dict) -> None:
+        self.db.execute("INSERT INTO phases VALUES (?, ?, ?, ?)",
+                        (msg["step"], msg["name"], msg["edge"], msg["t"]))
+
+    def _on_step_done(self, msg: dict) -> None:
+        self.db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (msg["step"], msg["t"], msg["loss"], msg["seconds"], msg["tokens"],
+                         msg["peak_rss_bytes"], msg["peak_gpu_bytes"],
+                         msg.get("tracked_peak_bytes")))
+
+    def _on_log(self, msg: dict) -> None:
+        self.db.execute("INSERT INTO log VALUES (?, ?, ?)", (msg["t"], msg["level"], msg["text"]))
+
+    def _on_error(self, msg: dict) -> None:
+        self._meta({"error": {k: msg[k] for k in ("kind", "message", "traceback")},
+                    "state": "failed"})
+
+    def _on_run_done(self, msg: dict) -> None:
+        self._meta({"summary": msg["summary"], "end_reason": msg["reason"], "t_end": msg["t"]})
+
+    def _on_mark(self, msg: dict) -> None:
+        self.db.execute("INSERT INTO marks VALUES (?, ?, ?, ?)",
+                        (msg["t"], msg["step"], msg["label"], json.dumps(msg["live_by_category"])))
+
+    def _on_strings(self, msg: dict) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO strings VALUES (?, ?, ?)",
+                            [tuple(e) for e in msg["entries"]])
+
+    def _on_stacks(self, msg: dict) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO stacks VALUES (?, ?)",
+                            [(i, json.dumps(frames)) for i, frames in msg["entries"]])
+
+    def _on_tensor_events(self, msg: dict) -> None:
+        cols = msg["columns"]
+        if not len(cols["t"]):
+            return
+        allocs = cols["id"][cols["kind"] == 0]
+        self.db.execute("INSERT INTO event_batches VALUES (?, ?, ?, ?, ?, ?)",
+                        (self._batch, float(cols["t"][0]), float(cols["t"][-1]), len(cols["t"]),
+                         int(allocs[0]) if len(allocs) else None, codec.encode(cols)))
+        self._batch += 1
+
+    def _on_cuda_memory(self, msg: dict) -> None:
+        self.db.execute("INSERT INTO cuda_memory VALUES (?, ?, ?)",
+                        (msg["t"], msg["step"], json.dumps(
+                            {k: v for k, v in msg.items() if k not in ("type", "t", "step")})))
+
+    def finish(self, state: str, error: dict | None = None) -> None:
+        """The run's final state (finished, stopped, failed); commits and closes."""
+        with self.lock:
+            items: dict = {"state": state}
+            if error is not None:
+                items["error"] = error
+            self._meta(items)
+            self.db.commit()
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.close()

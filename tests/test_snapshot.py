@@ -1,0 +1,190 @@
+"""The .memviz file: real runs recorded and reopened; crashes; bad and hostile files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memviz.core.run import Run
+from memviz.core.spec import RunSpec
+from memviz.session import WorkerSession
+from memviz.snapshot import Recorder, SnapshotError, codec, open_run
+from memviz.snapshot.schema import SCHEMA_VERSION
+
+from .conftest import WORKER_DEADLINE_S
+
+
+def _recorded_run(path, **spec_fields) -> Run:
+    run = Run(RunSpec(**spec_fields))
+    session = WorkerSession(run, recorder=Recorder(path, run.spec.to_dict()))
+    session.start()
+    assert session.wait(WORKER_DEADLINE_S), run.log[-5:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    path = tmp_path_factory.mktemp("snap") / "run.memviz"
+    run = _recorded_run(path, model="gpt2-tiny", steps=2, batch_size=2, seq_len=64,
+                        track="tensors+stacks")
+    assert run.state == "finished", run.error
+    return path, run
+
+
+def test_a_reopened_run_equals_the_live_one(recorded):
+    path, live = recorded
+    back = open_run(path)
+    assert back.state == "finished"
+    assert back.spec == live.spec
+    assert back.model == live.model and back.environment == live.environment
+    for name in ("t", "rss", "uss", "peak_rss", "tracked_total", "cat_activation"):
+        np.testing.assert_array_equal(back.samples.column(name), live.samples.column(name))
+    assert [(p.step, p.name, p.begin, p.end) for p in back.phases] == \
+        [(p.step, p.name, p.begin, p.end) for p in live.phases]
+    assert back.steps == live.steps
+    assert len(back.tensors) == len(live.tensors) > 500
+    for name in back.tensors.rows.names:
+        np.testing.assert_allclose(back.tensors.rows.column(name),
+                                   live.tensors.rows.column(name), atol=1e-9, err_msg=name)
+    assert back.tensors.strings == live.tensors.strings
+    assert back.tensors.stacks == live.tensors.stacks
+    assert back.tensors.marks == live.tensors.marks
+    assert back.worker_summary == live.worker_summary
+
+
+def test_the_file_is_plain_sqlite_for_other_tools(recorded):
+    path, live = recorded
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == len(live.samples)
+    steps = db.execute("SELECT step, loss FROM steps ORDER BY step").fetchall()
+    assert steps == [(s.step, s.loss) for s in live.steps]
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    assert json.loads(meta["schema_version"]) == SCHEMA_VERSION
+    assert json.loads(meta["state"]) == "finished"
+
+
+def test_tensor_events_take_under_32_bytes_each(recorded):
+    path, live = recorded
+    db = sqlite3.connect(path)
+    stored, events = db.execute(
+        "SELECT sum(length(columns)), sum(count) FROM event_batches").fetchone()
+    assert events == live.tensors.event_count
+    assert stored / events < 32, stored / events
+
+
+def test_recording_refuses_to_overwrite(recorded):
+    path, _ = recorded
+    with pytest.raises(FileExistsError, match="exists"):
+        Recorder(path, RunSpec().to_dict())
+
+
+def test_a_killed_worker_leaves_a_readable_file(tmp_path):
+    path = tmp_path / "killed.memviz"
+    run = Run(RunSpec(model="gpt2-tiny", steps=10_000, batch_size=1, seq_len=32))
+    session = WorkerSession(run, recorder=Recorder(path, run.spec.to_dict()))
+    session.start()
+    deadline = time.monotonic() + WORKER_DEADLINE_S
+    while len(run.steps) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(session.pid, signal.SIGKILL)
+    assert session.wait(30)
+    back = open_run(path)
+    assert back.state == "failed" and "SIGKILL" in back.error["message"]
+    assert len(back.steps) >= 2
+    assert len(back.samples) > 10
+
+
+def test_a_killed_recorder_process_leaves_a_readable_file(tmp_path):
+    path = tmp_path / "cli.memviz"
+    proc = subprocess.Popen([sys.executable, "-m", "memviz", "run", "--steps", "10000",
+                             "--batch-size", "1", "--seq-len", "32", "-o", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + WORKER_DEADLINE_S
+    steps = 0
+    while time.monotonic() < deadline and steps < 3:
+        time.sleep(0.5)
+        try:
+            steps = sqlite3.connect(path).execute("SELECT count(*) FROM steps").fetchone()[0]
+        except sqlite3.Error:
+            steps = 0
+    os.kill(proc.pid, signal.SIGKILL)  # the recording process, not the worker
+    proc.wait(30)
+    back = open_run(path)
+    assert len(back.steps) >= 3
+    assert back.state == "stopped"  # it never said it finished
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "not an SQLite file"),
+    (b"hello, world" * 100, "not an SQLite file"),
+    (b"SQLite format 3\x00" + b"\x00" * 200, "corrupt database"),
+])
+def test_files_that_are_not_snapshots_are_refused(tmp_path, content, reason):
+    path = tmp_path / "bad.memviz"
+    path.write_bytes(content)
+    with pytest.raises(SnapshotError, match=reason):
+        open_run(path)
+
+
+def test_a_foreign_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(SnapshotError, match="not a memviz snapshot"):
+        open_run(path)
+
+
+def test_a_newer_schema_says_to_update(recorded, tmp_path):
+    path = tmp_path / "newer.memviz"
+    path.write_bytes(recorded[0].read_bytes())
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    with pytest.raises(SnapshotError, match=r"newer memviz .* update memviz"):
+        open_run(path)
+
+
+def test_a_truncated_snapshot_is_refused_cleanly(recorded, tmp_path):
+    data = recorded[0].read_bytes()
+    path = tmp_path / "cut.memviz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SnapshotError):
+        open_run(path)
+
+
+def test_a_damaged_event_batch_is_refused_cleanly(recorded, tmp_path):
+    path = tmp_path / "damaged.memviz"
+    path.write_bytes(recorded[0].read_bytes())
+    db = sqlite3.connect(path)
+    db.execute("UPDATE event_batches SET columns = x'00ff00ff' WHERE batch = 0")
+    db.commit()
+    with pytest.raises(SnapshotError, match="damaged snapshot"):
+        open_run(path)
+
+
+@given(st.binary(min_size=1, max_size=4096))
+@settings(max_examples=150, deadline=None)
+def test_random_event_blobs_never_crash_the_decoder(blob):
+    with contextlib.suppress(codec.CodecError):
+        codec.decode(blob)
+
+
+def test_a_decompression_bomb_is_refused():
+    import zlib
+
+    import msgpack
+
+    bomb = zlib.compress(b"\0" * (64 << 20))
+    blob = msgpack.packb({"n": 4, "c": {name: bomb for name in codec.DTYPES}})
+    with pytest.raises(codec.CodecError, match="expected"):
+        codec.decode(blob)
