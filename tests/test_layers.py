@@ -28,8 +28,8 @@ def _loaded(roots: list[str], forbidden: list[str]) -> str:
 
 
 def test_gui_does_not_import_torch_or_transformers():
-    assert _loaded(["memviz.gui", "memviz.session", "memviz.core", "memviz.protocol"],
-                   ["torch", "transformers"]) == ""
+    assert _loaded(["memviz.gui", "memviz.session", "memviz.core", "memviz.protocol",
+                    "memviz.snapshot"], ["torch", "transformers"]) == ""
 
 
 @pytest.mark.parametrize("root", ["memviz.worker", "memviz.models"])
