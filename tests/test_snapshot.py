@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -188,3 +189,57 @@ def test_a_decompression_bomb_is_refused():
     blob = msgpack.packb({"n": 4, "c": {name: bomb for name in codec.DTYPES}})
     with pytest.raises(codec.CodecError, match="expected"):
         codec.decode(blob)
+
+
+class _PlainOnly(pickle.Unpickler):
+    """Refuses every class: loading succeeds only if the pickle is plain containers."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"not plain data: {module}.{name}")
+
+
+def test_torch_export_is_read_by_torch_memory_viz(recorded, tmp_path):
+    path, live = recorded
+    out = tmp_path / "run.pickle"
+    proc = subprocess.run([sys.executable, "-m", "memviz", "export", str(path), "--to",
+                           "torch-pickle", "-o", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with open(out, "rb") as f:
+        assert f.read(2) == b"\x80\x04"  # protocol 4: the web viewer reads 2 to 4
+    with open(out, "rb") as f:
+        data = _PlainOnly(f).load()
+    trace = data["device_traces"][0]
+    assert sum(e["action"] == "alloc" for e in trace) == len(live.tensors)
+    assert trace[0]["category"] == "unknown"
+    live_end = live.samples.column("tracked_total")[-1]
+    assert data["segments"][0]["allocated_size"] == live_end
+    for action in ("stats", "trace"):
+        run = subprocess.run([sys.executable, "-m", "torch.cuda._memory_viz", action, str(out)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-500:]
+        assert run.stdout.strip()
+    for action in ("trace_plot", "segment_plot"):
+        html = tmp_path / f"{action}.html"
+        run = subprocess.run([sys.executable, "-m", "torch.cuda._memory_viz", action, str(out),
+                              "-o", str(html)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-500:]
+        assert html.stat().st_size > 10_000
+
+
+def test_torch_json_export_and_refusals(recorded, tmp_path):
+    path, live = recorded
+    out = tmp_path / "run.json"
+    base = [sys.executable, "-m", "memviz", "export"]
+    assert subprocess.run([*base, str(path), "--to", "torch-json", "-o", str(out)],
+                          capture_output=True, timeout=120).returncode == 0
+    data = json.loads(out.read_text())
+    assert sum(e["action"] == "alloc" for e in data["device_traces"][0]) == len(live.tensors)
+    again = subprocess.run([*base, str(path), "--to", "torch-json", "-o", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "exists" in again.stderr
+    bad = tmp_path / "bad.memviz"
+    bad.write_bytes(b"nope")
+    refused = subprocess.run([*base, str(bad), "--to", "torch-json", "-o", str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "not a memviz snapshot" in refused.stderr

@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", metavar="FILE.memviz",
                      help="record the run to this snapshot file")
     run.add_argument("--force", action="store_true", help="overwrite the output file")
+    from .export_cmd import add_arguments as add_export_arguments
+
+    export = sub.add_parser("export", help="write a snapshot for PyTorch's memory tools")
+    add_export_arguments(export)
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
@@ -45,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from .run_cmd import cmd_run
 
         return cmd_run(args)
+    if args.command == "export":
+        from .export_cmd import cmd_export
+
+        return cmd_export(args)
     from ..gui.app import launch
 
     return launch(model=args.model, smoke_test=args.smoke_test, files=args.files)

@@ -1,0 +1,33 @@
+"""``memviz export FILE --to KIND -o OUT``: a snapshot in a format other tools read."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+KINDS = ("torch-pickle", "torch-json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a .memviz snapshot")
+    parser.add_argument("--to", required=True, choices=KINDS, help="the format to write")
+    parser.add_argument("-o", "--output", required=True, help="where to write it")
+    parser.add_argument("--force", action="store_true", help="overwrite the output file")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..snapshot import SnapshotError, open_run
+    from ..snapshot.torch_export import write
+
+    if Path(args.output).exists() and not args.force:
+        print(f"memviz: error: {args.output} exists (use --force to overwrite)", file=sys.stderr)
+        return 2
+    try:
+        run = open_run(args.file)
+    except SnapshotError as exc:
+        print(f"memviz: error: {exc}", file=sys.stderr)
+        return 2
+    write(run, args.output, args.to)
+    print(f"wrote {args.output} ({args.to}, {len(run.tensors):,} allocations)")
+    return 0

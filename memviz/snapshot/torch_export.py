@@ -1,0 +1,106 @@
+"""Export a run as a PyTorch allocator snapshot: what ``python -m torch.cuda._memory_viz``
+and pytorch.org/memory_viz read.
+
+The layout is torch's (``segments`` with ``blocks``; ``device_traces`` with
+``alloc``, ``free_requested``, ``free_completed`` entries). Addresses come from
+the tracker's first-fit layout, so allocations that are live together never
+overlap; one segment spans the whole layout and is allocated first. Every entry
+carries memviz's category. The web viewer insists that at least one entry is
+``"unknown"`` once any has a category, so the segment's entry is. Written as a
+pickle (protocol 4: the viewer cannot read 5) of plain containers only, or as
+JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.categories import CATEGORIES
+from ..core.run import Run
+
+BASE_ADDRESS = 0x7F00_0000_0000  # any aligned base: the layout's offsets are added to it
+
+
+def _frames(run: Run, stack_id: int, cache: dict) -> list[dict]:
+    found = cache.get(stack_id)
+    if found is None:
+        found = []
+        for text in run.tensors.stack_text(stack_id):
+            filename, _, rest = text.rpartition(":")
+            filename, _, line = filename.rpartition(":")
+            found.append({"filename": filename, "line": int(line) if line.isdigit() else 0,
+                          "name": rest})
+        cache[stack_id] = found
+    return found
+
+
+def to_torch_snapshot(run: Run) -> dict[str, Any]:
+    rows = run.tensors.rows
+    with run.lock:
+        t_alloc = np.asarray(rows.column("t_alloc"))
+        t_free = np.asarray(rows.column("t_free"))
+        nbytes = np.asarray(rows.column("nbytes"), dtype=np.int64)
+        offset = np.asarray(rows.column("offset"), dtype=np.int64)
+        category = np.asarray(rows.column("category"))
+        stack = np.asarray(rows.column("stack"))
+    extent = int((offset + nbytes).max()) if len(rows) else 0
+    cache: dict = {}
+    events: list[tuple[float, int, dict]] = []
+    for i in range(len(rows)):
+        entry = {"addr": BASE_ADDRESS + int(offset[i]), "size": int(nbytes[i]), "stream": 0,
+                 "frames": _frames(run, int(stack[i]), cache) if stack[i] >= 0 else [],
+                 "category": CATEGORIES[int(category[i])]}
+        events.append((float(t_alloc[i]), 1, {"action": "alloc", **entry,
+                                              "time_us": int(t_alloc[i] * 1e6)}))
+        if not np.isnan(t_free[i]):
+            us = int(t_free[i] * 1e6)
+            events.append((float(t_free[i]), 0, {"action": "free_requested", **entry,
+                                                 "time_us": us}))
+            events.append((float(t_free[i]), 0, {"action": "free_completed", **entry,
+                                                 "time_us": us}))
+    events.sort(key=lambda e: (e[0], e[1]))  # at equal times, frees before allocs
+    trace = [{"action": "segment_alloc", "addr": BASE_ADDRESS, "size": extent, "stream": 0,
+              "frames": [], "time_us": 0, "category": "unknown"}]
+    trace += [e[2] for e in events]
+    live = np.flatnonzero(np.isnan(t_free))
+    live = live[np.argsort(offset[live])]
+    blocks, cursor = [], 0
+    for i in live:
+        start = int(offset[i])
+        if start > cursor:
+            blocks.append({"address": BASE_ADDRESS + cursor, "size": start - cursor,
+                           "requested_size": 0, "state": "inactive", "frames": []})
+        blocks.append({"address": BASE_ADDRESS + start, "size": int(nbytes[i]),
+                       "requested_size": int(nbytes[i]), "state": "active_allocated",
+                       "frames": _frames(run, int(stack[i]), cache) if stack[i] >= 0 else []})
+        cursor = start + int(nbytes[i])
+    if cursor < extent:
+        blocks.append({"address": BASE_ADDRESS + cursor, "size": extent - cursor,
+                       "requested_size": 0, "state": "inactive", "frames": []})
+    allocated = int(nbytes[live].sum()) if len(live) else 0
+    segment = {"device": 0, "address": BASE_ADDRESS, "total_size": extent,
+               "allocated_size": allocated, "active_size": allocated,
+               "requested_size": allocated, "stream": 0, "segment_type": "large",
+               "segment_pool_id": (0, 0), "is_expandable": False, "frames": [],
+               "blocks": blocks}
+    return {"segments": [segment] if extent else [], "device_traces": [trace],
+            "allocator_settings": {}, "external_annotations": []}
+
+
+def write(run: Run, out: str | Path, kind: str) -> None:
+    snapshot = to_torch_snapshot(run)
+    out = Path(out)
+    if kind == "torch-pickle":
+        with open(out, "wb") as f:
+            pickle.dump(snapshot, f, protocol=4)
+    elif kind == "torch-json":
+        snapshot["segments"] = [{**s, "segment_pool_id": list(s["segment_pool_id"])}
+                                for s in snapshot["segments"]]
+        out.write_text(json.dumps(snapshot))
+    else:
+        raise ValueError(f"unknown export kind {kind!r}")
