@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memviz.core.categories import CATEGORIES
 from memviz.core.run import Run
 from memviz.core.spec import RunSpec
 from memviz.session import WorkerSession
@@ -243,3 +244,78 @@ def test_torch_json_export_and_refusals(recorded, tmp_path):
     refused = subprocess.run([*base, str(bad), "--to", "torch-json", "-o", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "not a memviz snapshot" in refused.stderr
+
+
+class _Hostile:
+    """Unpickling this runs a shell command that creates a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_hostile_pickle_is_refused_and_nothing_runs(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pickle"
+    evil.write_bytes(pickle.dumps({"segments": [], "device_traces": [[_Hostile(marker)]]},
+                                  protocol=protocol))
+    with pytest.raises(SnapshotError, match=r"refused: the pickle asks for (posix|os)\.system"):
+        open_run(evil)
+    assert not marker.exists()
+    # the CLI says the same and exits non-zero, and still nothing runs
+    proc = subprocess.run([sys.executable, "-m", "memviz", "export", str(evil), "--to",
+                           "torch-json", "-o", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "refused" in proc.stderr
+    assert not marker.exists()
+
+
+def test_a_pytorch_snapshot_opens_with_categories_and_pre_existing_blocks(tmp_path):
+    snap = {
+        "segments": [{"device": 0, "address": 1 << 40, "total_size": 4 << 20,
+                      "allocated_size": 3072, "active_size": 3072, "requested_size": 3000,
+                      "stream": 0, "segment_type": "large", "blocks": [
+                          {"address": (1 << 40), "size": 2048, "state": "active_allocated"},
+                          {"address": (1 << 40) + 2048, "size": 1024,
+                           "state": "active_allocated"},
+                          {"address": (1 << 40) + 3072, "size": (4 << 20) - 3072,
+                           "state": "inactive"}]}],
+        "device_traces": [[
+            {"action": "alloc", "addr": (1 << 40) + 2048, "size": 1024, "time_us": 1_000_000,
+             "category": "activation"},
+            {"action": "alloc", "addr": (1 << 40) + 8192, "size": 4096, "time_us": 1_500_000,
+             "category": "unknown"},
+            {"action": "free_requested", "addr": (1 << 40) + 8192, "size": 4096,
+             "time_us": 2_000_000},
+            {"action": "free_completed", "addr": (1 << 40) + 8192, "size": 4096,
+             "time_us": 2_000_000},
+        ]],
+    }
+    for path, data in ((tmp_path / "s.pickle", pickle.dumps(snap, protocol=4)),
+                       (tmp_path / "s.json", json.dumps(snap).encode())):
+        path.write_bytes(data)
+        run = open_run(path)
+        rows = run.tensors.rows
+        assert len(rows) == 3  # the pre-existing 2048-byte block, then two traced allocations
+        assert list(rows.column("nbytes")) == [2048, 1024, 4096]
+        cats = [CATEGORIES[int(c)] for c in rows.column("category")]
+        assert cats == ["other", "activation", "other"]
+        np.testing.assert_allclose(rows.column("t_alloc"), [0.0, 0.0, 0.5])
+        np.testing.assert_allclose(rows.column("t_free")[2], 1.0)
+        assert np.isnan(rows.column("t_free")[:2]).all()
+
+
+def test_export_then_import_keeps_every_allocation(recorded, tmp_path):
+    path, live = recorded
+    from memviz.snapshot.torch_export import write
+
+    out = tmp_path / "round.pickle"
+    write(open_run(path), out, "torch-pickle")
+    back = open_run(out)
+    assert len(back.tensors) == len(live.tensors)
+    np.testing.assert_array_equal(np.sort(back.tensors.rows.column("nbytes")),
+                                  np.sort(live.tensors.rows.column("nbytes")))
+    assert back.samples.column("tracked_total")[-1] == live.samples.column("tracked_total")[-1]

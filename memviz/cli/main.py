@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..worker.main import main as worker_main
 
         return worker_main(argv[1:])
-    if not argv or argv[0].startswith("--smoke-test") or argv[0].endswith(".memviz"):
+    if not argv or argv[0].startswith("--smoke-test") or argv[0].endswith(
+            (".memviz", ".pickle", ".pkl", ".json")):
         argv = ["gui", *argv]
     args = build_parser().parse_args(argv)
     if args.command == "run":

@@ -42,6 +42,7 @@ from .timeline import TimelineView
 
 REFRESH_MS = 50
 MAX_RECENT = 8
+SNAPSHOT_SUFFIXES = (".memviz", ".pickle", ".pkl", ".json")
 
 
 def runs_dir() -> Path:
@@ -179,8 +180,9 @@ class MainWindow(QMainWindow):
         self._fill_recent()
 
     def _open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a memviz snapshot", str(runs_dir()),
-                                              "memviz snapshots (*.memviz);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a snapshot", str(runs_dir()),
+            "memviz and PyTorch snapshots (*.memviz *.pickle *.pkl *.json);;All files (*)")
         if path:
             self.open_snapshot(path)
 
@@ -202,12 +204,12 @@ class MainWindow(QMainWindow):
         return run
 
     def dragEnterEvent(self, event) -> None:
-        if any(u.toLocalFile().endswith(".memviz") for u in event.mimeData().urls()):
+        if any(u.toLocalFile().endswith(SNAPSHOT_SUFFIXES) for u in event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
         for url in event.mimeData().urls():
-            if url.toLocalFile().endswith(".memviz"):
+            if url.toLocalFile().endswith(SNAPSHOT_SUFFIXES):
                 self.open_snapshot(url.toLocalFile())
 
     def _recorder_for(self, run: Run):

@@ -27,6 +27,12 @@ class SnapshotError(ValueError):
     """The file cannot be opened as a memviz snapshot; the message says why."""
 
 
+def _is_torch_snapshot(path: Path) -> bool:
+    from .torch_import import looks_like_torch_snapshot
+
+    return looks_like_torch_snapshot(path)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise SnapshotError(f"{path}: no such file")
@@ -57,7 +63,17 @@ def _meta(db: sqlite3.Connection, path: Path) -> dict:
 
 
 def open_run(path, run_id: int = 0) -> Run:
+    """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size and _is_torch_snapshot(path):
+        from . import torch_import
+
+        try:
+            return torch_import.to_run(torch_import.load(path), path.name, run_id)
+        except torch_import.TorchSnapshotError as exc:
+            raise SnapshotError(str(exc)) from None
+        except (KeyError, TypeError, ValueError, TrackingError, ProtocolError) as exc:
+            raise SnapshotError(f"{path}: damaged PyTorch snapshot ({exc})") from None
     db = _connect(path)
     try:
         meta = _meta(db, path)
