@@ -6,6 +6,8 @@ import os
 import tempfile
 import time
 
+import numpy as np
+
 from memviz.core.spec import RunSpec
 from memviz.snapshot import Recorder, open_run
 
@@ -30,9 +32,47 @@ def measure(events: int = 1_000_000) -> list[Result]:
     opened = time.perf_counter() - started
     assert run.tensors.event_count == events
     per_event = size / events
+    imported, peak_mib = _import_torch_snapshot(events)
     return [
         Result("snapshot: bytes per tensor event (whole file)", per_event, "B", "≤ 32 B",
                per_event <= 32, f"{size / 2**20:.1f} MiB for {events:,} events (synthetic)"),
         Result("snapshot: open a 1M-event file", opened * 1000, "ms", "≤ 2000 ms",
                opened <= 2.0, "all events decoded into a Run"),
+        Result("import a 1M-entry PyTorch snapshot", imported * 1000, "ms", "≤ 10000 ms",
+               imported <= 10.0, f"pickle; process peak RSS {peak_mib:.0f} MiB"),
     ]
+
+
+def _import_torch_snapshot(entries: int) -> tuple[float, float]:
+    """A synthetic _dump_snapshot pickle with ``entries`` trace entries, opened as a Run."""
+    import pickle
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    trace, live = [], []
+    for i in range(entries // 2):
+        addr = (1 << 40) + 512 * i
+        trace.append({"action": "alloc", "addr": addr, "size": int(rng.integers(512, 1 << 20)),
+                      "stream": 0, "frames": [], "time_us": i * 10, "category": "activation"})
+        live.append(addr)
+        if len(live) > 100:
+            freed = live.pop(0)
+            trace.append({"action": "free_completed", "addr": freed, "size": 512, "stream": 0,
+                          "frames": [], "time_us": i * 10 + 5})
+    path = os.path.join(tempfile.mkdtemp(), "big.pickle")
+    with open(path, "wb") as f:
+        pickle.dump({"segments": [], "device_traces": [trace]}, f, protocol=4)
+    del trace
+    # in a fresh process: its wall time, and its peak RSS is the import's own
+    child = (
+        "import resource, sys, time\n"
+        "from memviz.snapshot import open_run\n"
+        "t = time.perf_counter(); run = open_run(sys.argv[1]); t = time.perf_counter() - t\n"
+        "print(t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(run.tensors))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", child, path], capture_output=True, text=True,
+                         check=True, timeout=300).stdout.split()
+    elapsed, peak, rows = float(out[0]), int(out[1]) / 1024, int(out[2])
+    assert rows == entries // 2
+    return elapsed, peak
