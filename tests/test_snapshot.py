@@ -319,3 +319,43 @@ def test_export_then_import_keeps_every_allocation(recorded, tmp_path):
     np.testing.assert_array_equal(np.sort(back.tensors.rows.column("nbytes")),
                                   np.sort(live.tensors.rows.column("nbytes")))
     assert back.samples.column("tracked_total")[-1] == live.samples.column("tracked_total")[-1]
+
+
+def test_chrome_trace_has_memory_counters_and_phase_slices(recorded, tmp_path):
+    path, live = recorded
+    out = tmp_path / "trace.json"
+    assert subprocess.run([sys.executable, "-m", "memviz", "export", str(path), "--to",
+                           "chrome-trace", "-o", str(out)], timeout=120).returncode == 0
+    events = json.loads(out.read_text())["traceEvents"]
+    counters = [e for e in events if e["ph"] == "C"]
+    memory = [e for e in counters if e["name"] == "memory (bytes)"]
+    assert len(memory) == len(live.samples)
+    assert memory[0]["ts"] == live.samples.column("t")[0] * 1e6
+    assert {"rss", "uss", "peak_rss"} <= set(memory[-1]["args"])
+    by_cat = [e for e in counters if e["name"] == "tracked by category (bytes)"]
+    assert by_cat and by_cat[-1]["args"]["parameter"] == live.model["parameter_bytes"]
+    slices = [e for e in events if e["ph"] == "X"]
+    phases = [e for e in slices if e["cat"] == "phase"]
+    assert [e["name"] for e in phases if e["args"]["step"] == 0] == \
+        ["forward", "backward", "optimizer"]
+    assert all(e["dur"] > 0 for e in slices)
+    assert len([e for e in slices if e["cat"] == "step"]) == len(live.steps)
+
+
+def test_csv_export_has_a_row_per_sample_allocation_and_step(recorded, tmp_path):
+    import csv
+
+    path, live = recorded
+    out = tmp_path / "csv"
+    assert subprocess.run([sys.executable, "-m", "memviz", "export", str(path), "--to", "csv",
+                           "-o", str(out)], timeout=120).returncode == 0
+    def rows(name):
+        with open(out / name, newline="") as f:
+            return list(csv.DictReader(f))
+    assert len(rows("samples.csv")) == len(live.samples)
+    tensors = rows("tensor_events.csv")
+    assert len(tensors) == len(live.tensors)
+    assert {r["category"] for r in tensors} >= {"parameter", "activation", "gradient"}
+    assert [float(r["loss"]) for r in rows("steps.csv")] == [s.loss for s in live.steps]
+    summary = {r["key"]: r["value"] for r in rows("summary.csv")}
+    assert int(summary["peak.tracked_bytes"]) == live.worker_summary["tracking"]["tracked_bytes"]

@@ -1,4 +1,6 @@
-"""``memviz export FILE --to KIND -o OUT``: a snapshot in a format other tools read."""
+"""``memviz export FILE --to KIND -o OUT``: a snapshot in a format other tools read.
+
+FILE may be a .memviz file or a PyTorch memory snapshot."""
 
 from __future__ import annotations
 
@@ -6,18 +8,19 @@ import argparse
 import sys
 from pathlib import Path
 
-KINDS = ("torch-pickle", "torch-json")
+KINDS = ("torch-pickle", "torch-json", "chrome-trace", "csv")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="a .memviz snapshot")
     parser.add_argument("--to", required=True, choices=KINDS, help="the format to write")
-    parser.add_argument("-o", "--output", required=True, help="where to write it")
+    parser.add_argument("-o", "--output", required=True,
+                        help="where to write it (a folder for csv)")
     parser.add_argument("--force", action="store_true", help="overwrite the output file")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..snapshot import SnapshotError, open_run
+    from ..snapshot import SnapshotError, exports, open_run
     from ..snapshot.torch_export import write
 
     if Path(args.output).exists() and not args.force:
@@ -28,6 +31,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     except SnapshotError as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
-    write(run, args.output, args.to)
+    out = Path(args.output)
+    if args.to == "chrome-trace":
+        exports.write_chrome_trace(run, out)
+    elif args.to == "csv":
+        exports.write_csv(run, out)
+    else:
+        write(run, out, args.to)
     print(f"wrote {args.output} ({args.to}, {len(run.tensors):,} allocations)")
     return 0

@@ -1,0 +1,114 @@
+"""Exports other tools read: Chrome trace JSON (Perfetto, chrome://tracing) and CSV.
+
+Chrome trace: counter tracks for RSS, USS, peak RSS and every category's live
+bytes; complete slices for steps and their phases (forward, backward, optimizer,
+generate, load), on the worker's clock in microseconds.
+CSV: one file per table (samples, tensor events, steps and a summary), in a folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..core.categories import CATEGORIES, SAMPLE_PREFIX
+from ..core.run import Run
+from ..core.summary import build_summary
+
+COUNTERS = ("rss", "uss", "peak_rss", "gpu_process_used", "torch_allocated", "torch_reserved")
+
+
+def chrome_trace(run: Run) -> dict:
+    events: list[dict] = [
+        {"name": "process_name", "ph": "M", "pid": 1,
+         "args": {"name": f"memviz: {run.spec.label()}"}},
+        {"name": "thread_name", "ph": "M", "pid": 1, "tid": 1, "args": {"name": "steps"}},
+        {"name": "thread_name", "ph": "M", "pid": 1, "tid": 2, "args": {"name": "phases"}},
+    ]
+    with run.lock:
+        t = np.asarray(run.samples.column("t"))
+        memory = {c: np.asarray(run.samples.column(c)) for c in COUNTERS
+                  if run.samples.has_data(c)}
+        cats = {c: np.asarray(run.samples.column(SAMPLE_PREFIX + c)) for c in CATEGORIES
+                if run.samples.has_data(SAMPLE_PREFIX + c)}
+        phases = [(p.step, p.name, p.begin, p.end) for p in run.phases]
+        steps = list(run.steps)
+    for i, ts in enumerate(t):
+        us = float(ts) * 1e6
+        values = {c: float(v[i]) for c, v in memory.items() if np.isfinite(v[i])}
+        if values:
+            events.append({"name": "memory (bytes)", "ph": "C", "ts": us, "pid": 1,
+                           "args": values})
+        by_cat = {c: float(v[i]) for c, v in cats.items() if np.isfinite(v[i])}
+        if by_cat:
+            events.append({"name": "tracked by category (bytes)", "ph": "C", "ts": us,
+                           "pid": 1, "args": by_cat})
+    for step, name, begin, end in phases:
+        if np.isfinite(end):
+            events.append({"name": name, "cat": "phase", "ph": "X", "ts": begin * 1e6,
+                           "dur": (end - begin) * 1e6, "pid": 1, "tid": 2,
+                           "args": {"step": step}})
+    for s in steps:
+        events.append({"name": f"step {s.step}", "cat": "step", "ph": "X",
+                       "ts": (s.t - s.seconds) * 1e6, "dur": s.seconds * 1e6, "pid": 1,
+                       "tid": 1, "args": {"loss": s.loss, "peak_rss_bytes": s.peak_rss_bytes,
+                                          "tracked_peak_bytes": s.tracked_peak_bytes}})
+    return {"traceEvents": events, "displayTimeUnit": "ms",
+            "otherData": {"memviz_version": build_summary(run)["memviz_version"]}}
+
+
+def write_chrome_trace(run: Run, out: Path) -> None:
+    out.write_text(json.dumps(chrome_trace(run)))
+
+
+def write_csv(run: Run, folder: Path) -> list[Path]:
+    """samples.csv, tensor_events.csv (one row per allocation), steps.csv, summary.csv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    with run.lock:
+        samples = run.samples
+        names = [n for n in samples.names if samples.has_data(n)]
+        path = folder / "samples.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(names)
+            w.writerows(zip(*(samples.column(n).tolist() for n in names), strict=True))
+        written.append(path)
+        log, rows = run.tensors, run.tensors.rows
+        path = folder / "tensor_events.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "t_alloc", "t_free", "nbytes", "category", "dtype", "shape",
+                        "device", "module", "op", "phase", "step"])
+            cols = {n: rows.column(n).tolist() for n in rows.names}
+            for i in range(len(rows)):
+                w.writerow([i, cols["t_alloc"][i], cols["t_free"][i], cols["nbytes"][i],
+                            CATEGORIES[cols["category"][i]],
+                            *(log.string(k, cols[k][i]) for k in
+                              ("dtype", "shape", "device", "module", "op")),
+                            cols["phase"][i], cols["step"][i]])
+        written.append(path)
+        path = folder / "steps.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "loss", "seconds", "tokens", "peak_rss_bytes",
+                        "peak_gpu_bytes", "tracked_peak_bytes"])
+            w.writerows([s.step, s.loss, s.seconds, s.tokens, s.peak_rss_bytes,
+                         s.peak_gpu_bytes, s.tracked_peak_bytes] for s in run.steps)
+        written.append(path)
+    summary = build_summary(run)
+    path = folder / "summary.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "value"])
+        for key in ("mode", "device", "batch_size", "seq_len", "step_seconds_median"):
+            w.writerow([key, summary[key]])
+        for key, value in summary["peak"].items():
+            w.writerow([f"peak.{key}", value])
+        for key, value in (summary["peak_by_category"] or {}).items():
+            w.writerow([f"peak_by_category.{key}", value])
+    written.append(path)
+    return written
