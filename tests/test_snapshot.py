@@ -359,3 +359,31 @@ def test_csv_export_has_a_row_per_sample_allocation_and_step(recorded, tmp_path)
     assert [float(r["loss"]) for r in rows("steps.csv")] == [s.loss for s in live.steps]
     summary = {r["key"]: r["value"] for r in rows("summary.csv")}
     assert int(summary["peak.tracked_bytes"]) == live.worker_summary["tracking"]["tracked_bytes"]
+
+
+def test_diff_finds_what_grew_with_the_batch(recorded, tmp_path):
+    path, _live = recorded
+    bigger = tmp_path / "bigger.memviz"
+    _recorded_run(bigger, model="gpt2-tiny", steps=2, batch_size=4, seq_len=64,
+                  track="tensors+stacks")
+    proc = subprocess.run([sys.executable, "-m", "memviz", "diff", str(path), str(bigger),
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    categories = {r["name"]: r for r in result["categories"]}
+    activation = categories["activation"]
+    # batch 2 → 4: the activations kept for backward double (within 15 %)
+    assert 1.7 < activation["b"] / activation["a"] < 2.3
+    assert result["categories"][0]["name"] == "activation"  # the largest change comes first
+    assert "parameter" not in categories or categories["parameter"]["delta"] == 0
+    assert result["b"]["tracked_peak_bytes"] > result["a"]["tracked_peak_bytes"]
+    assert any(r["name"].startswith("transformer.h.") and r["delta"] > 0
+               for r in result["modules"])
+    assert any(" @ " in r["name"] for r in result["sites"])  # op and the first stack frame
+    same = subprocess.run([sys.executable, "-m", "memviz", "diff", str(path), str(path),
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert all(r["delta"] == 0 for key in ("categories", "modules", "sites")
+               for r in json.loads(same.stdout)[key])
+    text = subprocess.run([sys.executable, "-m", "memviz", "diff", str(path), str(bigger)],
+                          capture_output=True, text=True, timeout=120).stdout
+    assert "by category" in text and "activation" in text

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write a snapshot for PyTorch's memory tools")
     add_export_arguments(export)
+    from .diff_cmd import add_arguments as add_diff_arguments
+
+    add_diff_arguments(sub.add_parser("diff", help="compare two runs or snapshots"))
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
@@ -50,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from .run_cmd import cmd_run
 
         return cmd_run(args)
+    if args.command == "diff":
+        from .diff_cmd import cmd_diff
+
+        return cmd_diff(args)
     if args.command == "export":
         from .export_cmd import cmd_export
 

@@ -1,0 +1,52 @@
+"""``memviz diff A B``: two runs or snapshots compared at their tracked peaks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .formatting import human_bytes, table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", help="a .memviz file or PyTorch snapshot (before)")
+    parser.add_argument("b", help="a .memviz file or PyTorch snapshot (after)")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument("--top", type=int, default=15, help="rows per table (default 15)")
+
+
+def _signed(n: int) -> str:
+    return ("+" if n > 0 else "−" if n < 0 else "") + human_bytes(abs(n))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from ..core.diff import diff
+    from ..snapshot import SnapshotError, open_run
+
+    try:
+        a, b = open_run(args.a), open_run(args.b)
+    except SnapshotError as exc:
+        print(f"memviz: error: {exc}", file=sys.stderr)
+        return 2
+    result = diff(a, b)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    ra, rb = result["a"], result["b"]
+    print(f"A: {args.a} ({ra['label']})\nB: {args.b} ({rb['label']})\n")
+    print(table(["", "A", "B", "change"], [
+        ["peak RSS", human_bytes(ra["peak_rss_bytes"]), human_bytes(rb["peak_rss_bytes"]),
+         _signed((rb["peak_rss_bytes"] or 0) - (ra["peak_rss_bytes"] or 0))],
+        ["tracked peak", human_bytes(ra["tracked_peak_bytes"]),
+         human_bytes(rb["tracked_peak_bytes"]),
+         _signed(rb["tracked_peak_bytes"] - ra["tracked_peak_bytes"])],
+    ]))
+    for title, key in (("by category", "categories"), ("by module", "modules"),
+                       ("by allocation site", "sites")):
+        rows = [[r["name"][:70], human_bytes(r["a"]), human_bytes(r["b"]), _signed(r["delta"])]
+                for r in result[key][: args.top] if r["delta"]]
+        print(f"\nAt the tracked peak, {title} (what grew and shrank, largest first):")
+        print(table([key[:-1] if key != "categories" else "category", "A", "B", "change"], rows)
+              if rows else "  no change")
+    return 0
