@@ -160,3 +160,22 @@ def test_a_bad_snapshot_is_refused_with_a_reason(window, tmp_path):
     assert window.error_banner.isVisible()
     assert "not a memviz snapshot" in window.error_banner.text()
     assert window.run_list.count() == 0
+
+
+def test_compare_tab_shows_what_grew_between_two_runs(window, qtbot):
+    # at sequence 256 activations make the peak (at 32 it is the optimizer step, the same
+    # for every batch size, and the comparison rightly shows no change)
+    small = window.start_run(RunSpec(model="gpt2-tiny", steps=1, batch_size=1, seq_len=256))
+    qtbot.waitUntil(lambda: small.finished, timeout=WAIT_MS)
+    big = window.start_run(RunSpec(model="gpt2-tiny", steps=1, batch_size=4, seq_len=256))
+    qtbot.waitUntil(lambda: big.finished, timeout=WAIT_MS)
+    window.run_list.item(0).setCheckState(Qt.CheckState.Checked)  # tick the small one
+    window.tabs.setCurrentWidget(window.diff_view)
+    window.refresh()
+    result = window.diff_view.result
+    assert result is not None
+    assert result["a"]["label"] == small.spec.label() and result["b"]["label"] == big.spec.label()
+    table = window.diff_view.tables["categories"]
+    assert table.rowCount() >= 1
+    assert table.item(0, 0).text() == "activation"
+    assert table.item(0, 3).text().startswith("+")

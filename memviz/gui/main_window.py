@@ -29,6 +29,7 @@ from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
 from .alloc_view import AllocationView
 from .axes import format_bytes
+from .diff_view import DiffView
 from .filters import FilterBar
 from .inspector import Inspector
 from .log_pane import LogPane
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self.filter_bar = FilterBar()
         self.moment_view = MomentView()
         self.modules_view = ModulesView()
+        self.diff_view = DiffView()
         alloc_split = QSplitter(Qt.Orientation.Horizontal)
         alloc_split.addWidget(self.alloc_view)
         alloc_split.addWidget(self.inspector)
@@ -108,6 +110,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(alloc_tab, "Allocations")
         self.tabs.addTab(self.moment_view, "At a moment")
         self.tabs.addTab(self.modules_view, "Modules")
+        self.tabs.addTab(self.diff_view, "Compare")
         self.tabs.addTab(self.log_pane, "Log")
         self.alloc_view.allocation_clicked.connect(self._inspect)
         self.moment_view.row_selected.connect(self._inspect)
@@ -330,6 +333,10 @@ class MainWindow(QMainWindow):
         self.log_pane.show_run(run)
         self.alloc_view.update_run()
         self.modules_view.show_run(run)
+        if self.tabs.currentWidget() is self.diff_view:
+            shown = self.run_list.shown_run_ids()
+            other = self.runs[shown[1]] if len(shown) > 1 else None
+            self.diff_view.compare(other, run)
         if run is not None and run.finished and not self.timeline.cursor.isVisible() \
                 and len(run.tensors):
             self.moment_view.run = run
