@@ -164,3 +164,23 @@ def test_group_peaks_are_the_highest_concurrent_sum():
     nbytes = np.array([10, 20, 5, 7])
     # group 0: 10 then 10+20=30 at t=1, then 20 at 2, 0 at 3, 5 at 5 → 30; group 1 → 7
     assert list(_group_peaks(groups, t_alloc, t_free, nbytes, 2)) == [30, 7]
+
+
+def test_views_save_as_png_and_svg(finished_window, tmp_path):
+    from PySide6.QtSvg import QSvgRenderer
+
+    from memviz.gui.plot_export import save
+
+    app, win, _run = finished_window
+    win.tabs.setCurrentIndex(1)
+    _settle(app)
+    for widget, name in ((win.timeline, "timeline"), (win.alloc_view, "allocations")):
+        png, svg = tmp_path / f"{name}.png", tmp_path / f"{name}.svg"
+        save(widget, png)
+        save(widget, svg)
+        image = QImage(str(png))
+        assert image.width() == widget.width()
+        assert _colour_pixels(image, COLOURS["activation"], 4) > 50, name
+        renderer = QSvgRenderer(str(svg))
+        assert renderer.isValid(), name
+        assert renderer.viewBox().width() == widget.width()  # pixels; the size is in mm

@@ -387,3 +387,31 @@ def test_diff_finds_what_grew_with_the_batch(recorded, tmp_path):
     text = subprocess.run([sys.executable, "-m", "memviz", "diff", str(path), str(bigger)],
                           capture_output=True, text=True, timeout=120).stdout
     assert "by category" in text and "activation" in text
+
+
+def test_html_report_is_self_contained_and_shows_the_run(recorded, tmp_path):
+    import re
+
+    path, live = recorded
+    out = tmp_path / "report.html"
+    assert subprocess.run([sys.executable, "-m", "memviz", "export", str(path), "--to", "html",
+                           "-o", str(out)], timeout=120).returncode == 0
+    page = out.read_text()
+    assert "<script" not in page and "@import" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", page)
+    assert "http" not in page  # nothing fetched, not even a font
+    assert page.count("<svg") == 1 and "<polygon" in page and "<polyline" in page
+    assert "activations (saved for backward)" in page
+    for step in live.steps:
+        assert f"<td>{step.loss:.4f}</td>" in page
+
+
+@given(st.binary(min_size=1, max_size=3000))
+@settings(max_examples=60, deadline=None)
+def test_random_files_are_refused_cleanly(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "random.memviz"
+    path.write_bytes(data)
+    try:
+        open_run(path)
+    except SnapshotError as exc:
+        assert str(exc)

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-KINDS = ("torch-pickle", "torch-json", "chrome-trace", "csv")
+KINDS = ("torch-pickle", "torch-json", "chrome-trace", "csv", "html")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         exports.write_chrome_trace(run, out)
     elif args.to == "csv":
         exports.write_csv(run, out)
+    elif args.to == "html":
+        from ..snapshot import html_report
+
+        html_report.write(run, out)
     else:
         write(run, out, args.to)
     print(f"wrote {args.output} ({args.to}, {len(run.tensors):,} allocations)")

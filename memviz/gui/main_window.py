@@ -160,11 +160,28 @@ class MainWindow(QMainWindow):
         self.recent_menu = menu.addMenu("Open &recent")
         self._fill_recent()
         menu.addSeparator()
+        for label, view in (("timeline", lambda: self.timeline),
+                            ("allocations view", lambda: self.alloc_view)):
+            action = QAction(f"Save the {label} as PNG or SVG…", self)
+            action.triggered.connect(lambda _=False, v=view, n=label: self._save_view(v(), n))
+            menu.addAction(action)
+        menu.addSeparator()
         show_runs = QAction("Show the runs folder", self)
         show_runs.triggered.connect(
             lambda: self._show_error(None) or self.state_label.setText(f"Runs are recorded in "
                                                                        f"{runs_dir()}"))
         menu.addAction(show_runs)
+
+    def _save_view(self, widget, name: str) -> None:
+        from .plot_export import save
+
+        path, _ = QFileDialog.getSaveFileName(self, f"Save the {name}", f"memviz-{name}.png",
+                                              "PNG image (*.png);;SVG drawing (*.svg)")
+        if path:  # the dialog itself asks before replacing a file
+            try:
+                save(widget, path, f"memviz {name}")
+            except OSError as exc:
+                self._show_error(str(exc))
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
