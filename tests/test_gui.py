@@ -179,3 +179,30 @@ def test_compare_tab_shows_what_grew_between_two_runs(window, qtbot):
     assert table.rowCount() >= 1
     assert table.item(0, 0).text() == "activation"
     assert table.item(0, 3).text().startswith("+")
+
+
+def test_save_as_copies_the_recording_and_never_overwrites_silently(window, qtbot, tmp_path):
+    run = window.start_run(RunSpec(model="conv-lm", steps=1, batch_size=1, seq_len=32))
+    qtbot.waitUntil(lambda: run.finished and window.sessions[run.run_id].done.is_set(),
+                    timeout=WAIT_MS)
+    target = tmp_path / "kept.memviz"
+    assert window.save_run_as(run, str(target))
+    assert window.open_snapshot(str(target)).steps == run.steps
+    target_bytes = target.read_bytes()
+    assert not window.save_run_as(run, str(target))  # exists: refused without asking
+    assert "exists" in window.error_banner.text()
+    assert target.read_bytes() == target_bytes
+
+
+def test_dropping_a_snapshot_on_the_window_opens_it(window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPoint, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    bad = tmp_path / "dropped.memviz"
+    bad.write_bytes(b"not a snapshot")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(bad))])
+    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert "not a memviz snapshot" in window.error_banner.text()

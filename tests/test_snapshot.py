@@ -415,3 +415,16 @@ def test_random_files_are_refused_cleanly(tmp_path_factory, data):
         open_run(path)
     except SnapshotError as exc:
         assert str(exc)
+
+
+def test_imported_pytorch_stacks_reach_the_inspector(tmp_path):
+    from memviz.gui.inspector import describe
+
+    snap = {"segments": [], "device_traces": [[
+        {"action": "alloc", "addr": 4096, "size": 512, "time_us": 10, "frames": [
+            {"filename": "train.py", "line": 42, "name": "forward"},
+            {"filename": "train.py", "line": 7, "name": "main"}]}]]}
+    path = tmp_path / "stacks.pickle"
+    path.write_bytes(pickle.dumps(snap, protocol=4))
+    run = open_run(path)
+    assert describe(run, 0)["stack"] == "train.py:42:forward\ntrain.py:7:main"

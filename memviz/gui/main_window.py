@@ -157,6 +157,10 @@ class MainWindow(QMainWindow):
         open_action.setShortcut(QKeySequence.StandardKey.Open)
         open_action.triggered.connect(self._open_dialog)
         menu.addAction(open_action)
+        save_as = QAction("&Save run as…", self)
+        save_as.setShortcut(QKeySequence.StandardKey.SaveAs)
+        save_as.triggered.connect(self._save_as_dialog)
+        menu.addAction(save_as)
         self.recent_menu = menu.addMenu("Open &recent")
         self._fill_recent()
         menu.addSeparator()
@@ -171,6 +175,29 @@ class MainWindow(QMainWindow):
             lambda: self._show_error(None) or self.state_label.setText(f"Runs are recorded in "
                                                                        f"{runs_dir()}"))
         menu.addAction(show_runs)
+
+    def _save_as_dialog(self) -> None:
+        run = self.current_run()
+        if run is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(  # the dialog asks before replacing a file
+            self, "Save the run", f"memviz-run-{run.run_id}.memviz",
+            "memviz snapshots (*.memviz)")
+        if path:
+            self.save_run_as(run, path, overwrite=True)
+
+    def save_run_as(self, run: Run, path: str, overwrite: bool = False) -> bool:
+        """Copy the run's recording to ``path`` (never over a file unless told to)."""
+        from ..snapshot.copy import copy_snapshot
+
+        try:
+            copy_snapshot(run.snapshot_path, path, overwrite=overwrite)
+        except (OSError, ValueError) as exc:
+            self._show_error(f"Cannot save run #{run.run_id}: {exc}")
+            return False
+        self._remember(str(Path(path).resolve()))
+        self.state_label.setText(f"Saved run #{run.run_id} to {path}")
+        return True
 
     def _save_view(self, widget, name: str) -> None:
         from .plot_export import save

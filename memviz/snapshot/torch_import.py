@@ -88,8 +88,22 @@ def to_run(data: dict[str, Any], name: str, run_id: int = 0) -> Run:
     times = [e.get("time_us") for e in trace if isinstance(e, dict)]
     by_index = not times or any(not isinstance(t, int | float) for t in times)
     t0 = 0 if by_index else min(times)
-    rows: list[list] = []  # t_alloc, t_free, nbytes, category, offset
+    rows: list[list] = []  # t_alloc, t_free, nbytes, category, offset, stack
     live: dict[int, int] = {}
+    frame_ids: dict[str, int] = {}
+    stack_ids: dict[tuple, int] = {}
+
+    def stack_of(entry: dict) -> int:
+        frames = entry.get("frames")
+        if not isinstance(frames, list) or not frames:
+            return -1
+        ids = []
+        for f in frames:
+            if isinstance(f, dict):
+                text = f"{f.get('filename', '?')}:{f.get('line', 0)}:{f.get('name', '?')}"
+                ids.append(frame_ids.setdefault(text, len(frame_ids)))
+        return stack_ids.setdefault(tuple(ids), len(stack_ids)) if ids else -1
+
     for index, entry in enumerate(trace):
         if not isinstance(entry, dict):
             continue
@@ -98,7 +112,7 @@ def to_run(data: dict[str, Any], name: str, run_id: int = 0) -> Run:
         if action == "alloc":
             live[addr] = len(rows)
             rows.append([t, np.nan, int(entry.get("size", 0)), _category(entry),
-                         offset_of(addr)])
+                         offset_of(addr), stack_of(entry)])
         elif action == "free_completed" and addr in live:
             rows[live.pop(addr)][1] = t
     end = rows[-1][0] if rows else 0.0
@@ -109,10 +123,11 @@ def to_run(data: dict[str, Any], name: str, run_id: int = 0) -> Run:
             if block.get("state") == "active_allocated":
                 off = offset_of(int(block["address"]))
                 if off not in seen:
-                    existing.append([0.0, np.nan, int(block["size"]), CODE["other"], off])
+                    existing.append([0.0, np.nan, int(block["size"]), CODE["other"], off,
+                                     stack_of(block)])
     rows = existing + rows
     n = len(rows)
-    table = np.array(rows, dtype=np.float64).reshape(n, 5) if n else np.zeros((0, 5))
+    table = np.array(rows, dtype=np.float64).reshape(n, 6) if n else np.zeros((0, 6))
     run = Run(RunSpec(model=name, steps=1), run_id=run_id)
     run.state = "finished"
     run.environment = {"imported": "PyTorch memory snapshot", "device": device}
@@ -123,14 +138,18 @@ def to_run(data: dict[str, Any], name: str, run_id: int = 0) -> Run:
         "t": table[:, 0], "id": np.arange(n), "kind": np.zeros(n, np.uint8),
         "nbytes": table[:, 2].astype(np.int64), "category": table[:, 3].astype(np.uint8),
         "offset": table[:, 4].astype(np.int64),
-        **{c: np.full(n, -1, np.int32) for c in ("dtype", "shape", "device", "module", "op",
-                                                  "stack")},
+        **{c: np.full(n, -1, np.int32) for c in ("dtype", "shape", "device", "module", "op")},
+        "stack": table[:, 5].astype(np.int32),
         "phase": np.zeros(n, np.uint8), "step": np.full(n, -1, np.int32),
     }
     frees = ~np.isnan(table[:, 1])
     free_cols = {k: v[frees] for k, v in columns.items()}
     free_cols["t"] = table[frees, 1]
     free_cols["kind"] = np.ones(int(frees.sum()), np.uint8)
+    if frame_ids:
+        run.apply({"type": "strings", "entries": [["frame", i, text]
+                                                  for text, i in frame_ids.items()]})
+        run.apply({"type": "stacks", "entries": [[i, list(f)] for f, i in stack_ids.items()]})
     run.apply({"type": "tensor_events", "columns": columns})
     run.apply({"type": "tensor_events", "columns": free_cols})
     live_total = float(table[~frees, 2].sum()) if n else 0.0
