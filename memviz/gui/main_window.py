@@ -170,11 +170,13 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, v=view, n=label: self._save_view(v(), n))
             menu.addAction(action)
         menu.addSeparator()
-        show_runs = QAction("Show the runs folder", self)
-        show_runs.triggered.connect(
-            lambda: self._show_error(None) or self.state_label.setText(f"Runs are recorded in "
-                                                                       f"{runs_dir()}"))
+        show_runs = QAction("Where are runs recorded?", self)
+        show_runs.triggered.connect(self._say_runs_dir)
         menu.addAction(show_runs)
+
+    def _say_runs_dir(self) -> None:
+        self.state_label.setText(f"Every run is recorded in {runs_dir()} "
+                                 "(set MEMVIZ_RUNS_DIR to change it)")
 
     def _save_as_dialog(self) -> None:
         run = self.current_run()
@@ -359,9 +361,8 @@ class MainWindow(QMainWindow):
 
     def _cursor_moved(self) -> None:
         if self.timeline.cursor.isVisible():
-            keep = self._keep if self.filter_bar.current() != type(self.filter_bar.current())() \
-                else None
-            self.moment_view.show_moment(self.current_run(), self.timeline.cursor.value(), keep)
+            self.moment_view.show_moment(self.current_run(), self.timeline.cursor.value(),
+                                         self._keep)
 
     def _show_error(self, text: str | None) -> None:
         self.error_banner.setVisible(bool(text))
