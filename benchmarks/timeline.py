@@ -31,7 +31,6 @@ def _sample_to_pixel(app, repeats: int = 60) -> list[float]:
     window.runs[1] = run
     window.run_list.add_run(run)
     window._shown_changed()
-    curve_holder = {}
     latencies = []
     sent_at = {}
 
@@ -40,7 +39,6 @@ def _sample_to_pixel(app, repeats: int = 60) -> list[float]:
         curve = layers.curves.get("rss") if layers else None
         if curve is None:
             return
-        curve_holder["c"] = curve
         x, _ = curve.getData()
         if x is not None and len(x) and x[-1] in sent_at:
             window.timeline.viewport().repaint()

@@ -35,11 +35,10 @@ class Filter:
         return keep
 
 
-def free_times(log: TensorLog, now: float) -> np.ndarray:
-    """Free times with still-live allocations ending at ``now``."""
-    t_free = np.array(log.rows.column("t_free"))
-    t_free[np.isnan(t_free)] = now
-    return t_free
+def free_times(log: TensorLog, now: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """Free times of ``rows`` (all if None), still-live allocations ending at ``now``."""
+    t_free = log.rows.column("t_free")
+    return np.nan_to_num(t_free if rows is None else t_free[rows], nan=now)
 
 
 def window_rows(log: TensorLog, x0: float, x1: float,
@@ -84,7 +83,7 @@ def at_point(log: TensorLog, t: float, y: float, now: float,
     rows = log.rows
     idx = np.arange(len(rows)) if candidates is None else candidates
     t_alloc = rows.column("t_alloc")[idx]
-    t_free = free_times(log, now)[idx]
+    t_free = free_times(log, now, idx)
     offset = rows.column("offset")[idx]
     nbytes = rows.column("nbytes")[idx]
     hit = (t_alloc <= t) & (t < t_free) & (offset <= y) & (y < offset + nbytes)

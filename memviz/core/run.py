@@ -15,8 +15,6 @@ from .columns import Columns
 from .spec import RunSpec
 from .tensors import TensorLog
 
-STATES = ("starting", "running", "finished", "stopped", "failed")
-
 
 @dataclass
 class Phase:

@@ -204,7 +204,7 @@ class AllocationView(pg.PlotWidget):
         with run.lock:
             cols = run.tensors.rows
             t0 = cols.column("t_alloc")[row]
-            t1 = analysis.free_times(run.tensors, self._now())[row]
+            t1 = analysis.free_times(run.tensors, self._now(), np.array([row]))[0]
             self.selection.setOpts(x0=[t0], x1=[t1], y0=[cols.column("offset")[row]],
                                    height=[cols.column("nbytes")[row]])
 

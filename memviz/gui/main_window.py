@@ -385,7 +385,7 @@ class MainWindow(QMainWindow):
         if run is not None and run.finished and not self.timeline.cursor.isVisible() \
                 and len(run.tensors):
             self.moment_view.run = run
-            self.moment_view._jump_to_peak()
+            self.moment_view.jump_to_peak()
         self.run_panel.set_running(self.active_run() is not None)
         if run is None:
             return

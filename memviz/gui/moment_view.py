@@ -55,7 +55,7 @@ class MomentView(QWidget):
         super().__init__(parent)
         self.title = QLabel("Move the cursor on the timeline, or jump to the peak")
         self.peak_button = QPushButton("Jump to the tracked peak")
-        self.peak_button.clicked.connect(self._jump_to_peak)
+        self.peak_button.clicked.connect(self.jump_to_peak)
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.peak_button)
@@ -79,7 +79,7 @@ class MomentView(QWidget):
         self.keep: np.ndarray | None = None
         self.moment: analysis.Moment | None = None
 
-    def _jump_to_peak(self) -> None:
+    def jump_to_peak(self) -> None:
         if self.run is None:
             return
         with self.run.lock:

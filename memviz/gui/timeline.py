@@ -196,6 +196,3 @@ class TimelineView(pg.GraphicsLayoutWidget):
             self.plot_item.addItem(layers.steps, ignoreBounds=True)
         else:
             layers.steps.setOpts(x=step_ends, width=0, height=self._shade_height)
-
-    def curve_count(self) -> int:
-        return sum(len(layer.curves) for layer in self._layers.values())

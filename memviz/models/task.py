@@ -7,7 +7,7 @@ local Hugging Face directory and a user's factory all run the same loop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,7 +15,6 @@ from torch import nn
 
 from .data import TokenStream
 
-Batch = dict[str, torch.Tensor]
 MASK_FRACTION = 0.15
 
 
@@ -28,7 +27,6 @@ class Task:
     mask_token_id: int | None = None
     custom_batch: Callable[..., Any] | None = None
     custom_loss: Callable[[nn.Module, Any], torch.Tensor] | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def can_generate(self) -> bool:

@@ -68,8 +68,14 @@ SAMPLE_COLUMNS = (
     "tracked_total",
     *(SAMPLE_PREFIX + c for c in CATEGORIES),
 )
-EVENT_COLUMNS = ("t", "id", "kind", "nbytes", "category", "offset", "dtype", "shape", "device",
-                 "module", "op", "phase", "step", "stack")
+# Tensor events: each column and its type on the wire. The tracker builds them, the
+# snapshot codec stores them; both take the types from here.
+EVENT_DTYPES = {
+    "t": "<f8", "id": "<i8", "kind": "u1", "nbytes": "<i8", "category": "u1", "offset": "<i8",
+    "dtype": "<i4", "shape": "<i4", "device": "<i4", "module": "<i4", "op": "<i4",
+    "phase": "u1", "step": "<i4", "stack": "<i4",
+}
+EVENT_COLUMNS = tuple(EVENT_DTYPES)
 STRING_TABLES = ("dtype", "shape", "device", "module", "op", "frame")
 
 

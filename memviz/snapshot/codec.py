@@ -13,13 +13,10 @@ import zlib
 import msgpack
 import numpy as np
 
-from ..protocol.messages import EVENT_COLUMNS
+from ..protocol.messages import EVENT_COLUMNS, EVENT_DTYPES
 
-DTYPES = {
-    "t": "<i8", "id": "<i8", "kind": "u1", "nbytes": "<i8", "category": "u1", "offset": "<i8",
-    "dtype": "<i4", "shape": "<i4", "device": "<i4", "module": "<i4", "op": "<i4",
-    "phase": "u1", "step": "<i4", "stack": "<i4",
-}
+# As on the wire, except time: stored as integer nanoseconds.
+DTYPES = {**EVENT_DTYPES, "t": "<i8"}
 DELTA = ("t", "id")
 MAX_EVENTS_PER_BATCH = 1 << 22
 

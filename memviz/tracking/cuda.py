@@ -28,12 +28,6 @@ def start_history(max_entries: int = HISTORY_ENTRIES) -> None:
     torch.cuda.memory._record_memory_history(max_entries=max_entries)
 
 
-def stop_history() -> None:
-    import torch
-
-    torch.cuda.memory._record_memory_history(enabled=None)
-
-
 def take_snapshot() -> dict[str, Any]:
     import torch
 

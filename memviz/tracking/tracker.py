@@ -25,7 +25,6 @@ from __future__ import annotations
 import bisect
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Iterable
 
@@ -34,20 +33,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..core.categories import CATEGORIES, CODE
+from ..protocol.messages import EVENT_COLUMNS, EVENT_DTYPES
 from .interning import Interner
 from .module_scope import ModuleScope
 
 ALLOC, FREE, RETAG = 0, 1, 2
 PHASES = ("", "load", "forward", "backward", "optimizer", "generate")
 PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
-EVENT_COLUMNS = {
-    "t": np.float64, "id": np.int64, "kind": np.uint8, "nbytes": np.int64,
-    "category": np.uint8, "offset": np.int64, "dtype": np.int32, "shape": np.int32,
-    "device": np.int32, "module": np.int32, "op": np.int32, "phase": np.uint8,
-    "step": np.int32, "stack": np.int32,
-}
 STACK_DEPTH = 24
-CATEGORY_COLUMN = list(EVENT_COLUMNS).index("category")
+CATEGORY_COLUMN = EVENT_COLUMNS.index("category")
 EVENTS_PER_MESSAGE = 65_536  # ~4 MiB a message: a burst never makes one oversized frame
 _SKIP_IN_STACKS = ("/torch/", "/memviz/tracking/", "/memviz/worker/runner.py", "<frozen")
 
@@ -343,8 +337,8 @@ class TensorTracker:
         for start in range(0, len(rows), EVENTS_PER_MESSAGE):
             table = np.array(rows[start:start + EVENTS_PER_MESSAGE], dtype=np.float64)
             messages.append({"type": "tensor_events", "columns": {
-                name: (table[:, i] if dtype is np.float64 else table[:, i].astype(dtype))
-                for i, (name, dtype) in enumerate(EVENT_COLUMNS.items())}})
+                name: table[:, i].astype(EVENT_DTYPES[name])
+                for i, name in enumerate(EVENT_COLUMNS)}})
         return messages
 
     def category_by_address(self) -> dict[int, int]:
@@ -384,6 +378,3 @@ def _optimizer_states(optimizer) -> Iterable[dict]:
         optimizer = inner
     return [s for s in optimizer.state.values() if isinstance(s, dict)]
 
-
-def now() -> float:
-    return time.monotonic()
