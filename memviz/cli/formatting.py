@@ -13,12 +13,13 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.1f} TiB"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list[str]], *, numbers: bool = True) -> str:
+    """Columns padded to fit; with ``numbers`` every column but the first is right-aligned."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     # names (the first column) read left to right; numbers line up on the right
-    out += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+    out += ["  ".join(c.ljust(w) if i == 0 or not numbers else c.rjust(w)
                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
     return "\n".join(out)

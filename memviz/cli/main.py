@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .diff_cmd import add_arguments as add_diff_arguments
 
     add_diff_arguments(sub.add_parser("diff", help="compare two runs or snapshots"))
+    from .techniques_cmd import add_arguments as add_techniques_arguments
+
+    add_techniques_arguments(sub.add_parser("techniques", help="list the memory techniques"))
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         from .diff_cmd import cmd_diff
 
         return cmd_diff(args)
+    if args.command == "techniques":
+        from .techniques_cmd import cmd_techniques
+
+        return cmd_techniques(args)
     if args.command == "export":
         from .export_cmd import cmd_export
 

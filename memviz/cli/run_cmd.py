@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from ..core.run import Run
-from ..core.spec import RunSpec, SpecError
+from ..core.spec import OPTIMIZERS, RunSpec, SpecError
 from ..core.summary import build_summary
 from ..session import WorkerSession
+from ..techniques import check_techniques, parse_technique
 from .formatting import human_bytes, table
 
 
@@ -23,7 +24,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--seq-len", type=int, default=d.seq_len)
     parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--optimizer", default=d.optimizer)
+    parser.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -33,15 +34,21 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", default=d.track,
                         choices=["samples", "tensors", "tensors+stacks"],
                         help="samples only, or every tensor (with Python stacks)")
+    parser.add_argument("--technique", action="append", default=[], metavar="NAME[:k=v,...]",
+                        help="apply a memory technique (repeatable; see `memviz techniques`)")
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
-    return RunSpec(
+    """The spec the arguments describe; techniques parsed and the whole set checked."""
+    spec = RunSpec(
         model=args.model, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
         steps=args.steps, optimizer=args.optimizer, lr=args.lr, device=args.device,
         seed=args.seed, data=args.data, max_new_tokens=args.max_new_tokens,
         sample_hz=args.sample_hz, track=args.track,
+        techniques=[parse_technique(text) for text in args.technique],
     ).validate()
+    check_techniques(spec)
+    return spec
 
 
 class Progress:

@@ -58,6 +58,7 @@ class Run:
     error: dict[str, str] | None = None
     end_reason: str = ""
     worker_summary: dict[str, Any] = field(default_factory=dict)
+    applied_techniques: list[dict[str, Any]] = field(default_factory=list)
     tensors: TensorLog = field(default_factory=TensorLog)
     cuda_memory: list[dict[str, Any]] = field(default_factory=list)  # one per step on CUDA
     snapshot_path: str = ""  # the .memviz file it was recorded to or opened from
@@ -82,6 +83,7 @@ class Run:
     def _on_run_started(self, msg: dict) -> None:
         self.environment = msg["environment"]
         self.model = msg["model"]
+        self.applied_techniques = list(msg.get("techniques") or [])
         self.t0_wall = float(msg["t0_wall"])
         self.state = "running"
 

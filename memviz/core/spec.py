@@ -9,7 +9,7 @@ from typing import Any
 from .categories import TRACK_LEVELS
 
 MODES = ("train", "infer", "generate")
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "sgd", "sgd-momentum", "adafactor", "adamw-8bit", "adamw-4bit")
 DATA_SOURCES = ("corpus", "random")
 PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny", "lstm-lm", "conv-lm", "minilm-l6")
 DEFAULT_MODEL = "gpt2-tiny"

@@ -69,7 +69,11 @@ def build_summary(run: Run) -> dict[str, Any]:
             "batch_size": run.spec.batch_size,
             "seq_len": run.spec.seq_len,
             "optimizer": run.spec.optimizer if run.spec.mode == "train" else None,
-            "techniques": list(run.spec.techniques),
+            "techniques": (run.worker_summary or {}).get("techniques")
+            or list(run.spec.techniques),
+            "output_drift": (run.worker_summary or {}).get("output_drift"),
+            "loss_final": next((s.loss for s in reversed(run.steps) if s.loss is not None),
+                               None),
             "environment": run.environment,
             "steps": [
                 {

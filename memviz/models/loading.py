@@ -168,9 +168,9 @@ def _guess_vocab(model: nn.Module) -> int:
     return BYTE_VOCAB
 
 
-def load_task(spec: RunSpec) -> Task:
-    """Build the model named by ``spec.model`` on ``spec.device`` as a Task."""
-    dtype = DTYPES["fp32"]
+def load_task(spec: RunSpec, dtype_name: str = "fp32") -> Task:
+    """Build the model named by ``spec.model`` on ``spec.device``, in its target dtype."""
+    dtype = DTYPES[dtype_name]
     device = torch.device(spec.device)
     name = spec.model
     with torch.device(device):

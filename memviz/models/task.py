@@ -59,7 +59,15 @@ class Task:
         labels = batch["labels"] if self.kind == "masked" else batch["input_ids"]
         return self.model(input_ids=batch["input_ids"], labels=labels).loss
 
-    def generate(self, batch: Any, max_new_tokens: int) -> torch.Tensor:
+    def logits(self, batch: Any) -> torch.Tensor:
+        """The model's output scores for a batch (for output drift); plain models only
+        take token ids."""
+        if self.kind in ("plain", "custom"):
+            out = self.model(batch["input_ids"])
+            return out if isinstance(out, torch.Tensor) else out.logits
+        return self.model(input_ids=batch["input_ids"]).logits
+
+    def generate(self, batch: Any, max_new_tokens: int, **kwargs: Any) -> torch.Tensor:
         if not self.can_generate:
             raise TypeError(
                 f"{self.name} cannot generate: generation needs a Hugging Face causal LM"
@@ -73,4 +81,5 @@ class Task:
             do_sample=False,
             use_cache=True,
             pad_token_id=getattr(self.model.config, "pad_token_id", None) or 0,
+            **kwargs,
         )

@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..core.categories import CATEGORIES, CODE
 from ..protocol.messages import EVENT_COLUMNS, EVENT_DTYPES
+from .components import SCALE, dense_parts, is_plain
 from .interning import Interner
 from .module_scope import ModuleScope
 
@@ -106,6 +107,7 @@ class TensorTracker:
         self._mode: _Dispatch | None = None
         self._saved_hooks = None
         self._grad_hooks: list = []
+        self._opaque: list[torch.Tensor] = []
         self._stack_ids: dict[tuple, int] = {}
         self.new_stacks: list[list] = []
 
@@ -116,7 +118,9 @@ class TensorTracker:
             self.retag(p, "parameter" if p.requires_grad else "parameter_frozen",
                        module=name.rpartition(".")[0])
             if p.requires_grad:
-                self._grad_hooks.append(p.register_post_accumulate_grad_hook(self._grad_ready))
+                handle = p.register_post_accumulate_grad_hook(self._grad_ready)
+                handle.p = p
+                self._grad_hooks.append(handle)
         for name, b in model.named_buffers():
             self.retag(b, "buffer", module=name.rpartition(".")[0])
         self.scope = ModuleScope(model)
@@ -148,7 +152,7 @@ class TensorTracker:
 
     # -- signals ------------------------------------------------------------------
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        if not t.is_meta and not t.is_sparse:
+        if not t.is_meta and is_plain(t):
             entry = self._live.get(t.untyped_storage()._cdata)
             if entry is not None and entry[2] == CODE["temporary"]:
                 self._set_category(entry, CODE["activation"])
@@ -164,6 +168,38 @@ class TensorTracker:
             for value in state.values():
                 if isinstance(value, torch.Tensor):
                     self.retag(value, "optimizer_state")
+        held = getattr(optimizer, "held_tensors", None)  # fp32 master weights
+        if held is not None:
+            self.tag(held(), "optimizer_state")
+
+    def track_parameters(self, model: torch.nn.Module) -> None:
+        """Parameters added since start (a model that grew) get their category and hook."""
+        hooked = {id(h.p) for h in self._grad_hooks if hasattr(h, "p")}
+        for name, p in model.named_parameters():
+            self.retag(p, "parameter" if p.requires_grad else "parameter_frozen",
+                       module=name.rpartition(".")[0])
+            if p.requires_grad and id(p) not in hooked:
+                handle = p.register_post_accumulate_grad_hook(self._grad_ready)
+                handle.p = p
+                self._grad_hooks.append(handle)
+
+    def add_opaque(self, nbytes: int, category: str, module: str, label: str) -> None:
+        """Bytes the dispatcher cannot see (packed weights behind a C++ object),
+        reported once at their true size and live to the end of the run."""
+        holder = torch.empty(0)  # stands in for the storage; kept alive by the tracker
+        self._opaque.append(holder)
+        with self.lock:
+            ident = self._next_id
+            self._next_id += 1
+            offset = self._place(nbytes)
+            self._live[id(holder)] = [ident, nbytes, CODE[category], None, offset, 0, "cpu"]
+            self._count(CODE[category], nbytes)
+            row = [self.clock() - self.t0, ident, ALLOC, nbytes, CODE[category], offset,
+                   self.strings.id("dtype", "packed"), self.strings.id("shape", label),
+                   self.strings.id("device", "cpu"), self.strings.id("module", module),
+                   self.strings.id("op", "(packed)"), self.phase, self.step, -1]
+            self._rows.append(row)
+            self._pending_row[ident] = row
 
     def tag(self, tensors: Iterable[torch.Tensor], category: str) -> None:
         for t in tensors:
@@ -174,7 +210,11 @@ class TensorTracker:
     def _seen(self, t: torch.Tensor, func) -> None:
         try:
             st = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):  # sparse and other storage-less layouts
+        except (RuntimeError, NotImplementedError):  # sparse, quantized subclasses
+            if not is_plain(t) and not t.is_meta:
+                for part, _ in dense_parts(t):
+                    if is_plain(part):
+                        self._seen(part, func)
             return
         key = st._cdata
         if key in self._live or not st.nbytes() or t.is_meta:
@@ -185,7 +225,13 @@ class TensorTracker:
     def retag(self, t: torch.Tensor, category: str, module: str | None = None) -> None:
         """Give ``t``'s storage this category, registering it if it is new to us
         (under ``module`` if given, else the module running now)."""
-        if t.is_meta or t.is_sparse:
+        if t.is_meta:
+            return
+        if not is_plain(t):
+            for part, role in dense_parts(t):
+                if is_plain(part):
+                    quant = role == SCALE and category.startswith("parameter")
+                    self.retag(part, "quantization_state" if quant else category, module)
             return
         st, key = _storage_key(t)
         if not st.nbytes():

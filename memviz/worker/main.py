@@ -17,6 +17,8 @@ import traceback
 from ..core.spec import RunSpec, SpecError
 from ..protocol import address, handshake
 from ..protocol.transport import Connection, ConnectionClosed
+from ..techniques import check_techniques
+from ..techniques.plan import Plan
 from .emitter import Emitter, now
 
 EXIT_USER_ERROR = 2
@@ -41,7 +43,9 @@ def _receive_spec(conn: Connection) -> RunSpec:
     start = next((m for m in messages if m["type"] == "start"), None)
     if start is None:
         raise SpecError("the controller sent no start message")
-    return RunSpec.from_dict(start["spec"])
+    spec = RunSpec.from_dict(start["spec"])
+    check_techniques(spec)
+    return spec
 
 
 def _listen_for_stop(conn: Connection, stop: threading.Event) -> None:
@@ -83,11 +87,13 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
     stop = threading.Event()
     threading.Thread(target=_listen_for_stop, args=(conn, stop), daemon=True,
                      name="memviz-control").start()
+    plan = Plan(spec)
+    plan.prepare_process()  # allocator settings: before torch allocates anything
 
     import torch
 
     from ..models import load_task
-    from . import environment, model_summary
+    from . import drift, environment, model_summary
     from .gpu import open_nvml
     from .runner import Runner
     from .samplers import MemorySampler
@@ -102,12 +108,14 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
     sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, nvml, cuda_index)
     sampler.start()
     exit_code, reason = 0, "finished"
-    tracker = None
+    tracker = reference = task = None
     try:
         torch.manual_seed(spec.seed)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "begin"})
-        task = load_task(spec)
+        task = load_task(spec, plan.model_dtype())
+        reference = drift.reference(task, spec) if spec.mode != "train" and plan.entries else None
+        plan.apply_model(task)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "end"})
         summary = model_summary.summarize(spec.model, task.kind, task.model)
@@ -116,6 +124,8 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
 
             tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
             tracker.start(task.model)
+            for nbytes, category, module, label in plan.opaque_bytes(task):
+                tracker.add_opaque(nbytes, category, module, label)
             sampler.tracker = tracker
             if cuda_index is not None:
                 from ..tracking import cuda
@@ -124,11 +134,12 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
             emitter.sources.append(tracker.take_messages)
         emitter.send({"type": "run_started", "spec": spec.to_dict(),
                       "environment": environment.describe(nvml, spec.device),
-                      "model": summary, "t0_wall": _wall_at(t0)})
+                      "model": summary, "techniques": plan.record(),
+                      "t0_wall": _wall_at(t0)})
         if spec.mode == "generate" and not task.can_generate:
             raise SpecError(f"{spec.model} cannot generate: generation needs a Hugging Face "
                             "causal LM (gpt2-tiny, llama-tiny or your own)")
-        reason = Runner(spec, task, emitter, sampler, stop, t0, tracker).run()
+        reason = Runner(spec, task, emitter, sampler, stop, t0, tracker, plan).run()
     except BaseException as exc:
         kind, exit_code = _classify(exc)
         reason = "error"
@@ -138,8 +149,12 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
         if tracker is not None:
             tracker.stop()
         sampler.stop()
+        output_drift = None
+        if reference is not None and reason == "finished":
+            output_drift = drift.measure(task, reference)
         emitter.send({"type": "run_done", "t": now() - t0, "reason": reason,
-                      "summary": {"tracking": tracker.summary() if tracker else None}})
+                      "summary": {"tracking": tracker.summary() if tracker else None,
+                                  "techniques": plan.record(), "output_drift": output_drift}})
         emitter.close()
     return exit_code
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..tracking.components import storages, stored_bytes
+
 
 def unique_parameter_bytes(model: nn.Module, trainable: bool | None = None) -> int:
     """Bytes of parameters, tied weights counted once (one storage, one count).
@@ -14,10 +16,10 @@ def unique_parameter_bytes(model: nn.Module, trainable: bool | None = None) -> i
     for p in model.parameters():
         if trainable is not None and p.requires_grad != trainable:
             continue
-        key = p.untyped_storage().data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total += p.untyped_storage().nbytes()
+        for key, nbytes in storages(p):
+            if key not in seen:
+                seen.add(key)
+                total += nbytes
     return total
 
 
@@ -30,8 +32,8 @@ def summarize(name: str, kind: str, model: nn.Module) -> dict:
         own = list(module.parameters(recurse=False))
         tree.append([
             qualname, type(module).__name__, sum(p.numel() for p in own),
-            sum(p.numel() * p.element_size() for p in own if p.requires_grad),
-            sum(p.numel() * p.element_size() for p in own if not p.requires_grad),
+            sum(stored_bytes(p) for p in own if p.requires_grad),
+            sum(stored_bytes(p) for p in own if not p.requires_grad),
         ])
     return {
         "name": name,

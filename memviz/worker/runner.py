@@ -16,7 +16,9 @@ import torch
 
 from ..core.spec import RunSpec
 from ..models.task import Task
+from ..techniques.plan import Plan
 from .emitter import Emitter, now
+from .optimizers import make_optimizer
 from .samplers import MemorySampler
 
 
@@ -24,17 +26,10 @@ class StopRequested(Exception):
     """The controller asked the run to stop; raised between phases."""
 
 
-def make_optimizer(spec: RunSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if spec.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=spec.lr)
-    return torch.optim.SGD(params, lr=spec.lr)
-
-
 class Runner:
     def __init__(
         self, spec: RunSpec, task: Task, emitter: Emitter, sampler: MemorySampler,
-        stop: threading.Event, t0: float, tracker=None,
+        stop: threading.Event, t0: float, tracker=None, plan: Plan | None = None,
     ) -> None:
         self.spec = spec
         self.task = task
@@ -45,6 +40,8 @@ class Runner:
         self.device = torch.device(spec.device)
         self.cuda = self.device.type == "cuda"
         self.tracker = tracker
+        self.plan = plan or Plan(spec)
+        self.scaler = self.plan.grad_scaler()
 
     def _t(self) -> float:
         return now() - self.t0
@@ -70,8 +67,8 @@ class Runner:
             self.emitter.send({"type": "phase", "t": self._t(), "step": step, "name": name,
                                "edge": "end"})
 
-    def _batch(self):
-        batch = self.task.make_batch(self.spec.batch_size, self.spec.seq_len, self.device)
+    def _batch(self, rows: int | None = None):
+        batch = self.task.make_batch(rows or self.spec.batch_size, self.spec.seq_len, self.device)
         if self.tracker is not None:
             values = batch.values() if isinstance(batch, dict) else [batch]
             self.tracker.tag(values, "input")
@@ -128,7 +125,7 @@ class Runner:
                 "generate": self._generate_step}[self.spec.mode]
         if self.spec.mode == "train":
             self.task.model.train()
-            self.optimizer = make_optimizer(self.spec, self.task.model)
+            self._new_optimizer()
         else:
             self.task.model.eval()
         try:
@@ -138,30 +135,50 @@ class Runner:
             return "stopped"
         return "finished"
 
+    def _new_optimizer(self) -> None:
+        params = [p for p in self.task.model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(self.spec.optimizer, self.spec.lr, params)
+        self.optimizer = self.plan.wrap_optimizer(optimizer, self.task)
+
     def _train_step(self, step: int) -> None:
+        if self.plan.before_step(step, self.task):  # the model grew: new parameters
+            if self.tracker is not None:
+                self.tracker.track_parameters(self.task.model)
+            self._new_optimizer()
         started = self._begin_step()
-        batch = self._batch()
-        with self.phase(step, "forward"):
-            loss = self.task.loss(batch)
-        with self.phase(step, "backward"):
-            loss.backward()
-        loss_value = float(loss.detach())
-        del loss, batch
+        k = self.plan.micro_batches
+        loss_value = 0.0
+        for micro in range(k):
+            batch = self._batch(self.spec.batch_size // k)
+            with self.phase(step, "forward"), self.plan.forward_context():
+                loss = self.task.loss(batch) / k
+            with self.phase(step, "backward"):
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            loss_value += float(loss.detach())
+            del loss, batch
+            if micro < k - 1:
+                self._check_stop()
         with self.phase(step, "optimizer"):
-            self.optimizer.step()
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
             if self.tracker is not None:
                 self.tracker.tag_optimizer_state(self.optimizer)
             self.mark(step, "after_optimizer_step")
             self.optimizer.zero_grad(set_to_none=True)
+        self.plan.after_step()
         self._end_step(step, started, _finite_or_none(loss_value),
                        self.spec.batch_size * self.spec.seq_len)
 
     def _infer_step(self, step: int) -> None:
         started = self._begin_step()
         batch = self._batch()
-        with self.phase(step, "forward"), torch.no_grad():
+        with self.phase(step, "forward"), torch.no_grad(), self.plan.forward_context():
             loss_value = float(self.task.loss(batch))
         del batch
+        self.plan.after_step()
         self._end_step(step, started, _finite_or_none(loss_value),
                        self.spec.batch_size * self.spec.seq_len)
 
@@ -173,10 +190,12 @@ class Runner:
             hook = self.task.model.register_forward_hook(self._tag_kv_cache)
         try:
             with self.phase(step, "generate"), torch.no_grad():
-                out = self.task.generate(batch, self.spec.max_new_tokens)
+                out = self.task.generate(batch, self.spec.max_new_tokens,
+                                         **self.plan.generate_kwargs())
         finally:
             if hook is not None:
                 hook.remove()
+        self.plan.after_step()
         new_tokens = int(out.shape[0] * (out.shape[1] - batch["input_ids"].shape[1]))
         del out, batch
         self._end_step(step, started, None, new_tokens)

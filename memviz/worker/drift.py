@@ -1,0 +1,48 @@
+"""Output drift: how far a technique moves the model's outputs from the unmodified model's.
+
+Reference logits come from the model as loaded, before any technique and
+before tracking starts, on a fixed probe batch; after the run the modified
+model sees the same batch. Only inference and generation are measured this
+way (training's cost is its loss against the baseline's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..core.spec import RunSpec
+
+PROBE_BATCH, PROBE_LEN = 2, 64
+
+
+@dataclass
+class Reference:
+    batch: Any
+    logits: torch.Tensor
+
+
+@torch.no_grad()
+def reference(task, spec: RunSpec) -> Reference | None:
+    if task.custom_batch is not None:
+        return None
+    state = task.tokens.generator.get_state()  # the run sees the same data as without
+    batch = task.make_batch(PROBE_BATCH, min(PROBE_LEN, spec.seq_len), torch.device(spec.device))
+    task.tokens.generator.set_state(state)
+    was_training = task.model.training
+    task.model.eval()
+    logits = task.logits(batch).float()
+    task.model.train(was_training)
+    return Reference(batch, logits)
+
+
+@torch.no_grad()
+def measure(task, ref: Reference) -> dict[str, float]:
+    """Relative logit error (‖Δ‖ / ‖reference‖) and top-1 agreement over every position."""
+    task.model.eval()
+    logits = task.logits(ref.batch).float()
+    error = float((logits - ref.logits).norm() / ref.logits.norm().clamp_min(1e-12))
+    agree = float((logits.argmax(-1) == ref.logits.argmax(-1)).float().mean())
+    return {"relative_logit_error": error, "top1_agreement": agree}
