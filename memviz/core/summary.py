@@ -72,6 +72,7 @@ def build_summary(run: Run) -> dict[str, Any]:
             "techniques": (run.worker_summary or {}).get("techniques")
             or list(run.spec.techniques),
             "output_drift": (run.worker_summary or {}).get("output_drift"),
+            "distributed": (run.worker_summary or {}).get("distributed"),
             "loss_final": next((s.loss for s in reversed(run.steps) if s.loss is not None),
                                None),
             "environment": run.environment,

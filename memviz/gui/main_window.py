@@ -27,6 +27,7 @@ from .. import __version__
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
+from ..techniques import check_techniques
 from .alloc_view import AllocationView
 from .axes import format_bytes
 from .diff_view import DiffView
@@ -287,6 +288,7 @@ class MainWindow(QMainWindow):
         spec = spec or self.run_panel.spec()
         try:
             spec.validate()
+            check_techniques(spec)  # a wrong combination is refused before a worker starts
         except SpecError as exc:
             self._show_error(f"Cannot run: {exc}")
             return None

@@ -15,7 +15,15 @@ def describe(run: Run) -> str:
     if run.steps:
         state += f", {len(run.steps)}/{run.spec.steps} steps"
     spec = run.spec
-    return f"#{run.run_id} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len} — {state}"
+    techniques = " + ".join(_technique_label(t) for t in spec.techniques)
+    used = f" [{techniques}]" if techniques else ""
+    return (f"#{run.run_id} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}{used}"
+            f" — {state}")
+
+
+def _technique_label(entry: dict) -> str:
+    params = ",".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
+    return f"{entry['name']}:{params}" if params else entry["name"]
 
 
 class RunList(QListWidget):

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from ..core.categories import TRACK_LEVELS
 from ..core.spec import DATA_SOURCES, MODES, OPTIMIZERS, PRESETS, RunSpec
+from .technique_panel import TechniquePanel
 
 
 def _spin(low: int, high: int, value: int) -> QSpinBox:
@@ -90,6 +91,10 @@ class RunPanel(QWidget):
         form.addRow("Tracking", self.track)
         group = QGroupBox("Run")
         group.setLayout(form)
+        self.technique_panel = TechniquePanel()
+        self.technique_panel.setToolTip("Memory techniques to apply; hover one for what it does")
+        techniques_box = QGroupBox("Techniques")
+        QVBoxLayout(techniques_box).addWidget(self.technique_panel)
 
         self.run_button = QPushButton("Run")
         self.run_button.setDefault(True)
@@ -104,8 +109,12 @@ class RunPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(group)
+        layout.addWidget(techniques_box, 1)
         layout.addLayout(buttons)
         self.mode.currentTextChanged.connect(self._mode_changed)
+        self.device.currentTextChanged.connect(self._refresh_techniques)
+        self.batch_size.valueChanged.connect(self._refresh_techniques)
+        self.steps.valueChanged.connect(self._refresh_techniques)
         self._mode_changed(self.mode.currentText())
 
     def _browse(self) -> None:
@@ -117,6 +126,12 @@ class RunPanel(QWidget):
         self.optimizer.setEnabled(mode == "train")
         self.lr.setEnabled(mode == "train")
         self.max_new_tokens.setEnabled(mode == "generate")
+        self._refresh_techniques()
+
+    def _refresh_techniques(self, *_args) -> None:
+        spec = self.spec()
+        if spec.device.partition(":")[0] in ("cpu", "cuda"):
+            self.technique_panel.update_applicability(spec)
 
     def spec(self) -> RunSpec:
         """The spec the form describes (validated by the caller)."""
@@ -128,6 +143,7 @@ class RunPanel(QWidget):
             seed=self.seed.value(), data=self.data.currentText(),
             max_new_tokens=self.max_new_tokens.value(), sample_hz=float(self.sample_hz.value()),
             track=self.track.currentText(),
+            techniques=self.technique_panel.techniques(),
         )
 
     def set_running(self, running: bool) -> None:

@@ -33,8 +33,45 @@ class Zero(_Sharded):
     description = "ZeRO-1: optimizer state sharded over ranks (ZeroRedundancyOptimizer)"
     conflicts = frozenset({"fsdp"})
 
+    def apply_model(self, task, params, spec):
+        """Gradients are averaged over ranks by DDP, in buckets the gradients view."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [torch_device_index(spec.device)] if spec.device.startswith("cuda") else None
+        task.model = DistributedDataParallel(task.model, device_ids=device_ids,
+                                             gradient_as_bucket_view=True)
+        return {"world_size": params["world_size"], "wrapped": "DistributedDataParallel"}
+
+    def wrap_optimizer(self, optimizer, task, params):
+        import inspect
+
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        trainable = [p for group in optimizer.param_groups for p in group["params"]]
+        accepted = inspect.signature(type(optimizer)).parameters
+        defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}
+        return ZeroRedundancyOptimizer(trainable, optimizer_class=type(optimizer), **defaults)
+
 
 class Fsdp(_Sharded):
     name = "fsdp"
     description = "FSDP2: parameters, gradients and optimizer state sharded (fully_shard)"
     conflicts = frozenset({"zero"})
+
+    def apply_model(self, task, params, spec):
+        import torch.distributed as dist
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        from .layers import block_list
+
+        mesh = init_device_mesh(spec.device.partition(":")[0], (dist.get_world_size(),))
+        _, _, blocks = block_list(task.model)
+        for block in blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(task.model, mesh=mesh)
+        return {"world_size": params["world_size"], "sharded_blocks": len(blocks)}
+
+
+def torch_device_index(device: str) -> int:
+    return int(device.partition(":")[2] or 0)

@@ -27,13 +27,11 @@ def dense_parts(t: torch.Tensor) -> list[tuple[torch.Tensor, str]]:
     if flatten is None or type(t) in (torch.Tensor, torch.nn.Parameter):
         return [(t, DATA)]
     names, _ = t.__tensor_flatten__()
+    inners = [inner for name in names if isinstance(inner := getattr(t, name), torch.Tensor)]
     parts: list[tuple[torch.Tensor, str]] = []
-    for name in names:
-        inner = getattr(t, name)
-        if not isinstance(inner, torch.Tensor):
-            continue
+    for inner in inners:  # a DTensor wraps one local shard: that is its data
         for plain, role in dense_parts(inner):
-            is_data = (role == DATA and not plain.is_floating_point()) or len(names) == 1
+            is_data = (role == DATA and not plain.is_floating_point()) or len(inners) == 1
             parts.append((plain, DATA if is_data else SCALE))
     return parts
 

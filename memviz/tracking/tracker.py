@@ -208,13 +208,15 @@ class TensorTracker:
 
     # -- the bookkeeping ----------------------------------------------------------
     def _seen(self, t: torch.Tensor, func) -> None:
-        try:
-            st = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):  # sparse, quantized subclasses
-            if not is_plain(t) and not t.is_meta:
+        if type(t) is not torch.Tensor and not is_plain(t):  # sparse, quantized, DTensor
+            if not t.is_meta:
                 for part, _ in dense_parts(t):
                     if is_plain(part):
                         self._seen(part, func)
+            return
+        try:
+            st = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # a layout without a storage
             return
         key = st._cdata
         if key in self._live or not st.nbytes() or t.is_meta:

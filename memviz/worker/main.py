@@ -93,7 +93,7 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
     import torch
 
     from ..models import load_task
-    from . import drift, environment, model_summary
+    from . import drift, environment, model_summary, ranks
     from .gpu import open_nvml
     from .runner import Runner
     from .samplers import MemorySampler
@@ -108,12 +108,22 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
     sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, nvml, cuda_index)
     sampler.start()
     exit_code, reason = 0, "finished"
-    tracker = reference = task = None
+    tracker = reference = task = runner = None
+    peers: list = []
     try:
         torch.manual_seed(spec.seed)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "begin"})
+        if plan.world_size > 1:
+            port = ranks.free_port()
+            peers = ranks.launch_peers(spec, plan.world_size, port)
+            emitter.send({"type": "log", "t": now() - t0, "level": "info",
+                          "text": f"started ranks 1..{plan.world_size - 1} "
+                                  f"(pids {', '.join(str(p.pid) for p in peers)})"})
         task = load_task(spec, plan.model_dtype())
+        if peers:
+            ranks.join(0, plan.world_size, port, spec.device)
+            ranks.reseed_data(task, spec, 0)
         reference = drift.reference(task, spec) if spec.mode != "train" and plan.entries else None
         plan.apply_model(task)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
@@ -139,7 +149,9 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
         if spec.mode == "generate" and not task.can_generate:
             raise SpecError(f"{spec.model} cannot generate: generation needs a Hugging Face "
                             "causal LM (gpt2-tiny, llama-tiny or your own)")
-        reason = Runner(spec, task, emitter, sampler, stop, t0, tracker, plan).run()
+        runner = Runner(ranks.local_spec(spec, plan.world_size), task, emitter, sampler, stop,
+                        t0, tracker, plan)
+        reason = runner.run()
     except BaseException as exc:
         kind, exit_code = _classify(exc)
         reason = "error"
@@ -149,14 +161,88 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
         if tracker is not None:
             tracker.stop()
         sampler.stop()
-        output_drift = None
+        output_drift = distributed = None
         if reference is not None and reason == "finished":
             output_drift = drift.measure(task, reference)
+        if peers:
+            distributed = _finish_ranks(peers, reason, tracker, runner)
         emitter.send({"type": "run_done", "t": now() - t0, "reason": reason,
                       "summary": {"tracking": tracker.summary() if tracker else None,
-                                  "techniques": plan.record(), "output_drift": output_drift}})
+                                  "techniques": plan.record(), "output_drift": output_drift,
+                                  "distributed": distributed}})
         emitter.close()
     return exit_code
+
+
+def _finish_ranks(peers, reason: str, tracker, runner) -> dict | None:
+    """Gather every rank's figures (when all finished), then end the peers."""
+    import torch.distributed as dist
+
+    from . import ranks
+
+    figures = None
+    try:
+        if reason == "finished" and dist.is_initialized():
+            steps = runner.done if runner is not None else []
+            gathered = ranks.gather(ranks.rank_figures(0, tracker, steps))
+            figures = ranks.with_sum(gathered) if gathered else None
+    finally:
+        for peer in peers:
+            try:
+                peer.wait(timeout=30 if figures is not None else 0.1)
+            except Exception:
+                peer.kill()
+                peer.wait()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return figures
+
+
+def run_peer(rank: int, world_size: int, port: int) -> int:
+    """Rank 1..N-1 of a distributed run: the same run, kept locally, figures to rank 0."""
+    import json
+
+    import torch
+
+    from ..models import load_task
+    from ..tracking import TensorTracker
+    from . import ranks
+    from .gpu import open_nvml
+    from .runner import Runner
+    from .samplers import MemorySampler
+
+    ranks.exit_with_parent()
+    spec = RunSpec.from_dict(json.loads(os.environ[ranks.SPEC_ENV]))
+    plan = Plan(spec)
+    plan.prepare_process()
+    t0 = now()
+    torch.manual_seed(spec.seed)
+    task = load_task(spec, plan.model_dtype())
+    ranks.join(rank, world_size, port, spec.device)
+    ranks.reseed_data(task, spec, rank)
+    plan.apply_model(task)
+    tracker = None
+    if spec.track != "samples":
+        tracker = TensorTracker(now, t0)
+        tracker.start(task.model)
+    emitter = ranks.LocalEmitter()
+    cuda_index = (torch.device(spec.device).index or 0) if spec.device != "cpu" else None
+    sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, open_nvml(cuda_index or 0),
+                            cuda_index)
+    sampler.start()
+    runner = Runner(ranks.local_spec(spec, world_size), task, emitter, sampler,
+                    threading.Event(), t0, tracker, plan)
+    try:
+        runner.run()
+    finally:
+        if tracker is not None:
+            tracker.stop()
+        sampler.stop()
+    ranks.gather(ranks.rank_figures(rank, tracker, emitter.steps))
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+    return 0
 
 
 def _wall_at(t0: float) -> float:
@@ -168,13 +254,18 @@ def _wall_at(t0: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="memviz worker")
     where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # a distributed run's peer
     where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
     where.add_argument("--listen", help="wait for a controller here (e.g. tcp:127.0.0.1:7341)")
     parser.add_argument("--token", default=os.environ.get("MEMVIZ_TOKEN", ""),
                         help="shared secret (or MEMVIZ_TOKEN)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow --listen on a non-loopback address")
+    parser.add_argument("--world-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--master-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rank is not None:
+        return run_peer(args.rank, args.world_size, args.master_port)
     if not args.token:
         parser.error("a token is required (--token or MEMVIZ_TOKEN)")
     try:

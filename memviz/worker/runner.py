@@ -41,6 +41,7 @@ class Runner:
         self.cuda = self.device.type == "cuda"
         self.tracker = tracker
         self.plan = plan or Plan(spec)
+        self.done: list[dict] = []  # every step_done message, for a rank's final figures
         self.scaler = self.plan.grad_scaler()
 
     def _t(self) -> float:
@@ -103,7 +104,7 @@ class Runner:
     def _end_step(self, step: int, started: float, loss: float | None, tokens: int) -> None:
         if self.cuda and self.tracker is not None:
             self._send_cuda_memory(step)
-        self.emitter.send({
+        self.done.append({
             "type": "step_done",
             "t": self._t(),
             "step": step,
@@ -118,6 +119,7 @@ class Runner:
                 self.tracker.take_step_peak() if self.tracker is not None else None
             ),
         })
+        self.emitter.send(self.done[-1])
 
     def run(self) -> str:
         """Run every step; return "finished" or "stopped"."""
