@@ -258,7 +258,8 @@ def test_gradient_accumulation_quarters_the_activation_peak(baseline):
 
 
 @pytest.mark.parametrize(("optimizer", "most"), [
-    ("sgd-momentum", None), ("adafactor", 0.05), ("adamw-8bit", 0.3)])
+    ("sgd-momentum", None), ("adafactor", 0.05), ("adamw-8bit", 0.3),
+    pytest.param("adamw-4bit", 0.3, marks=pytest.mark.slow)])  # compiles on its first step
 def test_memory_lean_optimizers(baseline, optimizer, most):
     run = measured(optimizer=optimizer)
     state = after_step(run)["optimizer_state"]
@@ -299,8 +300,9 @@ def test_qlora_trains_adapters_on_an_int8_base(baseline):
 def test_static_kv_cache_is_allocated_for_the_whole_length():
     dynamic = measured("kv-cache:kind=dynamic", mode="generate", steps=1, max_new_tokens=8)
     static = measured("kv-cache:kind=static", mode="generate", steps=1, max_new_tokens=8)
-    # 4 layers × keys and values × batch 4 × 4 heads × (64 + 8) tokens × 64 × 4 bytes
-    assert max_bytes(dynamic, "kv_cache") == 4 * 2 * 4 * 4 * 72 * 64 * 4
+    # 4 layers × keys and values × batch 4 × 4 heads × 71 tokens × 64 × 4 bytes: the
+    # prompt's 64 and 7 of the 8 new ones (the last token is produced, never attended)
+    assert max_bytes(dynamic, "kv_cache") == 4 * 2 * 4 * 4 * 71 * 64 * 4
     assert max_bytes(static, "kv_cache") >= max_bytes(dynamic, "kv_cache")
     assert static.worker_summary["output_drift"]["top1_agreement"] == 1.0
 
@@ -317,8 +319,9 @@ def test_summary_lists_what_was_applied(baseline):
 
     run = measured("grad-accum:micro_batches=2", "amp")
     summary = build_summary(run)
-    assert [t["name"] for t in summary["techniques"]] == ["amp", "grad-accum"]
-    assert summary["techniques"][1]["params"] == {"micro_batches": 2}
+    # equal apply order: the order given
+    assert [t["name"] for t in summary["techniques"]] == ["grad-accum", "amp"]
+    assert summary["techniques"][0]["params"] == {"micro_batches": 2}
     assert summary["loss_final"] is not None
     assert build_summary(baseline)["techniques"] == []
 
