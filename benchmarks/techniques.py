@@ -39,13 +39,23 @@ INFER = [
     ("prune:sparse bsr16 0.5", ["prune:sparse=true,block=16"], {}),
     ("low-rank:energy=0.9", ["low-rank"], {}),
 ]
+# real pretrained weights: the drift is the true quality cost here
+PRETRAINED = [
+    ("minilm-l6 infer baseline", [], {}), ("int8-weight", ["quantize:method=int8-weight"], {}),
+    ("int8-dynamic", ["quantize:method=int8-dynamic"], {}),
+    ("prune:structured 0.3", ["prune:structured=true,amount=0.3"], {}),
+    ("prune:sparse csr 0.5", ["prune:sparse=true"], {}),
+    ("prune:sparse bsr16 0.5", ["prune:sparse=true,block=16"], {}),
+    ("low-rank:energy=0.9", ["low-rank"], {}), ("layer-drop:keep=4", ["layer-drop:keep=4"], {}),
+    ("low-precision:bf16", ["low-precision"], {}),
+]
 GENERATE = [("generate baseline", [], {}), ("kv-cache:static", ["kv-cache:kind=static"], {})]
 SHOWN = ("parameter", "parameter_frozen", "gradient", "optimizer_state", "activation",
          "temporary", "kv_cache")
 
 
-def measure(mode: str, texts: list[str], extra: dict) -> dict:
-    spec = RunSpec(model="gpt2-tiny", mode=mode, steps=STEPS if mode == "train" else 3,
+def measure(mode: str, texts: list[str], extra: dict, model: str = "gpt2-tiny") -> dict:
+    spec = RunSpec(model=model, mode=mode, steps=STEPS if mode == "train" else 3,
                    techniques=[parse_technique(t) for t in texts], **extra)
     run = Run(spec)
     session = WorkerSession(run)
@@ -68,8 +78,8 @@ def mib(n: float) -> str:
     return f"{n / 2**20:.1f}"
 
 
-def rows_for(mode: str, configs) -> list[list[str]]:
-    results = [(label, measure(mode, texts, extra)) for label, texts, extra in configs]
+def rows_for(mode: str, configs, model: str = "gpt2-tiny") -> list[list[str]]:
+    results = [(label, measure(mode, texts, extra, model)) for label, texts, extra in configs]
     base = results[0][1]
     rows = []
     for label, r in results:
@@ -92,9 +102,15 @@ def rows_for(mode: str, configs) -> list[list[str]]:
 def main() -> None:
     headers = ["technique", "tracked MiB", "saving", *[f"{c} max" for c in SHOWN],
                "RSS MiB", "time", "loss (Δ) / drift"]
-    for mode, configs in (("train", TRAIN), ("infer", INFER), ("generate", GENERATE)):
-        print(f"\n{mode}: gpt2-tiny, batch 4 × 256, CPU")
-        print(table(headers, rows_for(mode, configs)))
+    only = sys.argv[1:]  # e.g. "pretrained" for just that table
+    for key, mode, model, configs in (
+            ("train", "train", "gpt2-tiny", TRAIN), ("infer", "infer", "gpt2-tiny", INFER),
+            ("generate", "generate", "gpt2-tiny", GENERATE),
+            ("pretrained", "infer", "minilm-l6", PRETRAINED)):
+        if only and key not in only:
+            continue
+        print(f"\n{mode}: {model}, batch 4 × 256, CPU")
+        print(table(headers, rows_for(mode, configs, model)))
 
 
 if __name__ == "__main__":

@@ -258,8 +258,7 @@ def test_gradient_accumulation_quarters_the_activation_peak(baseline):
 
 
 @pytest.mark.parametrize(("optimizer", "most"), [
-    ("sgd-momentum", None), ("adafactor", 0.05), ("adamw-8bit", 0.3),
-    pytest.param("adamw-4bit", 0.3, marks=pytest.mark.slow)])  # compiles on its first step
+    ("sgd-momentum", None), ("adafactor", 0.05), ("adamw-8bit", 0.3)])
 def test_memory_lean_optimizers(baseline, optimizer, most):
     run = measured(optimizer=optimizer)
     state = after_step(run)["optimizer_state"]
@@ -268,6 +267,14 @@ def test_memory_lean_optimizers(baseline, optimizer, most):
     else:
         assert 0 < state <= most * after_step(baseline)["optimizer_state"]
     assert run.steps[-1].loss is not None
+
+
+def test_four_bit_adamw_is_refused_under_the_tensor_tracker():
+    from memviz.core.spec import SpecError
+
+    with pytest.raises(SpecError, match="use --track samples"):
+        RunSpec(**BASE, optimizer="adamw-4bit").validate()
+    RunSpec(**BASE, optimizer="adamw-4bit", track="samples").validate()
 
 
 # -- deployment -------------------------------------------------------------------------

@@ -48,6 +48,10 @@ class RunSpec:
             )
         if self.track not in TRACK_LEVELS:
             raise SpecError(f"track must be one of {', '.join(TRACK_LEVELS)}, not {self.track!r}")
+        if self.optimizer == "adamw-4bit" and self.track != "samples" and self.mode == "train":
+            raise SpecError("adamw-4bit (torchao) compiles its step with torch.compile, which "
+                            "cannot run under the tensor tracker: use --track samples, or "
+                            "adamw-8bit")
         if self.data not in DATA_SOURCES:
             raise SpecError(f"data must be one of {', '.join(DATA_SOURCES)}, not {self.data!r}")
         if not _DEVICE.match(self.device):
