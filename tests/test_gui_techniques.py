@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-
 from memviz.core.spec import RunSpec
 from memviz.gui.run_panel import RunPanel
 from memviz.techniques import GROUPS, TECHNIQUES
@@ -55,6 +53,20 @@ def test_window_refuses_a_wrong_combination_before_starting(qtbot):
         assert window.start_run(spec) is None
         assert "add lora" in window.error_banner.text()
         assert window.runs == {}
-        assert window.error_banner.palette().window().color() != Qt.GlobalColor.white
+        assert not window.error_banner.isHidden()
     finally:
         dispose(window)
+
+
+def test_run_list_names_each_runs_techniques(qtbot):
+    from memviz.core.run import Run
+    from memviz.gui.run_list import RunList
+
+    runs = RunList()
+    qtbot.addWidget(runs)
+    run = Run(RunSpec(techniques=[{"name": "lora", "params": {"r": 4}},
+                                  {"name": "checkpointing", "params": {}}]), run_id=1)
+    runs.add_run(run)
+    item = runs.item(0)
+    assert "[lora:r=4 + checkpointing]" in item.text()
+    assert item.toolTip().startswith(item.text())

@@ -21,6 +21,11 @@ def describe(run: Run) -> str:
             f" — {state}")
 
 
+def _tooltip(text: str) -> str:
+    """The whole description (a long one is cut off in the list) and how to use the list."""
+    return f"{text}\nSelect to show this run; tick other runs to overlay them"
+
+
 def _technique_label(entry: dict) -> str:
     params = ",".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
     return f"{entry['name']}:{params}" if params else entry["name"]
@@ -40,7 +45,7 @@ class RunList(QListWidget):
         item.setData(RUN_ID_ROLE, run.run_id)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(Qt.CheckState.Unchecked)
-        item.setToolTip("Select to show this run; tick other runs to overlay them")
+        item.setToolTip(_tooltip(describe(run)))
         self.blockSignals(True)
         self.addItem(item)
         self.blockSignals(False)
@@ -55,6 +60,7 @@ class RunList(QListWidget):
                 self._texts[run.run_id] = text
                 self.blockSignals(True)
                 item.setText(text)
+                item.setToolTip(_tooltip(text))
                 self.blockSignals(False)
 
     def current_run_id(self) -> int | None:

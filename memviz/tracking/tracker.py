@@ -107,6 +107,7 @@ class TensorTracker:
         self._mode: _Dispatch | None = None
         self._saved_hooks = None
         self._grad_hooks: list = []
+        self._hooked: set[int] = set()  # ids of parameters whose gradient is hooked
         self._opaque: list[torch.Tensor] = []
         self._stack_ids: dict[tuple, int] = {}
         self.new_stacks: list[list] = []
@@ -117,10 +118,7 @@ class TensorTracker:
         for name, p in model.named_parameters():
             self.retag(p, "parameter" if p.requires_grad else "parameter_frozen",
                        module=name.rpartition(".")[0])
-            if p.requires_grad:
-                handle = p.register_post_accumulate_grad_hook(self._grad_ready)
-                handle.p = p
-                self._grad_hooks.append(handle)
+            self._hook_gradient(p)
         for name, b in model.named_buffers():
             self.retag(b, "buffer", module=name.rpartition(".")[0])
         self.scope = ModuleScope(model)
@@ -142,6 +140,7 @@ class TensorTracker:
         for handle in self._grad_hooks:
             handle.remove()
         self._grad_hooks = []
+        self._hooked.clear()
 
     def set_phase(self, name: str, step: int) -> None:
         code = PHASE_CODE.get(name, 0)
@@ -174,32 +173,28 @@ class TensorTracker:
 
     def track_parameters(self, model: torch.nn.Module) -> None:
         """Parameters added since start (a model that grew) get their category and hook."""
-        hooked = {id(h.p) for h in self._grad_hooks if hasattr(h, "p")}
         for name, p in model.named_parameters():
             self.retag(p, "parameter" if p.requires_grad else "parameter_frozen",
                        module=name.rpartition(".")[0])
-            if p.requires_grad and id(p) not in hooked:
-                handle = p.register_post_accumulate_grad_hook(self._grad_ready)
-                handle.p = p
-                self._grad_hooks.append(handle)
+            self._hook_gradient(p)
+
+    def _hook_gradient(self, p: torch.nn.Parameter) -> None:
+        """Mark ``p``'s gradient when it is accumulated (once per parameter)."""
+        if p.requires_grad and id(p) not in self._hooked:
+            self._hooked.add(id(p))
+            self._grad_hooks.append(p.register_post_accumulate_grad_hook(self._grad_ready))
 
     def add_opaque(self, nbytes: int, category: str, module: str, label: str) -> None:
         """Bytes the dispatcher cannot see (packed weights behind a C++ object),
         reported once at their true size and live to the end of the run."""
         holder = torch.empty(0)  # stands in for the storage; kept alive by the tracker
         self._opaque.append(holder)
+        strings = self.strings
         with self.lock:
-            ident = self._next_id
-            self._next_id += 1
-            offset = self._place(nbytes)
-            self._live[id(holder)] = [ident, nbytes, CODE[category], None, offset, 0, "cpu"]
-            self._count(CODE[category], nbytes)
-            row = [self.clock() - self.t0, ident, ALLOC, nbytes, CODE[category], offset,
-                   self.strings.id("dtype", "packed"), self.strings.id("shape", label),
-                   self.strings.id("device", "cpu"), self.strings.id("module", module),
-                   self.strings.id("op", "(packed)"), self.phase, self.step, -1]
-            self._rows.append(row)
-            self._pending_row[ident] = row
+            self._insert(id(holder), nbytes, CODE[category], None, 0, "cpu", (
+                strings.id("dtype", "packed"), strings.id("shape", label),
+                strings.id("device", "cpu"), strings.id("module", module),
+                strings.id("op", "(packed)")), -1)
 
     def tag(self, tensors: Iterable[torch.Tensor], category: str) -> None:
         for t in tensors:
@@ -253,32 +248,36 @@ class TensorTracker:
     def _register(self, t: torch.Tensor, st, key: int, category: int, op,
                   module: str | None = None) -> None:
         """``op`` is the OpOverload that made the storage, or a label string."""
-        nbytes = st.nbytes()
         with self.lock:
-            ident = self._next_id
-            self._next_id += 1
-            offset = self._place(nbytes)
-            ref = weakref.ref(st, lambda _r, key=key: self._freed(key))
-            self._live[key] = [ident, nbytes, category, ref, offset, st.data_ptr(),
-                               t.device.type]
-            self._count(category, nbytes)
             if module is None:
                 module = self.scope.current if self.scope else ""
-            strings = self.strings
-            row = [
-                self.clock() - self.t0, ident, ALLOC, nbytes, category, offset,
+            labels = (
                 self._string_id(self._dtype_ids, t.dtype, "dtype",
                                 lambda d: str(d).removeprefix("torch.")),
                 self._string_id(self._shape_ids, tuple(t.shape), "shape",
                                 lambda shape: "×".join(map(str, shape)) or "scalar"),
                 self._string_id(self._device_ids, t.device, "device", str),
-                strings.id("module", module),
+                self.strings.id("module", module),
                 self._string_id(self._op_ids, op, "op", lambda o: o if isinstance(o, str)
                                 else str(o.__name__)),
-                self.phase, self.step, self._stack_id() if self.stacks else -1,
-            ]
-            self._rows.append(row)
-            self._pending_row[ident] = row
+            )
+            ref = weakref.ref(st, lambda _r, key=key: self._freed(key))
+            self._insert(key, st.nbytes(), category, ref, st.data_ptr(), t.device.type, labels,
+                         self._stack_id() if self.stacks else -1)
+
+    def _insert(self, key: int, nbytes: int, category: int, ref, data_ptr: int,
+                device_type: str, labels: tuple[int, int, int, int, int], stack: int) -> None:
+        """A new live allocation and its event; ``labels`` are the string ids of its
+        dtype, shape, device, module and op. Called under the lock."""
+        ident = self._next_id
+        self._next_id += 1
+        offset = self._place(nbytes)
+        self._live[key] = [ident, nbytes, category, ref, offset, data_ptr, device_type]
+        self._count(category, nbytes)
+        row = [self.clock() - self.t0, ident, ALLOC, nbytes, category, offset, *labels,
+               self.phase, self.step, stack]
+        self._rows.append(row)
+        self._pending_row[ident] = row
 
     def _place(self, nbytes: int) -> int:
         """First fit: the lowest hole that is large enough, else the top."""

@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -26,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from ..core.spec import RunSpec
+from ..session.session import worker_command
 
 SPEC_ENV = "MEMVIZ_RANK_SPEC"
 JOIN_TIMEOUT = datetime.timedelta(seconds=120)
@@ -39,10 +39,7 @@ def free_port() -> int:
 
 def launch_peers(spec: RunSpec, world_size: int, port: int) -> list[subprocess.Popen]:
     """Start ranks 1..N-1; they find rank 0 at 127.0.0.1:``port``."""
-    if getattr(sys, "frozen", False):
-        command = [sys.executable, "worker"]
-    else:
-        command = [sys.executable, "-m", "memviz", "worker"]
+    command = worker_command()
     env = {**os.environ, SPEC_ENV: json.dumps(spec.to_dict())}
     return [subprocess.Popen([*command, "--rank", str(rank), "--world-size", str(world_size),
                               "--master-port", str(port)], env=env)
