@@ -79,3 +79,31 @@ def test_byte_ticks_are_powers_of_two_with_about_one_label_per_70_pixels():
     step = byte_tick_spacing(500 << 20, 400)
     assert step == 128 << 20
     assert byte_tick_spacing(10 << 30, 700) == 1 << 30
+
+
+def test_ranks_are_summed_on_rank_zeros_clock_holding_each_last_sample():
+    from memviz.core.ranks import RankSeries, rank_series, summed
+
+    a = RankSeries("rank 0", np.array([0.0, 1.0, 2.0]), np.array([10.0, 20.0, 30.0]))
+    b = RankSeries("rank 1", np.array([0.5, 1.5]), np.array([1.0, 2.0]))
+    total = summed([a, b])
+    assert total.t.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+    # rank 1 holds nothing before it starts and after its last sample
+    assert total.values.tolist() == [10.0, 11.0, 21.0, 22.0, 30.0]
+
+    zero, one = Run(RunSpec()), Run(RunSpec(), rank=1)
+    zero.t0_wall, one.t0_wall = 100.0, 102.5
+    for run in (zero, one):
+        run.samples.append({"t": np.array([0.0, 1.0]), "rss": np.array([5.0, 6.0])})
+    shifted = rank_series([zero, one], "rss")
+    assert shifted[1].t.tolist() == [2.5, 3.5]
+
+
+def test_a_rank_joins_rank_zeros_run_once():
+    run = Run(RunSpec())
+    peer = run.add_rank(1, RunSpec(batch_size=2).to_dict())
+    assert run.ranks == {1: peer} and peer.rank == 1 and peer.spec.batch_size == 2
+    with pytest.raises(ValueError, match="rank 1"):
+        run.add_rank(1, RunSpec().to_dict())
+    with pytest.raises(ValueError, match="rank 0"):
+        run.add_rank(0, RunSpec().to_dict())

@@ -70,3 +70,40 @@ def test_run_list_names_each_runs_techniques(qtbot):
     item = runs.item(0)
     assert "[lora:r=4 + checkpointing]" in item.text()
     assert item.toolTip().startswith(item.text())
+
+
+def test_window_shows_every_rank_of_a_sharded_run_and_their_sum(qtbot, tmp_path):
+    from memviz.core.ranks import all_ranks, rank_table
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(1400, 900)
+    try:
+        spec = RunSpec(model="gpt2-tiny", mode="train", steps=2, batch_size=4, seq_len=64,
+                       techniques=[{"name": "zero", "params": {"world_size": 2}}])
+        run = window.start_run(spec)
+        qtbot.waitUntil(lambda: run.finished and 1 in run.ranks and run.ranks[1].finished,
+                        timeout=180_000)
+        window.tabs.setCurrentWidget(window.ranks_view)
+        window.refresh()
+        texts = [window.run_list.item(i).text() for i in range(window.run_list.count())]
+        assert len(texts) == 2 and " rank 0 " in texts[0] and " rank 1 " in texts[1]
+        table = window.ranks_view.table
+        assert [table.item(r, 0).text() for r in range(table.rowCount())] == [
+            "rank 0", "rank 1", "sum (at once)"]
+        rows = rank_table(all_ranks(run))
+        # optimizer state is held from the first step to the end on both ranks: it adds up
+        assert rows[2].optimizer_state_bytes == rows[0].optimizer_state_bytes + \
+            rows[1].optimizer_state_bytes > 0
+        assert max(rows[0].peak_bytes, rows[1].peak_bytes) < rows[2].peak_bytes \
+            <= rows[0].peak_bytes + rows[1].peak_bytes
+        # selecting rank 1 shows it in the ordinary views; the ranks tab still shows both
+        window.run_list.setCurrentRow(1)
+        window.refresh()
+        assert window.current_run() is run.ranks[1]
+        assert window.step_table.rowCount() == 2
+        assert window.ranks_view.table.rowCount() == 3
+        window.grab().save(str(tmp_path / "ranks.png"))
+    finally:
+        dispose(window)

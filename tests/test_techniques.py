@@ -132,6 +132,14 @@ def test_low_precision_halves_parameter_bytes_exactly(baseline):
     assert after_step(run)["optimizer_state"] < after_step(baseline)["optimizer_state"] * 0.51
 
 
+def test_bf16_inference_drift_is_measured_against_the_fp32_model():
+    run = measured("low-precision:dtype=bf16", mode="infer")
+    drift = run.worker_summary["output_drift"]
+    # bf16 keeps 8 bits of mantissa: a small, non-zero error, the same argmax almost always
+    assert 1e-4 < drift["relative_logit_error"] < 0.05, drift
+    assert drift["top1_agreement"] > 0.9
+
+
 def test_master_weights_keep_an_fp32_copy_as_optimizer_state(baseline):
     run = measured("low-precision:master_weights=true")
     trainable = run.model["trainable_parameter_bytes"]
@@ -352,3 +360,9 @@ def test_sharding_halves_each_ranks_optimizer_state(baseline, name):
             assert params < 0.6 * baseline.model["parameter_bytes"]
     total = run.worker_summary["distributed"]["sum"]
     assert total["tracked_bytes"] == sum(r["tracking"]["tracked_bytes"] for r in ranks)
+    # rank 1 streamed live into a run of its own: the same figures it gave rank 0
+    peer = run.ranks[1]
+    assert peer.state == "finished" and peer.rank == 1
+    assert [s.step for s in peer.steps] == list(range(BASE["steps"]))
+    assert len(peer.tensors) > 0 and len(peer.samples) > 0
+    assert peer.worker_summary["tracking"] == ranks[1]["tracking"]

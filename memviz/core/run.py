@@ -62,6 +62,8 @@ class Run:
     tensors: TensorLog = field(default_factory=TensorLog)
     cuda_memory: list[dict[str, Any]] = field(default_factory=list)  # one per step on CUDA
     snapshot_path: str = ""  # the .memviz file it was recorded to or opened from
+    rank: int = 0  # in a sharded run: which rank this stream is
+    ranks: dict[int, Run] = field(default_factory=dict)  # rank 0's Run holds the others
     _open_phases: dict[tuple[int, str], Phase] = field(default_factory=dict, repr=False)
     revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -145,6 +147,15 @@ class Run:
             self.state = "stopped" if msg["reason"] == "stopped" else "finished"
 
     # -- events from the session, not the stream ----------------------------
+    def add_rank(self, rank: int, spec: dict[str, Any]) -> Run:
+        """The Run that rank ``rank`` of this sharded run streams into."""
+        with self.lock:
+            if rank < 1 or rank in self.ranks:
+                raise ValueError(f"rank {rank} is not a new peer of this run")
+            self.ranks[rank] = Run(RunSpec.from_dict(spec), run_id=0, rank=rank)
+            self.revision += 1
+            return self.ranks[rank]
+
     def fail(self, kind: str, message: str, traceback: str = "") -> None:
         """Mark the run failed (worker died, connection broke) unless it already ended."""
         with self.lock:

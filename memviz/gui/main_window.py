@@ -36,6 +36,7 @@ from .inspector import Inspector
 from .log_pane import LogPane
 from .modules_view import ModulesView
 from .moment_view import MomentView
+from .ranks_view import RanksView
 from .run_list import RunList
 from .run_panel import RunPanel
 from .step_table import StepTable
@@ -62,6 +63,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"memviz {__version__}")
         self.resize(1280, 800)
         self.runs: dict[int, Run] = {}
+        self.rank_parent: dict[int, int] = {}  # a rank's run id -> rank 0's run id
         self.sessions: dict[int, WorkerSession] = {}
         self._next_id = 1
 
@@ -97,6 +99,7 @@ class MainWindow(QMainWindow):
         self.moment_view = MomentView()
         self.modules_view = ModulesView()
         self.diff_view = DiffView()
+        self.ranks_view = RanksView()
         alloc_split = QSplitter(Qt.Orientation.Horizontal)
         alloc_split.addWidget(self.alloc_view)
         alloc_split.addWidget(self.inspector)
@@ -112,6 +115,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.moment_view, "At a moment")
         self.tabs.addTab(self.modules_view, "Modules")
         self.tabs.addTab(self.diff_view, "Compare")
+        self.tabs.addTab(self.ranks_view, "Ranks")
         self.tabs.addTab(self.log_pane, "Log")
         self.alloc_view.allocation_clicked.connect(self._inspect)
         self.moment_view.row_selected.connect(self._inspect)
@@ -280,7 +284,7 @@ class MainWindow(QMainWindow):
 
     # -- actions ----------------------------------------------------------------
     def active_run(self) -> Run | None:
-        return next((r for r in self.runs.values() if not r.finished), None)
+        return next((r for r in self.runs.values() if not r.finished and r.rank == 0), None)
 
     def start_run(self, spec: RunSpec | None = None) -> Run | None:
         if self.active_run() is not None:
@@ -371,7 +375,27 @@ class MainWindow(QMainWindow):
         if text and self.error_banner.text() != text:
             self.error_banner.setText(text)
 
+    def _adopt_ranks(self) -> None:
+        """A sharded run's other ranks join the run list as runs of their own."""
+        adopted = {id(self.runs[i]) for i in self.rank_parent}
+        for parent in [r for r in self.runs.values() if r.ranks]:
+            with parent.lock:
+                peers = [parent.ranks[k] for k in sorted(parent.ranks)]
+            for peer in peers:
+                if id(peer) not in adopted:
+                    peer.run_id = self._next_id
+                    self._next_id += 1
+                    self.runs[peer.run_id] = peer
+                    self.rank_parent[peer.run_id] = parent.run_id
+                    self.run_list.add_run(peer, select=False)
+
+    def rank_zero_of(self, run: Run | None) -> Run | None:
+        if run is None:
+            return None
+        return self.runs.get(self.rank_parent.get(run.run_id, run.run_id))
+
     def refresh(self) -> None:
+        self._adopt_ranks()
         for run_id in self.run_list.shown_run_ids():
             self.timeline.update_run(self.runs[run_id])
         self.run_list.refresh(self.runs)
@@ -384,6 +408,8 @@ class MainWindow(QMainWindow):
             shown = self.run_list.shown_run_ids()
             other = self.runs[shown[1]] if len(shown) > 1 else None
             self.diff_view.compare(other, run)
+        if self.tabs.currentWidget() is self.ranks_view:
+            self.ranks_view.show_run(self.rank_zero_of(run))
         if run is not None and run.finished and not self.timeline.cursor.isVisible() \
                 and len(run.tensors):
             self.moment_view.run = run

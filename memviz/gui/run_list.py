@@ -17,7 +17,8 @@ def describe(run: Run) -> str:
     spec = run.spec
     techniques = " + ".join(_technique_label(t) for t in spec.techniques)
     used = f" [{techniques}]" if techniques else ""
-    return (f"#{run.run_id} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}{used}"
+    rank = f" rank {run.rank}" if run.rank or run.ranks else ""
+    return (f"#{run.run_id}{rank} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}{used}"
             f" — {state}")
 
 
@@ -40,7 +41,7 @@ class RunList(QListWidget):
         self.currentItemChanged.connect(lambda *_: self.shown_changed.emit())
         self._texts: dict[int, str] = {}
 
-    def add_run(self, run: Run) -> None:
+    def add_run(self, run: Run, select: bool = True) -> None:
         item = QListWidgetItem(describe(run))
         item.setData(RUN_ID_ROLE, run.run_id)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -49,7 +50,8 @@ class RunList(QListWidget):
         self.blockSignals(True)
         self.addItem(item)
         self.blockSignals(False)
-        self.setCurrentItem(item)
+        if select:
+            self.setCurrentItem(item)
 
     def refresh(self, runs: dict[int, Run]) -> None:
         for row in range(self.count()):

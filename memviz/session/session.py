@@ -2,7 +2,10 @@
 
 Threads: one accepts the worker and reads its frames into the Run, one pumps
 the worker's stdout/stderr into the Run's log, one waits for the process to
-exit and turns an unexpected exit into a readable failure.
+exit and turns an unexpected exit into a readable failure. While the run goes,
+the address stays open for the ranks 1..N-1 of a sharded run: each connects
+with the same token (hello role ``rank``) and streams into a Run of its own,
+``run.ranks[rank]``.
 """
 
 from __future__ import annotations
@@ -143,11 +146,24 @@ class WorkerSession:
     def _serve(self, server) -> None:
         try:
             conn = self._accept(server)
-        finally:
+        except BaseException:
             server.close()
+            raise
         if conn is None:
+            server.close()
             return
         self.conn = conn
+        primary_done = threading.Event()
+        ranks = threading.Thread(target=self._accept_ranks, args=(server, primary_done),
+                                 daemon=True, name="memviz-session-ranks")
+        ranks.start()
+        self._threads.append(ranks)
+        try:
+            self._serve_primary(conn)
+        finally:
+            primary_done.set()
+
+    def _serve_primary(self, conn: Connection) -> None:
         try:
             handshake.perform(conn, self._token, "controller")
             conn.send([{"type": "start", "spec": self.run.spec.to_dict()}])
@@ -169,6 +185,52 @@ class WorkerSession:
         finally:
             conn.close()
 
+    def _accept_ranks(self, server, primary_done: threading.Event) -> None:
+        """Take the other ranks' connections for as long as rank 0 streams."""
+        server.settimeout(0.2)
+        try:
+            while not primary_done.is_set():
+                try:
+                    sock, _ = server.accept()
+                except TimeoutError:
+                    continue
+                sock.settimeout(None)
+                thread = threading.Thread(target=self._serve_rank, args=(Connection(sock),),
+                                          daemon=True, name="memviz-session-rank")
+                thread.start()
+                self._threads.append(thread)
+        except OSError:
+            pass
+        finally:
+            server.close()
+
+    def _serve_rank(self, conn: Connection) -> None:
+        """One rank's stream: buffered until its run_started says which rank it is."""
+        rank_run: Run | None = None
+        pending: list[dict] = []
+        try:
+            peer = handshake.perform(conn, self._token, "controller")
+            if peer["role"] != "rank":
+                raise ProtocolError(f"a second connection must be a rank, not {peer['role']!r}")
+            while True:
+                messages = conn.receive()
+                if rank_run is None:
+                    pending.extend(messages)
+                    started = next((m for m in pending if m["type"] == "run_started"), None)
+                    if started is None:
+                        continue
+                    rank_run = self.run.add_rank(int(started.get("rank", 0)), started["spec"])
+                    messages, pending = pending, []
+                rank_run.apply_all(messages)
+        except ConnectionClosed:
+            pass
+        except (FrameError, ProtocolError, ValueError, OSError) as exc:
+            self.run.add_log("error", f"a rank's stream was refused or broke: {exc}")
+        finally:
+            conn.close()
+            if rank_run is not None and not rank_run.finished:
+                rank_run.fail("crash", f"rank {rank_run.rank} stopped streaming before its end")
+
     def _pump_output(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -180,9 +242,10 @@ class WorkerSession:
     def _watch_exit(self) -> None:
         assert self.proc is not None
         code = self.proc.wait()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5)
+        joined: set[threading.Thread] = {threading.current_thread()}
+        while waiting := [t for t in self._threads if t not in joined]:  # ranks come late
+            waiting[0].join(timeout=5)
+            joined.add(waiting[0])
         if not self.run.finished:
             if self._stop_requested:
                 self.run.mark_stopped()

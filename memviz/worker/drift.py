@@ -1,8 +1,10 @@
 """Output drift: how far a technique moves the model's outputs from the unmodified model's.
 
-Reference logits come from the model as loaded, before any technique and
+Reference logits come from the unmodified fp32 model, before any technique and
 before tracking starts, on a fixed probe batch; after the run the modified
-model sees the same batch. Only inference and generation are measured this
+model sees the same batch. When a technique loads the model in another dtype
+(``low-precision``), the reference is a separate fp32 load with the same seed
+and weights, freed before the measured model loads. Only inference and generation are measured this
 way (training's cost is its loss against the baseline's).
 """
 
@@ -36,6 +38,22 @@ def reference(task, spec: RunSpec) -> Reference | None:
     logits = task.logits(batch).float()
     task.model.train(was_training)
     return Reference(batch, logits)
+
+
+def reference_for(spec: RunSpec, model_dtype: str) -> Reference | None:
+    """The fp32 model's reference logits, from a load of its own (then freed)."""
+    import gc
+
+    from ..models import load_task
+
+    torch.manual_seed(spec.seed)
+    task = load_task(spec, "fp32")
+    try:
+        return reference(task, spec)
+    finally:
+        del task
+        gc.collect()
+        torch.manual_seed(spec.seed)  # the measured model is built from the same seed
 
 
 @torch.no_grad()

@@ -81,7 +81,10 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
-def run_spec(conn: Connection, spec: RunSpec) -> int:
+def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
+             token: str = "") -> int:
+    """Run ``spec``, streaming to ``conn``; ranks 1..N-1 of a sharded run stream to
+    ``controller`` (the address rank 0 connected to) with ``token``."""
     t0 = now()
     emitter = Emitter(conn)
     stop = threading.Event()
@@ -116,15 +119,19 @@ def run_spec(conn: Connection, spec: RunSpec) -> int:
                       "edge": "begin"})
         if plan.world_size > 1:
             port = ranks.free_port()
-            peers = ranks.launch_peers(spec, plan.world_size, port)
+            peers = ranks.launch_peers(spec, plan.world_size, port, controller, token)
             emitter.send({"type": "log", "t": now() - t0, "level": "info",
                           "text": f"started ranks 1..{plan.world_size - 1} "
                                   f"(pids {', '.join(str(p.pid) for p in peers)})"})
+        measure_drift = spec.mode != "train" and bool(plan.entries)
+        if measure_drift and plan.model_dtype() != "fp32":
+            reference = drift.reference_for(spec, plan.model_dtype())
         task = load_task(spec, plan.model_dtype())
         if peers:
             ranks.join(0, plan.world_size, port, spec.device)
             ranks.reseed_data(task, spec, 0)
-        reference = drift.reference(task, spec) if spec.mode != "train" and plan.entries else None
+        if measure_drift and reference is None:
+            reference = drift.reference(task, spec)
         plan.apply_model(task)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "end"})
@@ -199,14 +206,15 @@ def _finish_ranks(peers, reason: str, tracker, runner) -> dict | None:
 
 
 def run_peer(rank: int, world_size: int, port: int) -> int:
-    """Rank 1..N-1 of a distributed run: the same run, kept locally, figures to rank 0."""
+    """Rank 1..N-1 of a distributed run: the same run, streamed to the controller when
+    rank 0 told it where, figures to rank 0 at the end."""
     import json
 
     import torch
 
     from ..models import load_task
     from ..tracking import TensorTracker
-    from . import ranks
+    from . import environment, model_summary, ranks
     from .gpu import open_nvml
     from .runner import Runner
     from .samplers import MemorySampler
@@ -216,6 +224,11 @@ def run_peer(rank: int, world_size: int, port: int) -> int:
     plan = Plan(spec)
     plan.prepare_process()
     t0 = now()
+    emitter = ranks.connect_to_controller(rank)
+    cuda_index = (torch.device(spec.device).index or 0) if spec.device != "cpu" else None
+    nvml = open_nvml(cuda_index or 0)
+    sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, nvml, cuda_index)
+    sampler.start()
     torch.manual_seed(spec.seed)
     task = load_task(spec, plan.model_dtype())
     ranks.join(rank, world_size, port, spec.device)
@@ -223,22 +236,33 @@ def run_peer(rank: int, world_size: int, port: int) -> int:
     plan.apply_model(task)
     tracker = None
     if spec.track != "samples":
-        tracker = TensorTracker(now, t0)
+        tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
         tracker.start(task.model)
-    emitter = ranks.LocalEmitter()
-    cuda_index = (torch.device(spec.device).index or 0) if spec.device != "cpu" else None
-    sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, open_nvml(cuda_index or 0),
-                            cuda_index)
-    sampler.start()
+        for nbytes, category, module, label in plan.opaque_bytes(task):
+            tracker.add_opaque(nbytes, category, module, label)
+        sampler.tracker = tracker
+        emitter.sources.append(tracker.take_messages)
+    emitter.send({"type": "run_started", "spec": spec.to_dict(), "rank": rank,
+                  "world_size": world_size,
+                  "environment": environment.describe(nvml, spec.device),
+                  "model": model_summary.summarize(spec.model, task.kind, task.model),
+                  "techniques": plan.record(), "t0_wall": _wall_at(t0)})
     runner = Runner(ranks.local_spec(spec, world_size), task, emitter, sampler,
                     threading.Event(), t0, tracker, plan)
+    reason = "error"
     try:
-        runner.run()
+        reason = runner.run()
     finally:
         if tracker is not None:
             tracker.stop()
         sampler.stop()
-    ranks.gather(ranks.rank_figures(rank, tracker, emitter.steps))
+        emitter.send({"type": "run_done", "t": now() - t0, "reason": reason,
+                      "summary": {"tracking": tracker.summary() if tracker else None,
+                                  "techniques": plan.record(), "rank": rank}})
+        emitter.close()
+        if getattr(emitter, "conn", None) is not None:
+            emitter.conn.close()
+    ranks.gather(ranks.rank_figures(rank, tracker, runner.done))
     import torch.distributed as dist
 
     dist.destroy_process_group()
@@ -282,6 +306,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memviz worker: {exc}", file=sys.stderr)
         return 1
     try:
-        return run_spec(conn, spec)
+        return run_spec(conn, spec, args.connect, args.token)
     finally:
         conn.close()

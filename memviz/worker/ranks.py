@@ -4,9 +4,11 @@ The worker the controller started is rank 0: it starts ranks 1..N-1 as
 ``memviz worker --rank R`` (the same executable, so a frozen bundle works
 too), and every rank joins a torch.distributed group over loopback (gloo on
 CPU, nccl on CUDA). Each rank runs the same Runner and tracker on its share
-of the batch; rank 0 streams its own timeline live, and at the end gathers
-every rank's figures (tracked peaks by category, peak RSS per step) into its
-summary, with their sum.
+of the batch. Every rank streams live: ranks 1..N-1 connect to the same
+controller address as rank 0 (with the run's token, hello role ``rank``) and
+send their own ``run_started`` (carrying ``rank``), samples, tensor events and
+steps. At the end rank 0 gathers every rank's figures (tracked peaks by
+category, peak RSS per step) into its summary, with their sum.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..core.spec import RunSpec
 from ..session.session import worker_command
 
 SPEC_ENV = "MEMVIZ_RANK_SPEC"
+CONTROLLER_ENV = "MEMVIZ_RANK_CONNECT"  # where peers stream to; unset: they keep to themselves
 JOIN_TIMEOUT = datetime.timedelta(seconds=120)
 
 
@@ -37,10 +40,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_peers(spec: RunSpec, world_size: int, port: int) -> list[subprocess.Popen]:
-    """Start ranks 1..N-1; they find rank 0 at 127.0.0.1:``port``."""
+def launch_peers(spec: RunSpec, world_size: int, port: int, controller: str | None = None,
+                 token: str = "") -> list[subprocess.Popen]:
+    """Start ranks 1..N-1; they find rank 0 at 127.0.0.1:``port``, the controller at
+    ``controller`` (its address, when rank 0 was started with ``--connect``)."""
     command = worker_command()
     env = {**os.environ, SPEC_ENV: json.dumps(spec.to_dict())}
+    if controller:
+        env.update({CONTROLLER_ENV: controller, "MEMVIZ_TOKEN": token})
     return [subprocess.Popen([*command, "--rank", str(rank), "--world-size", str(world_size),
                               "--master-port", str(port)], env=env)
             for rank in range(1, world_size)]
@@ -90,17 +97,33 @@ def with_sum(ranks: list[dict[str, Any]]) -> dict[str, Any]:
     return {"ranks": ranks, "sum": total}
 
 
+def connect_to_controller(rank: int):
+    """An Emitter streaming to the controller, or a LocalEmitter if there is none to reach."""
+    from ..protocol import address, handshake
+    from ..protocol.transport import Connection
+    from .emitter import Emitter
+
+    where = os.environ.get(CONTROLLER_ENV)
+    if not where:
+        return LocalEmitter()
+    try:
+        conn = Connection(address.connect(address.parse(where)))
+        handshake.perform(conn, os.environ.get("MEMVIZ_TOKEN", ""), "rank")
+    except (OSError, ValueError) as exc:
+        print(f"memviz worker rank {rank}: not streaming ({exc})", flush=True)
+        return LocalEmitter()
+    return Emitter(conn)
+
+
 class LocalEmitter:
-    """What a rank without a controller sends: kept, not streamed."""
+    """What a rank without a controller sends: dropped (its figures go to rank 0)."""
 
     def __init__(self) -> None:
-        self.steps: list[dict] = []
         self.sources: list = []
         self.failed = None
 
     def send(self, message: dict) -> None:
-        if message.get("type") == "step_done":
-            self.steps.append(message)
+        pass
 
     def sample(self, row) -> None:
         pass

@@ -1,0 +1,104 @@
+"""Every rank of a sharded run on one clock, and what the machine held in all.
+
+Each rank's worker stamps times on its own clock from its own start; its
+``t0_wall`` places that start on the wall clock, so rank r's time t is
+``t + t0_wall[r] - t0_wall[0]`` on rank 0's axis. The sum is taken on the
+union of all sample times, each rank's series held at its last sample (a rank
+that has not started, or has ended, holds nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .run import Run
+
+
+@dataclass
+class RankSeries:
+    label: str
+    t: np.ndarray
+    values: np.ndarray
+
+
+def all_ranks(run: Run) -> list[Run]:
+    """Rank 0 (``run``) and every rank that streamed to it, in rank order."""
+    with run.lock:
+        return [run, *(run.ranks[r] for r in sorted(run.ranks))]
+
+
+def column_for(runs: list[Run]) -> str:
+    """The tracked total when every rank tracked tensors, else RSS."""
+    def has(run: Run, name: str) -> bool:
+        with run.lock:
+            return len(run.samples) > 0 and bool(np.isfinite(run.samples.column(name)).any())
+
+    return "tracked_total" if all(has(r, "tracked_total") for r in runs) else "rss"
+
+
+def rank_series(runs: list[Run], column: str) -> list[RankSeries]:
+    base = runs[0].t0_wall
+    out = []
+    for run in runs:
+        with run.lock:
+            t = np.array(run.samples.column("t"), dtype=np.float64)
+            y = np.array(run.samples.column(column), dtype=np.float64)
+        keep = np.isfinite(y)
+        out.append(RankSeries(f"rank {run.rank}", t[keep] + (run.t0_wall - base), y[keep]))
+    return out
+
+
+def summed(series: list[RankSeries]) -> RankSeries:
+    """Σ over ranks at every moment any rank sampled (step-hold, zero outside a rank's run)."""
+    present = [s for s in series if len(s.t)]
+    if not present:
+        return RankSeries("sum", np.zeros(0), np.zeros(0))
+    grid = np.unique(np.concatenate([s.t for s in present]))
+    total = np.zeros_like(grid)
+    for s in present:
+        at = np.searchsorted(s.t, grid, side="right") - 1
+        inside = (at >= 0) & (grid <= s.t[-1])
+        total[inside] += s.values[at[inside]]
+    return RankSeries("sum", grid, total)
+
+
+@dataclass
+class RankRow:
+    label: str
+    peak_bytes: float
+    peak_rss_bytes: float
+    optimizer_state_bytes: float
+    parameter_bytes: float
+    steps: int
+
+
+def rank_table(runs: list[Run]) -> list[RankRow]:
+    """Per rank: its peak of the shown column, RSS, optimizer state and parameters;
+    then the sum row, whose peak is the peak of the summed series (what was held at
+    once, at most the sum of the ranks' peaks)."""
+    column = column_for(runs)
+    rows = []
+    for run in runs:
+        with run.lock:
+            rows.append(RankRow(
+                f"rank {run.rank}", _peak(run, column), _peak(run, "rss"),
+                _peak(run, "cat_optimizer_state"), _peak(run, "cat_parameter"),
+                len(run.steps)))
+    rows.append(RankRow(
+        "sum (at once)", _max(summed(rank_series(runs, column)).values),
+        _max(summed(rank_series(runs, "rss")).values),
+        _max(summed(rank_series(runs, "cat_optimizer_state")).values),
+        _max(summed(rank_series(runs, "cat_parameter")).values),
+        min(r.steps for r in rows)))
+    return rows
+
+
+def _peak(run: Run, column: str) -> float:
+    return _max(run.samples.column(column)) if len(run.samples) else float("nan")
+
+
+def _max(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if len(finite) else float("nan")

@@ -1,0 +1,92 @@
+"""A sharded run's ranks: one line per rank and their sum on rank 0's clock, and a table.
+
+Each rank is also an ordinary run in the run list (all the views work on it);
+this view is the one place that shows them together.
+"""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.ranks import all_ranks, column_for, rank_series, rank_table, summed
+from ..core.run import Run
+from .axes import BytesAxis, format_bytes
+
+RANK_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+SUM_COLOUR = "#000000"
+HEADERS = ["", "peak (shown)", "peak RSS", "optimizer state", "parameters", "steps"]
+NOT_SHARDED = "Not a sharded run: run with zero or fsdp (world_size ≥ 2) to see every rank"
+
+
+class RanksView(QWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.note = QLabel(NOT_SHARDED)
+        self.plot = pg.PlotWidget(background="w", axisItems={"left": BytesAxis("left")})
+        self.plot.setLabel("bottom", "time since rank 0 started", units="s")
+        self.plot.getAxis("left").setWidth(64)  # room for "512 MiB" before the first draw
+        self.plot.addLegend(offset=(10, 5), labelTextSize="8pt")
+        self.table = QTableWidget(0, len(HEADERS))
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.plot)
+        split.addWidget(self.table)
+        split.setSizes([600, 400])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.note)
+        layout.addWidget(split, 1)
+        self._shown: tuple[int, ...] | None = None
+
+    def show_run(self, primary: Run | None) -> None:
+        """Draw rank 0's run ``primary`` and its peers; redraws only when one changed."""
+        runs = all_ranks(primary) if primary is not None and primary.ranks else []
+        key = tuple(id(r) for r in runs) + tuple(r.revision for r in runs)
+        if key == self._shown:
+            return
+        self._shown = key
+        self.plot.clear()
+        self.table.setRowCount(0)
+        if not runs:
+            self.note.setText(NOT_SHARDED)
+            return
+        column = column_for(runs)
+        what = "tracked tensor bytes" if column == "tracked_total" else "RSS"
+        self.note.setText(f"{len(runs)} ranks of run #{primary.run_id}: {what} per rank, "
+                          "and their sum at each moment")
+        series = rank_series(runs, column)
+        for i, s in enumerate(series):
+            self.plot.plot(s.t, s.values, name=s.label,
+                           pen=pg.mkPen(RANK_COLOURS[i % len(RANK_COLOURS)], width=1.5))
+        total = summed(series)
+        self.plot.plot(total.t, total.values, name="sum", pen=pg.mkPen(SUM_COLOUR, width=2.5))
+        self._fill_table(rank_table(runs))
+
+    def _fill_table(self, rows) -> None:
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            cells = [row.label, format_bytes(row.peak_bytes), format_bytes(row.peak_rss_bytes),
+                     format_bytes(row.optimizer_state_bytes), format_bytes(row.parameter_bytes),
+                     str(row.steps)]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
