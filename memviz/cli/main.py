@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .diff_cmd import add_arguments as add_diff_arguments
 
     add_diff_arguments(sub.add_parser("diff", help="compare two runs or snapshots"))
+    from .compare_cmd import add_arguments as add_compare_arguments
+
+    add_compare_arguments(sub.add_parser(
+        "compare", help="technique sets side by side: table, JSON and an HTML report"))
     from .techniques_cmd import add_arguments as add_techniques_arguments
 
     add_techniques_arguments(sub.add_parser("techniques", help="list the memory techniques"))
@@ -60,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from .diff_cmd import cmd_diff
 
         return cmd_diff(args)
+    if args.command == "compare":
+        from .compare_cmd import cmd_compare
+
+        return cmd_compare(args)
     if args.command == "techniques":
         from .techniques_cmd import cmd_techniques
 

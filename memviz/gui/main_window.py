@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
@@ -30,6 +31,7 @@ from ..session import WorkerSession
 from ..techniques import check_techniques
 from .alloc_view import AllocationView
 from .axes import format_bytes
+from .comparison_view import ComparisonView, sets_from_text
 from .diff_view import DiffView
 from .filters import FilterBar
 from .inspector import Inspector
@@ -100,6 +102,11 @@ class MainWindow(QMainWindow):
         self.modules_view = ModulesView()
         self.diff_view = DiffView()
         self.ranks_view = RanksView()
+        self.comparison_view = ComparisonView()
+        self.comparison = None  # the technique comparison being run or last run
+        self.comparison_view.start_requested.connect(self.start_comparison)
+        self.comparison_view.cancel_requested.connect(self.cancel_comparison)
+        self.comparison_view.run_selected.connect(self.select_run)
         alloc_split = QSplitter(Qt.Orientation.Horizontal)
         alloc_split.addWidget(self.alloc_view)
         alloc_split.addWidget(self.inspector)
@@ -114,7 +121,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(alloc_tab, "Allocations")
         self.tabs.addTab(self.moment_view, "At a moment")
         self.tabs.addTab(self.modules_view, "Modules")
-        self.tabs.addTab(self.diff_view, "Compare")
+        self.tabs.addTab(self.comparison_view, "Technique comparison")
+        self.tabs.addTab(self.diff_view, "Diff two runs")
         self.tabs.addTab(self.ranks_view, "Ranks")
         self.tabs.addTab(self.log_pane, "Log")
         self.alloc_view.allocation_clicked.connect(self._inspect)
@@ -128,6 +136,8 @@ class MainWindow(QMainWindow):
         right_split.addWidget(self.timeline)
         right_split.addWidget(self.tabs)
         right_split.setSizes([520, 240])
+        self.right_split = right_split
+        self.tabs.currentChanged.connect(self._tab_changed)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -310,7 +320,63 @@ class MainWindow(QMainWindow):
         self.run_panel.set_running(True)
         return run
 
+    def start_comparison(self, text: str, greedy: bool = False):
+        """Run technique sets on the workload chosen in the run panel, one by one."""
+        from ..compare import Comparison, each_alone
+        from ..compare.sets import runnable
+
+        if self.active_run() is not None:
+            self._show_error("A run is going: stop it or wait before comparing")
+            return None
+        base = replace(self.run_panel.spec(), techniques=[])
+        try:
+            base.validate()
+            sets = each_alone(base) if text == "each" else sets_from_text(text)
+            for candidate in [] if greedy else sets:
+                why = runnable(base, candidate)
+                if why:
+                    raise SpecError(f"set {candidate.name!r}: {why}")
+        except SpecError as exc:
+            self._show_error(f"Cannot compare: {exc}")
+            return None
+        self._show_error(None)
+
+        def next_id() -> int:
+            self._next_id += 1
+            return self._next_id - 1
+
+        def make_session(run: Run) -> WorkerSession:
+            self.runs[run.run_id] = run
+            self.run_list.add_run(run, select=False)
+            session = WorkerSession(run, recorder=self._recorder_for(run))
+            self.sessions[run.run_id] = session
+            return session
+
+        self.comparison = Comparison(base, sets, greedy=greedy, make_session=make_session,
+                                     next_run_id=next_id)
+        self.tabs.setCurrentWidget(self.comparison_view)
+        self.comparison.poll()
+        return self.comparison
+
+    def _tab_changed(self, _index: int) -> None:
+        """The comparison needs room: it takes most of the height while it is shown."""
+        total = sum(self.right_split.sizes())
+        share = 0.8 if self.tabs.currentWidget() is self.comparison_view else 0.32
+        self.right_split.setSizes([int(total * (1 - share)), int(total * share)])
+
+    def cancel_comparison(self) -> None:
+        if self.comparison is not None:
+            self.comparison.cancel()
+
+    def select_run(self, run_id: int) -> None:
+        for row in range(self.run_list.count()):
+            if self.run_list.item(row).data(Qt.ItemDataRole.UserRole) == run_id:
+                self.run_list.setCurrentRow(row)
+                return
+
     def stop_run(self) -> None:
+        if self.comparison is not None and not self.comparison.finished:
+            self.comparison.cancel()
         run = self.active_run()
         if run is not None:
             self.sessions[run.run_id].request_stop()
@@ -396,6 +462,10 @@ class MainWindow(QMainWindow):
 
     def refresh(self) -> None:
         self._adopt_ranks()
+        if self.comparison is not None:
+            if not self.comparison.finished:
+                self.comparison.poll()
+            self.comparison_view.show_comparison(self.comparison)
         for run_id in self.run_list.shown_run_ids():
             self.timeline.update_run(self.runs[run_id])
         self.run_list.refresh(self.runs)

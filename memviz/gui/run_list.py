@@ -16,6 +16,8 @@ def describe(run: Run) -> str:
         state += f", {len(run.steps)}/{run.spec.steps} steps"
     spec = run.spec
     techniques = " + ".join(_technique_label(t) for t in spec.techniques)
+    if spec.mode == "train" and spec.optimizer != "adamw":
+        techniques = " + ".join(filter(None, [techniques, spec.optimizer]))
     used = f" [{techniques}]" if techniques else ""
     rank = f" rank {run.rank}" if run.rank or run.ranks else ""
     return (f"#{run.run_id}{rank} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}{used}"

@@ -168,7 +168,11 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         if tracker is not None:
             tracker.stop()
         sampler.stop()
-        output_drift = distributed = None
+        output_drift = distributed = flops = None
+        if reason == "finished" and plan.world_size == 1:  # ranks would wait in collectives
+            from .flops import flops_per_step
+
+            flops = flops_per_step(task, ranks.local_spec(spec, plan.world_size), plan)
         if reference is not None and reason == "finished":
             output_drift = drift.measure(task, reference)
         if peers:
@@ -176,7 +180,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         emitter.send({"type": "run_done", "t": now() - t0, "reason": reason,
                       "summary": {"tracking": tracker.summary() if tracker else None,
                                   "techniques": plan.record(), "output_drift": output_drift,
-                                  "distributed": distributed}})
+                                  "distributed": distributed, "flops_per_step": flops}})
         emitter.close()
     return exit_code
 

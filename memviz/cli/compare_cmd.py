@@ -1,0 +1,82 @@
+"""``memviz compare``: technique sets side by side, each in a fresh worker.
+
+Progress goes to stderr as each set starts and ends; the table, the JSON
+(``--summary``) and the offline HTML report (``-o``) come at the end. Ctrl-C
+stops the running set and keeps what finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..core.spec import SpecError
+from .formatting import table
+from .run_cmd import add_spec_arguments, spec_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_spec_arguments(parser)
+    parser.set_defaults(steps=6)
+    parser.add_argument("--set", action="append", default=[], dest="sets",
+                        metavar="NAME[:k=v],...",
+                        help="a technique set, e.g. amp,checkpointing or lora:r=4,alpha=8 or "
+                             "optimizer=sgd (repeatable; the baseline is added first)")
+    parser.add_argument("--preset", choices=["each", "greedy"],
+                        help="each: every applicable technique alone; greedy: add the best "
+                             "next technique while it still lowers the peak")
+    parser.add_argument("-o", "--output", metavar="REPORT.html", help="write an HTML report")
+    parser.add_argument("--summary", metavar="JSON", help="write one entry per set here")
+    parser.add_argument("--force", action="store_true", help="overwrite the output files")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..compare import Comparison, each_alone, sets_from_texts
+    from ..compare.html_report import write as write_html
+    from ..compare.results import TABLE_HEADERS, entries, table_rows
+
+    try:
+        base = spec_from_args(args)
+        if args.preset and args.sets:
+            raise SpecError("give --set or --preset, not both")
+        sets = each_alone(base) if args.preset == "each" else sets_from_texts(args.sets)
+        from ..compare.sets import runnable
+
+        for candidate in sets:
+            why = runnable(base, candidate)
+            if why:
+                raise SpecError(f"set {candidate.name!r}: {why}")
+        for path in (args.output, args.summary):
+            if path and Path(path).exists() and not args.force:
+                raise SpecError(f"{path} exists (use --force to overwrite it)")
+    except SpecError as exc:
+        print(f"memviz compare: {exc}", file=sys.stderr)
+        return 2
+    comparison = Comparison(base, sets, greedy=args.preset == "greedy")
+
+    def started(result, number: int, planned: int) -> None:
+        estimate = result.estimate
+        guess = f", predicted peak {estimate['peak_bytes'] / 2**20:.1f} MiB" if estimate else ""
+        print(f"[{number}/{planned}] {result.name}: running{guess}", file=sys.stderr,
+              flush=True)
+
+    try:
+        results = comparison.run_all(started)
+    except KeyboardInterrupt:
+        comparison.cancel()
+        results = comparison.run_all()
+        print("memviz compare: stopped; the sets that finished are reported",
+              file=sys.stderr)
+    items = entries(results)
+    print(table(TABLE_HEADERS, table_rows(items)))
+    failed = [e for e in items if e["state"] != "finished"]
+    for e in failed:
+        print(f"{e['name']}: {e['state']}: {e['error'] or ''}", file=sys.stderr)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(
+            {"base": base.to_dict(), "sets": items}, indent=1, default=str), encoding="utf-8")
+    if args.output:
+        write_html(Path(args.output), base.label(), results, items)
+    return 1 if failed else 0

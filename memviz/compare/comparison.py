@@ -1,0 +1,158 @@
+"""A comparison: technique sets run one after another, each in a fresh worker.
+
+``Comparison`` is driven by ``poll()``: the CLI calls it in a loop, the window
+from its timer, so neither blocks. A fixed list of sets runs in order; the
+greedy preset plans its next round from the results so far (the stack plus
+each remaining candidate; the best one is kept while it saves at least 2 % of
+the stack's peak).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..core.run import Run
+from ..core.spec import RunSpec
+from ..core.summary import build_summary
+from ..session import WorkerSession
+from .sets import GREEDY_MIN_SAVING, TechniqueSet, greedy_candidates, parse_set
+
+
+@dataclass
+class SetResult:
+    technique_set: TechniqueSet
+    run: Run
+    estimate: dict | None  # the estimator's prediction, or None with ``estimate_error``
+    estimate_error: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.technique_set.name
+
+    @property
+    def ok(self) -> bool:
+        return self.run.state == "finished"
+
+    def peak(self) -> int | None:
+        """The figure sets are ranked by: the tracked peak, else the peak RSS."""
+        summary = build_summary(self.run)
+        return summary["peak"]["tracked_bytes"] or summary["peak"]["rss_bytes"]
+
+
+def _predict(spec: RunSpec) -> tuple[dict | None, str]:
+    from ..estimate import EstimateError, predict
+
+    try:
+        return predict(spec).to_dict(), ""
+    except (EstimateError, KeyError, ValueError) as exc:
+        return None, str(exc)
+
+
+class Comparison:
+    def __init__(self, base: RunSpec, sets: list[TechniqueSet] | None = None,
+                 greedy: bool = False,
+                 make_session: Callable[[Run], WorkerSession] = WorkerSession,
+                 next_run_id: Callable[[], int] | None = None) -> None:
+        """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack."""
+        self.base = base.validate()
+        self.greedy = greedy
+        self.pending: list[TechniqueSet] = list(sets or [TechniqueSet("baseline")])
+        if greedy:
+            self.pending = [TechniqueSet("baseline")]
+        self.results: list[SetResult] = []
+        self.make_session = make_session
+        self.session: WorkerSession | None = None
+        self.current: SetResult | None = None
+        self.cancelled = False
+        self.stack = TechniqueSet("baseline")
+        self._round: list[SetResult] = []
+        self._tried: set[str] = set()
+        self._next_id = next_run_id or itertools.count(1).__next__
+
+    # -- progress -------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.current is None and (self.cancelled or not self.pending)
+
+    def planned(self) -> int:
+        return len(self.results) + (self.current is not None) + len(self.pending)
+
+    def cancel(self) -> None:
+        """Stop the running set and run no more."""
+        self.cancelled = True
+        self.pending.clear()
+        if self.session is not None:
+            self.session.request_stop()
+
+    # -- driving ----------------------------------------------------------------
+    def poll(self) -> SetResult | None:
+        """Advance: start the next set, or collect the running one. Returns a set that
+        has just started (so a caller can show it), else None."""
+        if self.current is not None:
+            if not self.session.done.is_set():
+                return None
+            self.results.append(self.current)
+            self._round.append(self.current)
+            self.current = self.session = None
+            if self.greedy and not self.pending and not self.cancelled:
+                self._plan_greedy_round()
+        if self.cancelled or not self.pending:
+            return None
+        chosen = self.pending.pop(0)
+        self._tried.add(chosen.name)
+        spec = chosen.spec(self.base)
+        estimate, why = _predict(spec)
+        run = Run(spec, run_id=self._next_id())
+        self.current = SetResult(chosen, run, estimate, why)
+        self.session = self.make_session(run)
+        try:
+            self.session.start()
+        except OSError as exc:
+            run.fail("start", f"could not start the worker: {exc}")
+            self.session.done.set()
+        return self.current
+
+    def _plan_greedy_round(self) -> None:
+        """After a round: keep its best set if it saved enough, then try the next."""
+        stack_result = next((r for r in self.results if r.name == self.stack.name), None)
+        stack_peak = stack_result.peak() if stack_result and stack_result.ok else None
+        best = None
+        for result in self._round:
+            if result.name == self.stack.name or not result.ok:
+                continue
+            peak = result.peak()
+            if peak is not None and (best is None or peak < best[0]):
+                best = (peak, result)
+        self._round = []
+        if stack_peak is None:
+            return
+        if best is not None and best[0] <= stack_peak * (1 - GREEDY_MIN_SAVING):
+            self.stack = best[1].technique_set
+        elif best is not None or self.stack.name != "baseline":
+            return  # nothing left that helps: the stack is final
+        self.pending = greedy_candidates(self.base, self.stack, self._tried)
+
+    def run_all(self, on_start: Callable[[SetResult, int, int], None] | None = None,
+                interval: float = 0.2) -> list[SetResult]:
+        """Block until every set ran (the CLI's loop)."""
+        import time
+
+        while not self.finished:
+            started = self.poll()
+            if started is not None and on_start is not None:
+                on_start(started, len(self.results) + 1, self.planned())
+            if started is None:
+                time.sleep(interval)
+        return self.results
+
+
+def sets_from_texts(texts: list[str]) -> list[TechniqueSet]:
+    """The CLI's ``--set`` values; a baseline first unless one was given."""
+    sets = [parse_set(t) for t in texts]
+    if not any(s.name == "baseline" for s in sets):
+        sets.insert(0, TechniqueSet("baseline"))
+    else:
+        sets.sort(key=lambda s: s.name != "baseline")
+    return sets

@@ -1,0 +1,112 @@
+"""A comparison's figures: one entry per set, each against the baseline.
+
+The same entries feed the terminal table, ``--summary compare.json``, the HTML
+report and the window's table, so every view shows the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.summary import build_summary
+from .comparison import SetResult
+
+CATEGORIES_SHOWN = ("parameter", "parameter_frozen", "gradient", "optimizer_state",
+                    "activation", "temporary", "kv_cache", "quantization_state", "input",
+                    "buffer", "other")
+
+
+def _change(value: float | None, base: float | None) -> float | None:
+    if value is None or not base:
+        return None
+    return value / base - 1.0
+
+
+def entry(result: SetResult, baseline: dict[str, Any] | None) -> dict[str, Any]:
+    """One set's figures (``baseline``: the baseline's entry, None for the baseline)."""
+    summary = build_summary(result.run)
+    peak = summary["peak"]
+    measured = peak["tracked_bytes"] or peak["rss_bytes"]
+    base_peak = baseline["peak"]["compared_bytes"] if baseline else measured
+    predicted = (result.estimate or {}).get("peak_bytes")
+    tracked = peak["tracked_bytes"]
+    out = {
+        "name": result.name,
+        "techniques": summary["techniques"],
+        "options": dict(result.technique_set.options),
+        "state": result.run.state,
+        "error": summary["error"],
+        "run_id": result.run.run_id,
+        "peak": {**peak, "compared_bytes": measured},
+        "peak_by_category": summary["peak_by_category"],
+        "max_by_category": summary["max_by_category"],
+        "saving_vs_baseline": None if measured is None or base_peak is None else {
+            "bytes": base_peak - measured,
+            "percent": 100.0 * (base_peak - measured) / base_peak if base_peak else None},
+        "step_seconds_median": summary["step_seconds_median"],
+        "tokens_per_second": summary["tokens_per_second"],
+        "flops_per_step": summary["flops_per_step"],
+        "loss_final": summary["loss_final"],
+        "output_drift": summary["output_drift"],
+        "predicted_peak_bytes": predicted,
+        "predicted_by_category": (result.estimate or {}).get("by_category"),
+        "prediction_error": None if predicted is None or not tracked
+        else predicted / tracked - 1.0,
+        "prediction_note": result.estimate_error or None,
+    }
+    if baseline is not None:
+        out["step_time_change"] = _change(out["step_seconds_median"],
+                                          baseline["step_seconds_median"])
+        out["tokens_per_second_change"] = _change(out["tokens_per_second"],
+                                                  baseline["tokens_per_second"])
+        out["loss_change"] = None if out["loss_final"] is None or \
+            baseline["loss_final"] is None else out["loss_final"] - baseline["loss_final"]
+    return out
+
+
+def entries(results: list[SetResult]) -> list[dict[str, Any]]:
+    """Every set's entry; the first result is the baseline."""
+    out: list[dict[str, Any]] = []
+    for result in results:
+        out.append(entry(result, out[0] if out else None))
+    return out
+
+
+def _mib(n: float | None) -> str:
+    return "—" if n is None else f"{n / 2**20:.1f}"
+
+
+def _pct(x: float | None, signed: bool = True) -> str:
+    return "—" if x is None else (f"{x:+.0%}" if signed else f"{x:.0%}")
+
+
+TABLE_HEADERS = ["set", "tracked MiB", "RSS MiB", "saving", "act MiB", "opt MiB",
+                 "step s", "time", "tok/s", "GFLOP/step", "loss (Δ) / drift", "predicted MiB",
+                 "pred. error"]
+
+
+def table_rows(items: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for e in items:
+        saving = e["saving_vs_baseline"]
+        cats = e["peak_by_category"] or {}
+        if e["output_drift"]:
+            quality = (f"err {e['output_drift']['relative_logit_error']:.3f}, "
+                       f"top1 {e['output_drift']['top1_agreement']:.2f}")
+        elif e["loss_final"] is not None:
+            quality = f"{e['loss_final']:.3f}"
+            if e.get("loss_change") is not None:
+                quality += f" ({e['loss_change']:+.3f})"
+        else:
+            quality = "—" if e["state"] == "finished" else e["state"]
+        rows.append([
+            e["name"], _mib(e["peak"]["tracked_bytes"]), _mib(e["peak"]["rss_bytes"]),
+            "—" if not saving or saving["percent"] is None else f"{saving['percent']:+.0f}%",
+            _mib(cats.get("activation")), _mib(cats.get("optimizer_state")),
+            "—" if e["step_seconds_median"] is None else f"{e['step_seconds_median']:.3f}",
+            _pct(e.get("step_time_change")),
+            "—" if e["tokens_per_second"] is None else f"{e['tokens_per_second']:.0f}",
+            "—" if e["flops_per_step"] is None else f"{e['flops_per_step'] / 1e9:.2f}",
+            quality, _mib(e["predicted_peak_bytes"]), _pct(e["prediction_error"]),
+        ])
+    return rows

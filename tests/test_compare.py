@@ -1,0 +1,83 @@
+"""Technique comparison: sets parsed, run in real workers, reported as a table, JSON, HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from memviz.compare import Comparison, parse_set, sets_from_texts
+from memviz.core.spec import RunSpec, SpecError
+
+TINY = ["--model", "gpt2-tiny", "--steps", "2", "--batch-size", "2", "--seq-len", "64"]
+
+
+def test_sets_are_parsed_as_the_cli_writes_them():
+    s = parse_set("lora:r=4,alpha=8,checkpointing,optimizer=adafactor")
+    assert s.techniques == [{"name": "lora", "params": {"r": 4, "alpha": 8}},
+                            {"name": "checkpointing", "params": {}}]
+    assert s.options == {"optimizer": "adafactor"}
+    assert parse_set("baseline").techniques == []
+    assert [t.name for t in sets_from_texts(["amp", "amp,checkpointing"])] == [
+        "baseline", "amp", "amp,checkpointing"]
+    for bad, message in (("", "empty"), ("r=4", "follows no technique"),
+                         ("optimizer=lion", "optimizer must be"), ("amp,,lora", "empty piece"),
+                         ("teleport", "no technique named")):
+        with pytest.raises(SpecError, match=message):
+            parse_set(bad)
+
+
+@pytest.mark.slow
+def test_compare_cli_writes_the_table_json_and_an_offline_report(tmp_path):
+    report, summary = tmp_path / "report.html", tmp_path / "compare.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "memviz", "compare", *TINY, "--set", "amp",
+         "--set", "amp,optimizer=sgd", "-o", str(report), "--summary", str(summary)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "[1/3] baseline: running, predicted peak" in done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("set ") and [ln.split()[0] for ln in lines[2:]] == [
+        "baseline", "amp", "amp,optimizer=sgd"]
+
+    sets = json.loads(summary.read_text())["sets"]
+    assert [s["name"] for s in sets] == ["baseline", "amp", "amp,optimizer=sgd"]
+    for s in sets:
+        for key in ("techniques", "peak", "peak_by_category", "saving_vs_baseline",
+                    "step_seconds_median", "loss_final", "predicted_peak_bytes",
+                    "flops_per_step"):
+            assert s[key] is not None, (s["name"], key)
+    base, amp, sgd = sets
+    assert base["saving_vs_baseline"] == {"bytes": 0, "percent": 0.0}
+    assert sgd["peak_by_category"].get("optimizer_state", 0) == 0
+    assert sgd["saving_vs_baseline"]["bytes"] > amp["saving_vs_baseline"]["bytes"] > 0
+    # the same model and shapes: autocast changes the dtype, not the count of FLOPs
+    assert amp["flops_per_step"] == base["flops_per_step"] > 0
+    assert amp["techniques"] == [{"name": "amp", "params": {"dtype": "bf16"},
+                                  "report": amp["techniques"][0]["report"]}]
+
+    page = report.read_text()
+    assert page.count("<svg") == 3 and "amp,optimizer=sgd" in page
+    assert not re.search(r"(src|href)\s*=|https?://|@import|<script", page)
+
+
+def test_compare_refuses_a_wrong_set_before_running(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "memviz", "compare", *TINY,
+                           "--set", "quantize"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "set 'quantize'" in done.stderr and "lora" in done.stderr
+
+
+@pytest.mark.slow
+def test_greedy_stack_keeps_what_helps_and_stops():
+    base = RunSpec(model="gpt2-tiny", mode="infer", steps=1, batch_size=2, seq_len=64)
+    comparison = Comparison(base, greedy=True)
+    results = comparison.run_all(interval=0.1)
+    # baseline, then the one inference candidate (int8 weights); nothing left to add
+    assert [r.name for r in results] == ["baseline", "quantize"]
+    assert all(r.ok for r in results)
+    assert results[1].peak() < results[0].peak() * 0.98
+    assert comparison.stack.name == "quantize" and comparison.finished

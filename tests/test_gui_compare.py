@@ -1,0 +1,56 @@
+"""The technique comparison in the window: real workers, a real table and charts."""
+
+from __future__ import annotations
+
+import pytest
+
+from memviz.gui.app import dispose
+from memviz.gui.main_window import MainWindow
+
+
+@pytest.mark.slow
+def test_window_compares_sets_and_opens_a_row_as_a_run(qtbot, tmp_path):
+    window = MainWindow()
+    window.resize(1400, 900)
+    try:
+        panel = window.run_panel
+        panel.batch_size.setValue(2)
+        panel.seq_len.setValue(64)
+        panel.steps.setValue(2)
+        comparison = window.start_comparison("amp\noptimizer=sgd", False)
+        assert window.start_comparison("amp", False) is None  # one thing at a time
+        qtbot.waitUntil(lambda: comparison.finished, timeout=240_000)
+        window.refresh()
+        view = window.comparison_view
+        table = view.table
+        assert [table.item(r, 0).text() for r in range(table.rowCount())] == [
+            "baseline", "amp", "optimizer=sgd"]
+        opt_col = [table.horizontalHeaderItem(c).text() for c in range(
+            table.columnCount())].index("opt MiB")
+        assert table.item(2, opt_col).text() == "0.0"  # plain SGD keeps no state
+        assert float(table.item(0, opt_col).text()) > 20
+        # every set is a run in the list; a row opens its run in the ordinary views
+        assert len(window.runs) == 3
+        table.selectRow(2)
+        assert window.current_run().spec.optimizer == "sgd"
+        # sorting by a header keeps the rows' runs
+        window.comparison_view._sort_by(1)
+        assert table.item(0, 0).text() == "optimizer=sgd"  # the smallest tracked peak
+        # one stacked bar per category present, drawn in the category colours
+        assert len(view.bars.getPlotItem().items) >= 4
+        image = view.grab().toImage()
+        assert image.width() > 800
+        view.grab().save(str(tmp_path / "comparison.png"))
+        assert "3 sets measured" in view.status.text()
+    finally:
+        dispose(window)
+
+
+def test_window_refuses_a_wrong_set_with_the_reason(qtbot):
+    window = MainWindow()
+    try:
+        assert window.start_comparison("quantize", False) is None
+        assert "set 'quantize'" in window.error_banner.text()
+        assert window.runs == {}
+    finally:
+        dispose(window)
