@@ -81,3 +81,39 @@ def test_greedy_stack_keeps_what_helps_and_stops():
     assert all(r.ok for r in results)
     assert results[1].peak() < results[0].peak() * 0.98
     assert comparison.stack.name == "quantize" and comparison.finished
+
+
+@pytest.mark.slow
+def test_fit_finds_the_largest_batch_under_a_cap_and_refuses_the_next():
+    from memviz.compare.fit import FitSearch, measured_peak, run_capped
+
+    base = RunSpec(model="gpt2-tiny", steps=2, seq_len=256)
+    two, three = (measured_peak(run_capped(RunSpec(model="gpt2-tiny", steps=2, seq_len=256,
+                                                   batch_size=b), 1 << 40)) for b in (2, 3))
+    assert three - two > 20 << 20  # a batch row of 256 tokens costs tens of MiB
+    limit = (two + three) // 2
+    result = FitSearch(base, limit).run()
+    assert (result.largest, result.refused) == (2, 3), result.probes
+    assert result.predicted is not None and result.overhead_bytes > 0
+    refused = next(p for p in result.probes if p.value == 3)
+    assert not refused.fits and "over the memory cap" in refused.message
+    assert all(p.fits == (p.value <= 2) for p in result.probes)
+
+
+def test_a_capped_worker_is_killed_not_the_machine():
+    from memviz.compare.fit import run_capped
+
+    run = run_capped(RunSpec(model="gpt2-tiny", steps=50, batch_size=8), 300 << 20)
+    assert run.state == "failed" and run.error["kind"] == "cap"
+    assert "over the memory cap of 300 MiB" in run.error["message"]
+    assert len(run.steps) < 50
+
+
+def test_fit_sizes_are_parsed_in_binary_units():
+    from memviz.cli.fit_cmd import parse_size
+
+    assert parse_size("24GiB") == 24 << 30 and parse_size("512m") == 512 << 20
+    assert parse_size("1.5G") == 3 << 29
+    for bad in ("", "lots", "12 parsecs", "0GiB"):
+        with pytest.raises(SpecError):
+            parse_size(bad)

@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_arguments(sub.add_parser(
         "compare", help="technique sets side by side: table, JSON and an HTML report"))
+    from .fit_cmd import add_arguments as add_fit_arguments
+
+    add_fit_arguments(sub.add_parser(
+        "fit", help="the largest batch under a memory limit, or the sets that make it fit"))
     from .techniques_cmd import add_arguments as add_techniques_arguments
 
     add_techniques_arguments(sub.add_parser("techniques", help="list the memory techniques"))
@@ -68,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         from .compare_cmd import cmd_compare
 
         return cmd_compare(args)
+    if args.command == "fit":
+        from .fit_cmd import cmd_fit
+
+        return cmd_fit(args)
     if args.command == "techniques":
         from .techniques_cmd import cmd_techniques
 

@@ -48,11 +48,34 @@ def describe_exit(code: int) -> str:
     return f"the worker exited with code {code}"
 
 
+def over_cap(messages: list[dict], cap: int, cuda: bool) -> int | None:
+    """The highest sampled memory in ``messages`` if it passed ``cap``, else None.
+
+    On CPU the figure is the process's RSS and the kernel's high-water mark between
+    samples; on CUDA the process's GPU memory (NVML) and torch's reserved bytes."""
+    import numpy as np
+
+    names = ("gpu_process_used", "torch_reserved") if cuda else ("rss", "peak_rss")
+    highest = None
+    for msg in messages:
+        if msg["type"] != "samples":
+            continue
+        for name in names:
+            column = msg["columns"].get(name)
+            if column is not None and len(column) and np.isfinite(column).any():
+                value = int(np.nanmax(column))
+                highest = value if highest is None else max(highest, value)
+    return highest if highest is not None and highest > cap else None
+
+
 class WorkerSession:
     def __init__(self, run: Run, extra_env: dict[str, str] | None = None,
-                 recorder=None) -> None:
-        """``recorder`` (a memviz.snapshot.Recorder) gets every frame the Run gets."""
+                 recorder=None, memory_cap_bytes: int | None = None) -> None:
+        """``recorder`` (a memviz.snapshot.Recorder) gets every frame the Run gets.
+        ``memory_cap_bytes``: a worker whose memory passes it is killed and its run
+        fails with kind ``cap`` (the machine keeps its memory)."""
         self.run = run
+        self.memory_cap_bytes = memory_cap_bytes
         self.extra_env = extra_env or {}
         self.recorder = recorder
         self.proc: subprocess.Popen | None = None
@@ -174,6 +197,8 @@ class WorkerSession:
                 self.run.apply_all(messages)
                 if self.recorder is not None:
                     self.recorder.write(messages)
+                if self.memory_cap_bytes is not None:
+                    self._enforce_cap(messages)
         except ConnectionClosed:
             pass
         except (FrameError, ProtocolError) as exc:
@@ -184,6 +209,17 @@ class WorkerSession:
                 self.run.add_log("error", f"connection to the worker lost: {exc}")
         finally:
             conn.close()
+
+    def _enforce_cap(self, messages: list[dict]) -> None:
+        highest = over_cap(messages, self.memory_cap_bytes,
+                           self.run.spec.device.startswith("cuda"))
+        if highest is None:
+            return
+        mib = 1 << 20
+        self.run.fail("cap", f"stopped at {highest / mib:.0f} MiB: over the memory cap of "
+                             f"{self.memory_cap_bytes / mib:.0f} MiB")
+        self._stop_requested = True
+        self.proc.kill()
 
     def _accept_ranks(self, server, primary_done: threading.Event) -> None:
         """Take the other ranks' connections for as long as rank 0 streams."""

@@ -1,0 +1,88 @@
+"""``memviz fit``: the largest batch (or sequence) under a memory limit, or the technique
+sets that make a workload fit it, confirmed by real runs under that limit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from ..core.spec import SpecError
+from .formatting import human_bytes, table
+from .run_cmd import add_spec_arguments, spec_from_args
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``24GiB``, ``1500MiB``, ``2g`` → bytes (binary units)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise SpecError(f"a memory size is a number and a unit like 24GiB or 512MiB, "
+                        f"not {text!r}")
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise SpecError(f"the limit must be above zero, not {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_spec_arguments(parser)
+    parser.add_argument("--limit", required=True, metavar="SIZE",
+                        help="the memory to fit under, e.g. 24GiB (RSS on CPU, GPU on CUDA)")
+    parser.add_argument("--search", choices=["batch", "seq"], default="batch",
+                        help="what to grow: the batch size (default) or the sequence length")
+    parser.add_argument("--rank-sets", action="store_true",
+                        help="instead: technique sets that make this batch fit, cheapest "
+                             "expected cost first, the top ones verified")
+    parser.add_argument("--json", metavar="FILE", help="write the answer as JSON")
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from ..compare.fit import FitSearch, rank_sets
+
+    try:
+        limit = parse_size(args.limit)
+        base = spec_from_args(args)
+    except SpecError as exc:
+        print(f"memviz fit: {exc}", file=sys.stderr)
+        return 2
+    dimension = "batch_size" if args.search == "batch" else "seq_len"
+
+    def heard(probe) -> None:
+        verdict = "fits" if probe.fits else f"does not fit ({probe.message})"
+        predicted = "" if probe.predicted_bytes is None else \
+            f", predicted {human_bytes(probe.predicted_bytes)}"
+        print(f"  {dimension} {probe.value}: peak {human_bytes(probe.peak_bytes)}{predicted}: "
+              f"{verdict}", file=sys.stderr, flush=True)
+
+    search = FitSearch(base, limit, dimension, on_probe=heard)
+    result = search.run()
+    answer: dict = {"fit": result.to_dict()}
+    if args.rank_sets:
+        overhead = result.overhead_bytes or 0
+        ranked = rank_sets(base, limit, overhead)
+        rows = [[r.technique_set.name, human_bytes(r.predicted_bytes), f"{r.step_factor:.2f}×",
+                 "—" if r.verified is None else ("fits" if r.verified.fits else "does not fit")
+                 + f" ({human_bytes(r.verified.peak_bytes)})", r.quality] for r in ranked]
+        print(table(["set", "predicted peak", "expected time", "verified", "expected quality cost"],
+                    rows, numbers=False))
+        answer["sets"] = [{"name": r.technique_set.name, "predicted_bytes": r.predicted_bytes,
+                           "step_factor": r.step_factor, "quality": r.quality,
+                           "verified": None if r.verified is None else r.verified.__dict__}
+                          for r in ranked]
+    elif result.largest is None:
+        print(f"Even {dimension} 1 does not fit under {human_bytes(limit)}: "
+              f"{result.probes[0].message if result.probes else ''}")
+    else:
+        refused = "" if result.refused is None else f"; {result.refused} did not"
+        guess = "" if result.predicted is None else f" (the estimator said {result.predicted})"
+        print(f"Largest {dimension} under {human_bytes(limit)}: {result.largest}"
+              f"{refused}{guess}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(answer, indent=1), encoding="utf-8")
+    return 0 if result.largest is not None else 1
