@@ -54,3 +54,21 @@ def test_window_refuses_a_wrong_set_with_the_reason(qtbot):
         assert window.runs == {}
     finally:
         dispose(window)
+
+
+@pytest.mark.slow
+def test_fit_panel_finds_the_largest_batch_with_real_runs(qtbot):
+    window = MainWindow()
+    try:
+        window.run_panel.steps.setValue(2)
+        window.run_panel.seq_len.setValue(64)
+        panel = window.comparison_view.fit_panel
+        panel.limit.setValue(64)  # below what the process needs for its libraries
+        panel.start(sets=False)
+        assert not panel.batch_button.isEnabled()
+        qtbot.waitUntil(lambda: not panel.running and "Largest" in panel.result.text(),
+                        timeout=120_000)
+        assert panel.result.text().startswith("Largest batch under 64 MiB: None (1 did not")
+        assert panel.batch_button.isEnabled()
+    finally:
+        dispose(window)

@@ -29,7 +29,8 @@ def _loaded(roots: list[str], forbidden: list[str]) -> str:
 
 def test_gui_does_not_import_torch_or_transformers():
     assert _loaded(["memviz.gui", "memviz.session", "memviz.core", "memviz.protocol",
-                    "memviz.snapshot"], ["torch", "transformers"]) == ""
+                    "memviz.snapshot", "memviz.compare", "memviz.estimate"],
+                   ["torch", "transformers"]) == ""
 
 
 @pytest.mark.parametrize("root", ["memviz.worker", "memviz.models"])

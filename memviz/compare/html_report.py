@@ -14,7 +14,7 @@ from typing import Any
 from ..core.categories import COLOURS, LABELS
 from ..snapshot.html_report import _mib, _table, _thin
 from .comparison import SetResult
-from .results import CATEGORIES_SHOWN, TABLE_HEADERS, table_rows
+from .results import CATEGORIES_SHOWN, TABLE_HEADERS, prediction_gaps, table_rows
 from .series import aligned
 
 W, H, PAD = 900, 340, 60
@@ -147,6 +147,12 @@ td:first-child, th:first-child {{ text-align: left; }}
 <h1>memviz comparison</h1>
 <p>{html.escape(base_label)}; the first set is the baseline.</p>
 {_table(TABLE_HEADERS, table_rows(items))}
+<h2>Prediction against measurement</h2>
+<p>The estimator's categories at its predicted peak against the tracker's at the
+measured peak, largest gap first.</p>
+{_table(["set", "category", "predicted", "measured", "gap"], [
+    [e["name"], c, _mib(p), _mib(m), _mib(p - m)] for e in items
+    for c, p, m in prediction_gaps(e)])}
 <h2>Peak by category</h2>
 {bars_svg(items)}
 <p>{legend}</p>

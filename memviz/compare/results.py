@@ -72,6 +72,23 @@ def entries(results: list[SetResult]) -> list[dict[str, Any]]:
     return out
 
 
+def prediction_gaps(e: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(category, predicted, measured at the tracked peak), largest gap first."""
+    predicted = e.get("predicted_by_category") or {}
+    measured = e.get("peak_by_category") or {}
+    cats = [c for c in CATEGORIES_SHOWN if predicted.get(c) or measured.get(c)]
+    rows = [(c, int(predicted.get(c) or 0), int(measured.get(c) or 0)) for c in cats]
+    return sorted(rows, key=lambda r: -abs(r[1] - r[2]))
+
+
+def explain_gap(e: dict[str, Any]) -> str:
+    """One line per category: predicted against measured, the largest gaps first."""
+    if e.get("predicted_peak_bytes") is None:
+        return e.get("prediction_note") or "no prediction"
+    return "\n".join(f"{c}: predicted {p / 2**20:.1f} MiB, measured {m / 2**20:.1f} MiB "
+                     f"({(p - m) / 2**20:+.1f})" for c, p, m in prediction_gaps(e))
+
+
 def _mib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**20:.1f}"
 

@@ -28,10 +28,12 @@ from PySide6.QtWidgets import (
 
 from ..compare import Comparison, TechniqueSet
 from ..compare.html_report import SET_COLOURS
-from ..compare.results import CATEGORIES_SHOWN, TABLE_HEADERS, entries, table_rows
+from ..compare.results import CATEGORIES_SHOWN, TABLE_HEADERS, entries, explain_gap, table_rows
 from ..compare.series import aligned
 from ..core.categories import COLOURS, LABELS
+from ..core.spec import RunSpec
 from .axes import BytesAxis
+from .fit_panel import FitPanel
 
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -60,8 +62,10 @@ class ComparisonView(QWidget):
     cancel_requested = Signal()
     run_selected = Signal(int)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, base_spec=None, parent=None) -> None:
+        """``base_spec``: a callable giving the workload chosen in the run panel."""
         super().__init__(parent)
+        self.fit_panel = FitPanel(base_spec or RunSpec)
         self.sets_edit = QPlainTextEdit()
         self.sets_edit.setPlaceholderText("one technique set per line, e.g.\n" + EXAMPLE)
         self.sets_edit.setPlainText("amp\ncheckpointing\namp,checkpointing")
@@ -116,6 +120,7 @@ class ComparisonView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
+        layout.addWidget(self.fit_panel)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(split, 1)
@@ -181,6 +186,8 @@ class ComparisonView(QWidget):
                                           | Qt.AlignmentFlag.AlignVCenter)
                 if item["state"] != "finished":
                     cell.setToolTip(f"{item['state']}: {item['error'] or ''}")
+                elif TABLE_HEADERS[c] in ("predicted MiB", "pred. error"):
+                    cell.setToolTip(explain_gap(item))
                 self.table.setItem(r, c, cell)
         if self._sort is not None:
             self.table.sortItems(*self._sort)

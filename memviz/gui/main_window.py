@@ -102,7 +102,8 @@ class MainWindow(QMainWindow):
         self.modules_view = ModulesView()
         self.diff_view = DiffView()
         self.ranks_view = RanksView()
-        self.comparison_view = ComparisonView()
+        self.comparison_view = ComparisonView(
+            lambda: replace(self.run_panel.spec(), techniques=[]))
         self.comparison = None  # the technique comparison being run or last run
         self.comparison_view.start_requested.connect(self.start_comparison)
         self.comparison_view.cancel_requested.connect(self.cancel_comparison)
