@@ -97,7 +97,7 @@ def _pct(x: float | None, signed: bool = True) -> str:
     return "—" if x is None else (f"{x:+.0%}" if signed else f"{x:.0%}")
 
 
-TABLE_HEADERS = ["set", "tracked MiB", "RSS MiB", "saving", "act MiB", "opt MiB",
+TABLE_HEADERS = ["set", "tracked MiB", "RSS MiB", "GPU MiB", "saving", "act MiB", "opt MiB",
                  "step s", "time", "tok/s", "GFLOP/step", "loss (Δ) / drift", "predicted MiB",
                  "pred. error"]
 
@@ -118,6 +118,7 @@ def table_rows(items: list[dict[str, Any]]) -> list[list[str]]:
             quality = "—" if e["state"] == "finished" else e["state"]
         rows.append([
             e["name"], _mib(e["peak"]["tracked_bytes"]), _mib(e["peak"]["rss_bytes"]),
+            _mib(e["peak"]["gpu_bytes"]),
             "—" if not saving or saving["percent"] is None else f"{saving['percent']:+.0f}%",
             _mib(cats.get("activation")), _mib(cats.get("optimizer_state")),
             "—" if e["step_seconds_median"] is None else f"{e['step_seconds_median']:.3f}",

@@ -53,11 +53,12 @@ COEFFICIENTS = {
     # up, silu(gate) and their product; SDPA keeps no scores (no attention dropout)
     "llama": Coefficients(layer_h=9.6, layer_i=4.0, score=0.0, head_v=3.0,
                           forward_temp_v=9.06, infer_h=5.4, infer_i=4.0, infer_v=3.0),
-    "bert": Coefficients(layer_h=10.0, layer_i=2.0, score=12.0, head_v=3.0,
-                         forward_temp_v=2.0, infer_h=2.0, infer_i=3.0, infer_v=2.0),
+    # BERT: the MLM head keeps one vocabulary-wide tensor (log-softmax) per token
+    "bert": Coefficients(layer_h=10.0, layer_i=2.0, score=12.0, head_v=1.0,
+                         forward_temp_v=2.0, infer_h=2.0, infer_i=2.25, infer_v=2.0),
     # LSTM: four gates, cell and hidden state per step; one block holds both layers
     "lstm": Coefficients(layer_h=33.1, layer_i=0.0, score=0.0, head_v=3.0,
-                         forward_temp_v=4.0, infer_h=10.0, infer_i=0.0, infer_v=2.0),
+                         forward_temp_v=4.0, infer_h=2.9, infer_i=0.0, infer_v=2.0),
     # gated convolution: conv output (2C), GLU output, norm in/out
     "conv": Coefficients(layer_h=3.9, layer_i=0.0, score=0.0, head_v=3.0,
                          forward_temp_v=2.0, infer_h=4.0, infer_i=0.0, infer_v=2.0),
@@ -88,6 +89,7 @@ class _Model:
     stored_layers: int  # blocks whose weights are stored (share-layers stores fewer)
     weight_bytes: int  # parameter element size
     act_bytes: float  # activation element size
+    head_bytes: int  # the logits' and loss's element size (fp32 under autocast)
     intermediate: int
     trainable_shapes: list[tuple[int, ...]]
     frozen_bytes: int = 0
@@ -109,8 +111,9 @@ def _shape_model(arch: Architecture, spec: RunSpec, used: dict[str, dict]) -> _M
     notes: list[str] = []
     weight = BYTES[used.get("low-precision", {}).get("dtype", "fp32")]
     act = float(weight)
+    head = weight
     if "amp" in used:
-        act = 4 * 0.66  # autocast: matmul outputs in bf16, norms and softmax kept in fp32
+        act, head = 4 * 0.66, 4  # autocast: matmuls in bf16; norms, softmax, loss in fp32
         notes.append("amp: activations at 0.66× fp32 (matmuls bf16, norms/softmax fp32)")
     layers = arch.layers
     if "layer-drop" in used:
@@ -149,10 +152,11 @@ def _shape_model(arch: Architecture, spec: RunSpec, used: dict[str, dict]) -> _M
         else:  # torch.nn.utils.prune keeps weight_orig and a mask of the same size
             mask = sum(lin.weights for lin in linears) * stored * weight
             notes.append("prune masks: a mask per pruned weight, as large as the weight")
-            model = _Model(arch, layers, stored, weight, act, intermediate, shapes, notes=notes)
+            model = _Model(arch, layers, stored, weight, act, head, intermediate, shapes,
+                           notes=notes)
             model.mask_bytes = mask
             return model
-    return _Model(arch, layers, stored, weight, act, intermediate, shapes, notes=notes)
+    return _Model(arch, layers, stored, weight, act, head, intermediate, shapes, notes=notes)
 
 
 def _apply_lora_and_quantize(model: _Model, used: dict[str, dict]) -> None:
@@ -213,7 +217,12 @@ def _activations(model: _Model, c: Coefficients, b: int, s: int) -> float:
         * model.act_bytes
     if arch.attention_dropout:
         per_block += b * arch.heads * s * s * c.score
-    return model.layers * per_block + b * s * c.head_v * arch.vocab * 4  # loss in fp32
+    return model.layers * per_block + _head(model, c, b, s)
+
+
+def _head(model: _Model, c: Coefficients, b: int, s: int) -> float:
+    """What the LM head and the loss keep for backward."""
+    return b * s * c.head_v * model.arch.vocab * model.head_bytes
 
 
 def predict(spec: RunSpec, arch: Architecture | None = None) -> Estimate:
@@ -276,24 +285,27 @@ def _train_peak(spec, model: _Model, c: Coefficients, b: int, s: int, trainable:
         state //= world
     cats["optimizer_state"] = state
     activations = _activations(model, c, b, s)
+    backward_end = None
     if "checkpointing" in used:
         every = int(used["checkpointing"]["every"])
         kept = model.layers * b * s * model.arch.hidden * model.act_bytes
-        block = activations / max(model.layers, 1)
-        if model.arch.attention_dropout or model.arch.family == "bert":
-            # with dropout the recomputed blocks stay until backward ends (measured)
-            activations = activations + kept
-            notes.append("checkpointing with dropout: the recomputed activations live until "
-                         "the backward ends, so the peak does not fall")
+        blocks = activations - _head(model, c, b, s)
+        if model.arch.attention_dropout:
+            # with dropout the recomputed blocks stay until the backward ends (measured):
+            # the peak is at the forward's end or at the backward's, whichever is higher
+            backward_end = dict(cats, activation=int(kept + blocks), gradient=trainable)
+            activations = kept + _head(model, c, b, s)
+            notes.append("checkpointing with dropout: recomputed activations live until the "
+                         "backward ends")
         else:
             kept_blocks = model.layers - model.layers // every
-            activations = kept + block * (1 + kept_blocks) + \
-                b * s * c.head_v * model.arch.vocab * 4
+            activations = kept + blocks / max(model.layers, 1) * (1 + kept_blocks) + \
+                _head(model, c, b, s)
     if "lora" in used:
         activations += model.layers * len(model.arch.block_linears) * b * s * \
             int(used["lora"]["r"]) * model.act_bytes
     grads = trainable // world if "fsdp" in used else trainable
-    temporary = b * s * c.forward_temp_v * model.arch.vocab * 4
+    temporary = b * s * c.forward_temp_v * model.arch.vocab * model.head_bytes
     if "fsdp" in used:  # gathered weights kept for backward, and the block being gathered
         activations += trainable * (1 - 1 / world)
         temporary += 1.5 * model.arch.block_parameters * elem
@@ -304,9 +316,11 @@ def _train_peak(spec, model: _Model, c: Coefficients, b: int, s: int, trainable:
         forward["gradient"] = grads  # the first micro-batches' gradients wait for the step
     update = dict(cats, gradient=grads, temporary=_update_temporaries(spec.optimizer, grads,
                                                                      shapes, elem))
-    if sum(update.values()) > sum(forward.values()):
-        return _finish(update, "optimizer step", notes, world > 1)
-    return _finish(forward, "forward end", notes, world > 1)
+    moments = [(forward, "forward end"), (update, "optimizer step")]
+    if backward_end is not None:
+        moments.append((backward_end, "backward end"))
+    chosen, moment = max(moments, key=lambda m: sum(m[0].values()))
+    return _finish(chosen, moment, notes, world > 1)
 
 
 def _update_temporaries(optimizer: str, grads: int, shapes: list[tuple[int, ...]],
