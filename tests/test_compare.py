@@ -33,9 +33,11 @@ def test_sets_are_parsed_as_the_cli_writes_them():
 @pytest.mark.slow
 def test_compare_cli_writes_the_table_json_and_an_offline_report(tmp_path):
     report, summary = tmp_path / "report.html", tmp_path / "compare.json"
+    saved = tmp_path / "comparison.memviz"
     done = subprocess.run(
         [sys.executable, "-m", "memviz", "compare", *TINY, "--set", "amp",
-         "--set", "amp,optimizer=sgd", "-o", str(report), "--summary", str(summary)],
+         "--set", "amp,optimizer=sgd", "-o", str(report), "--summary", str(summary),
+         "--save", str(saved)],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "[1/3] baseline: running, predicted peak" in done.stderr
@@ -62,6 +64,21 @@ def test_compare_cli_writes_the_table_json_and_an_offline_report(tmp_path):
     page = report.read_text()
     assert page.count("<svg") == 3 and "amp,optimizer=sgd" in page
     assert not re.search(r"(src|href)\s*=|https?://|@import|<script", page)
+
+    # the whole comparison in one file: every set's run, and the same figures
+    from memviz.compare import load_comparison
+    from memviz.compare.results import entries
+    from memviz.snapshot import SnapshotError, open_run
+
+    back = load_comparison(str(saved))
+    assert [r.name for r in back.results] == ["baseline", "amp", "amp,optimizer=sgd"]
+    assert all(len(r.run.steps) == 2 and len(r.run.tensors) > 0 for r in back.results)
+    reopened = entries(back.results)
+    for old, new in zip(sets, reopened, strict=True):
+        assert new["peak"] == old["peak"] and new["peak_by_category"] == old["peak_by_category"]
+        assert new["predicted_peak_bytes"] == old["predicted_peak_bytes"]
+    with pytest.raises(SnapshotError, match="a whole comparison"):
+        open_run(saved)
 
 
 def test_compare_refuses_a_wrong_set_before_running(tmp_path):
@@ -117,3 +134,18 @@ def test_fit_sizes_are_parsed_in_binary_units():
     for bad in ("", "lots", "12 parsecs", "0GiB"):
         with pytest.raises(SpecError):
             parse_size(bad)
+
+
+def test_a_damaged_comparison_file_says_which_set(tmp_path):
+    from memviz.compare import load_comparison
+    from memviz.snapshot import SnapshotError
+    from memviz.snapshot.comparison_file import write_comparison
+
+    junk = tmp_path / "junk.memviz"
+    junk.write_bytes(b"not a database at all")
+    path = tmp_path / "comparison.memviz"
+    write_comparison(path, RunSpec().to_dict(), [{"name": "amp"}], [str(junk)])
+    with pytest.raises(SnapshotError, match="set 'amp'.*not an SQLite file"):
+        load_comparison(str(path))
+    with pytest.raises(FileExistsError):
+        write_comparison(path, RunSpec().to_dict(), [], [])

@@ -42,6 +42,20 @@ def test_window_compares_sets_and_opens_a_row_as_a_run(qtbot, tmp_path):
         assert image.width() > 800
         view.grab().save(str(tmp_path / "comparison.png"))
         assert "3 sets measured" in view.status.text()
+        saved = tmp_path / "comparison.memviz"
+        assert window.save_comparison_as(str(saved))
+        assert not window.save_comparison_as(str(saved))  # never over a file unasked
+    finally:
+        dispose(window)
+    # a saved comparison reopens whole in a new window: runs, table and charts
+    window = MainWindow()
+    try:
+        window.open_snapshot(str(saved))
+        assert len(window.runs) == 3
+        table = window.comparison_view.table
+        assert [table.item(r, 0).text() for r in range(table.rowCount())] == [
+            "baseline", "amp", "optimizer=sgd"]
+        assert window.tabs.currentWidget() is window.comparison_view
     finally:
         dispose(window)
 

@@ -428,3 +428,21 @@ def test_imported_pytorch_stacks_reach_the_inspector(tmp_path):
     path.write_bytes(pickle.dumps(snap, protocol=4))
     run = open_run(path)
     assert describe(run, 0)["stack"] == "train.py:42:forward\ntrain.py:7:main"
+
+
+def test_a_time_window_loads_only_what_it_shows_and_the_same_live_bytes(recorded):
+    path, _live = recorded
+    full = open_run(path)
+    step1 = [p for p in full.phases if p.step == 1]
+    t0, t1 = min(p.begin for p in step1), full.steps[1].t  # step 1, to its step_done
+    window = open_run(path, t_range=(t0, t1))
+    t = window.samples.column("t")
+    assert len(t) and t.min() >= t0 and t.max() <= t1
+    assert {p.step for p in window.phases} == {1}
+    assert [s.step for s in window.steps] == [1]
+    assert 0 < len(window.tensors) < len(full.tensors)
+    nbytes_full = full.tensors.rows.column("nbytes")
+    nbytes_window = window.tensors.rows.column("nbytes")
+    for moment in np.linspace(t0, t1, 7):  # every moment in the window: the same live bytes
+        assert nbytes_window[window.tensors.live_at(moment)].sum() == \
+            nbytes_full[full.tensors.live_at(moment)].sum() > 0

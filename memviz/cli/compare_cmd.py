@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "next technique while it still lowers the peak")
     parser.add_argument("-o", "--output", metavar="REPORT.html", help="write an HTML report")
     parser.add_argument("--summary", metavar="JSON", help="write one entry per set here")
+    parser.add_argument("--save", metavar="FILE.memviz",
+                        help="save the whole comparison (every set's run) in one file")
     parser.add_argument("--force", action="store_true", help="overwrite the output files")
 
 
@@ -48,13 +50,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
             why = runnable(base, candidate)
             if why:
                 raise SpecError(f"set {candidate.name!r}: {why}")
-        for path in (args.output, args.summary):
+        for path in (args.output, args.summary, args.save):
             if path and Path(path).exists() and not args.force:
                 raise SpecError(f"{path} exists (use --force to overwrite it)")
     except SpecError as exc:
         print(f"memviz compare: {exc}", file=sys.stderr)
         return 2
-    comparison = Comparison(base, sets, greedy=args.preset == "greedy")
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="memviz-compare-") if args.save else None
+    comparison = Comparison(base, sets, greedy=args.preset == "greedy",
+                            record_to=folder.name if folder else None)
 
     def started(result, number: int, planned: int) -> None:
         estimate = result.estimate
@@ -79,4 +85,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             {"base": base.to_dict(), "sets": items}, indent=1, default=str), encoding="utf-8")
     if args.output:
         write_html(Path(args.output), base.label(), results, items)
+    if folder is not None:
+        from ..compare import save_comparison
+
+        save_comparison(comparison, args.save, overwrite=args.force)
+        folder.cleanup()
     return 1 if failed else 0

@@ -53,16 +53,20 @@ def _predict(spec: RunSpec) -> tuple[dict | None, str]:
 class Comparison:
     def __init__(self, base: RunSpec, sets: list[TechniqueSet] | None = None,
                  greedy: bool = False,
-                 make_session: Callable[[Run], WorkerSession] = WorkerSession,
-                 next_run_id: Callable[[], int] | None = None) -> None:
-        """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack."""
+                 make_session: Callable[[Run], WorkerSession] | None = None,
+                 next_run_id: Callable[[], int] | None = None,
+                 record_to: str | None = None) -> None:
+        """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack.
+        ``record_to``: a folder where each set's run is recorded (to save the whole
+        comparison in one file afterwards)."""
         self.base = base.validate()
         self.greedy = greedy
         self.pending: list[TechniqueSet] = list(sets or [TechniqueSet("baseline")])
         if greedy:
             self.pending = [TechniqueSet("baseline")]
         self.results: list[SetResult] = []
-        self.make_session = make_session
+        self.record_to = record_to
+        self.make_session = make_session or self._recorded_session
         self.session: WorkerSession | None = None
         self.current: SetResult | None = None
         self.cancelled = False
@@ -114,6 +118,15 @@ class Comparison:
             self.session.done.set()
         return self.current
 
+    def _recorded_session(self, run: Run) -> WorkerSession:
+        if self.record_to is None:
+            return WorkerSession(run)
+        from ..snapshot import Recorder
+
+        path = f"{self.record_to}/set-{run.run_id}.memviz"
+        run.snapshot_path = path
+        return WorkerSession(run, recorder=Recorder(path, run.spec.to_dict(), overwrite=True))
+
     def _plan_greedy_round(self) -> None:
         """After a round: keep its best set if it saved enough, then try the next."""
         stack_result = next((r for r in self.results if r.name == self.stack.name), None)
@@ -156,3 +169,35 @@ def sets_from_texts(texts: list[str]) -> list[TechniqueSet]:
     else:
         sets.sort(key=lambda s: s.name != "baseline")
     return sets
+
+
+def save_comparison(comparison: Comparison, path: str, overwrite: bool = False) -> None:
+    """The whole comparison in one file: the base, every set, every recorded run."""
+    from ..snapshot.comparison_file import write_comparison
+    from .results import entries
+
+    items = entries(comparison.results)
+    sets = [{"name": r.name, "techniques": r.technique_set.techniques,
+             "options": r.technique_set.options, "estimate": r.estimate,
+             "estimate_error": r.estimate_error, "entry": item}
+            for r, item in zip(comparison.results, items, strict=True)]
+    write_comparison(path, comparison.base.to_dict(), sets,
+                     [r.run.snapshot_path or None for r in comparison.results],
+                     overwrite=overwrite)
+
+
+def load_comparison(path: str, next_run_id: Callable[[], int] | None = None) -> Comparison:
+    """A saved comparison, finished, with each set's run reopened."""
+    from ..snapshot.comparison_file import open_comparison
+
+    base, sets = open_comparison(path, next_run_id)
+    comparison = Comparison(RunSpec.from_dict(base), [], next_run_id=next_run_id)
+    comparison.pending = []
+    for item, run in sets:
+        if run is None:
+            continue
+        chosen = TechniqueSet(item["name"], list(item.get("techniques") or []),
+                              dict(item.get("options") or {}))
+        comparison.results.append(SetResult(chosen, run, item.get("estimate"),
+                                            item.get("estimate_error") or ""))
+    return comparison

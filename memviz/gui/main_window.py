@@ -177,6 +177,9 @@ class MainWindow(QMainWindow):
         save_as.setShortcut(QKeySequence.StandardKey.SaveAs)
         save_as.triggered.connect(self._save_as_dialog)
         menu.addAction(save_as)
+        save_comparison = QAction("Save the &comparison as…", self)
+        save_comparison.triggered.connect(self._save_comparison_dialog)
+        menu.addAction(save_comparison)
         self.recent_menu = menu.addMenu("Open &recent")
         self._fill_recent()
         menu.addSeparator()
@@ -217,6 +220,29 @@ class MainWindow(QMainWindow):
         self.state_label.setText(f"Saved run #{run.run_id} to {path}")
         return True
 
+    def _save_comparison_dialog(self) -> None:
+        if self.comparison is None or not self.comparison.finished:
+            self._show_error("No finished comparison to save")
+            return
+        path, _ = QFileDialog.getSaveFileName(  # the dialog asks before replacing a file
+            self, "Save the comparison", "memviz-comparison.memviz",
+            "memviz snapshots (*.memviz)")
+        if path:
+            self.save_comparison_as(path, overwrite=True)
+
+    def save_comparison_as(self, path: str, overwrite: bool = False) -> bool:
+        """The whole comparison (every set's recorded run) in one file."""
+        from ..compare import save_comparison
+
+        try:
+            save_comparison(self.comparison, path, overwrite=overwrite)
+        except (OSError, ValueError) as exc:
+            self._show_error(f"Cannot save the comparison: {exc}")
+            return False
+        self._remember(str(Path(path).resolve()))
+        self.state_label.setText(f"Saved the comparison to {path}")
+        return True
+
     def _save_view(self, widget, name: str) -> None:
         from .plot_export import save
 
@@ -254,7 +280,10 @@ class MainWindow(QMainWindow):
     def open_snapshot(self, path: str) -> Run | None:
         """Open a .memviz file as a run in the list; a bad file says why, nothing else."""
         from ..snapshot import SnapshotError, open_run
+        from ..snapshot.comparison_file import is_comparison
 
+        if is_comparison(path):
+            return self._open_comparison(path)
         try:
             run = open_run(path, run_id=self._next_id)
         except SnapshotError as exc:
@@ -267,6 +296,30 @@ class MainWindow(QMainWindow):
         self._shown_changed()
         self.state_label.setText(f"Opened {path}")
         return run
+
+    def _open_comparison(self, path: str) -> Run | None:
+        """A saved comparison: its runs join the list, its table and charts come back."""
+        from ..compare import load_comparison
+        from ..snapshot import SnapshotError
+
+        def next_id() -> int:
+            self._next_id += 1
+            return self._next_id - 1
+
+        try:
+            comparison = load_comparison(path, next_id)
+        except SnapshotError as exc:
+            self._show_error(f"Cannot open {exc}")
+            return None
+        for result in comparison.results:
+            self.runs[result.run.run_id] = result.run
+            self.run_list.add_run(result.run, select=False)
+        self.comparison = comparison
+        self.tabs.setCurrentWidget(self.comparison_view)
+        self._remember(str(Path(path).resolve()))
+        self.state_label.setText(f"Opened the comparison {path}")
+        self.refresh()
+        return comparison.results[0].run if comparison.results else None
 
     def dragEnterEvent(self, event) -> None:
         if any(u.toLocalFile().endswith(SNAPSHOT_SUFFIXES) for u in event.mimeData().urls()):

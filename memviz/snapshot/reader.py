@@ -16,7 +16,7 @@ import numpy as np
 from ..core.categories import CATEGORIES, SAMPLE_PREFIX
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
-from ..core.tensors import TrackingError
+from ..core.tensors import ALLOC, FREE, TrackingError
 from ..protocol.messages import ProtocolError, validate_message
 from . import codec
 from .recorder import SAMPLE_FIELDS
@@ -53,6 +53,9 @@ def _meta(db: sqlite3.Connection, path: Path) -> dict:
         meta = {k: json.loads(v) for k, v in rows}
     except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError) as exc:
         raise SnapshotError(f"{path}: not a memviz snapshot ({exc})") from None
+    if meta.get("magic") == "memviz-comparison":
+        raise SnapshotError(f"{path}: a whole comparison, not one run: open it in the window "
+                            "(each set's run opens there)")
     if meta.get("magic") != MAGIC:
         raise SnapshotError(f"{path}: not a memviz snapshot (no memviz header)")
     version = meta.get("schema_version")
@@ -62,8 +65,13 @@ def _meta(db: sqlite3.Connection, path: Path) -> dict:
     return meta
 
 
-def open_run(path, run_id: int = 0) -> Run:
-    """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run."""
+def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None) -> Run:
+    """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run.
+
+    ``t_range`` (seconds on the run's clock) loads only that window of a .memviz
+    file: its samples, phases and steps, the tensor events inside it, and the
+    allocations made before it that were still live at its start. Event batches
+    after the window are not read at all."""
     path = Path(path)
     if path.is_file() and path.stat().st_size and _is_torch_snapshot(path):
         from . import torch_import
@@ -77,7 +85,7 @@ def open_run(path, run_id: int = 0) -> Run:
     db = _connect(path)
     try:
         meta = _meta(db, path)
-        return _load(db, meta, run_id)
+        return _load(db, meta, run_id, t_range)
     except (sqlite3.DatabaseError, codec.CodecError, TrackingError, ProtocolError, SpecError,
             KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         if isinstance(exc, SnapshotError):
@@ -87,7 +95,48 @@ def open_run(path, run_id: int = 0) -> Run:
         db.close()
 
 
-def _load(db: sqlite3.Connection, meta: dict, run_id: int) -> Run:
+def _window(t_range: tuple[float, float] | None, column: str = "t") -> tuple[str, tuple]:
+    if t_range is None:
+        return "", ()
+    return f" WHERE {column} BETWEEN ? AND ?", (float(t_range[0]), float(t_range[1]))
+
+
+def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None) -> list[dict]:
+    """The tensor-event batches to replay (for a window: trimmed, see open_run)."""
+    if t_range is None:
+        return [codec.decode(blob) for (blob,) in
+                db.execute("SELECT columns FROM event_batches ORDER BY batch")]
+    t0, t1 = t_range
+    before: list[dict] = []
+    inside: list[dict] = []
+    for t_last, blob in db.execute("SELECT t_last, columns FROM event_batches "
+                                   "WHERE t_first <= ? ORDER BY batch", (float(t1),)):
+        cols = codec.decode(blob)
+        if t_last < t0:
+            before.append(cols)
+        else:
+            keep = cols["t"] <= t1
+            inside.append({k: v[keep] for k, v in cols.items()})
+    if before:
+        merged = {k: np.concatenate([c[k] for c in before]) for k in before[0]}
+        gone = merged["id"][merged["kind"] == FREE]
+        live = (merged["kind"] != FREE) & ~np.isin(merged["id"], gone)
+        inside.insert(0, {k: v[live] for k, v in merged.items()})
+    inside = [c for c in inside if len(c["t"])]
+    if not inside:
+        return []
+    # allocation ids are row numbers: the kept allocations are numbered afresh
+    events = {k: np.concatenate([c[k] for c in inside]) for k in inside[0]}
+    kept = np.sort(events["id"][events["kind"] == ALLOC])
+    at = np.searchsorted(kept, events["id"])
+    known = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == events["id"])
+    events = {k: v[known] for k, v in events.items()}
+    events["id"] = at[known].astype(events["id"].dtype)
+    return [events]
+
+
+def _load(db: sqlite3.Connection, meta: dict, run_id: int,
+          t_range: tuple[float, float] | None = None) -> Run:
     run = Run(RunSpec.from_dict(meta["spec"]), run_id=run_id)
     run.snapshot_path = str(db.execute("PRAGMA database_list").fetchone()[2])
     run.environment = meta.get("environment") or {}
@@ -100,8 +149,9 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int) -> Run:
     # a file whose writer died mid-run says "running": what it holds is all there is
     run.state = state if state in ("finished", "stopped", "failed") else "stopped"
     messages: list[dict] = []
-    rows = db.execute(f"SELECT t, {', '.join(SAMPLE_FIELDS)}, by_category FROM samples "
-                      "ORDER BY rowid").fetchall()
+    where, args = _window(t_range)
+    rows = db.execute(f"SELECT t, {', '.join(SAMPLE_FIELDS)}, by_category FROM samples"
+                      f"{where} ORDER BY rowid", args).fetchall()
     if rows:
         table = np.array([r[:-1] for r in rows], dtype=np.float64)
         columns = {"t": table[:, 0]}
@@ -115,10 +165,12 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int) -> Run:
                 values[~tracked] = np.nan
                 columns[SAMPLE_PREFIX + c] = values
         messages.append({"type": "samples", "columns": columns})
-    for step, name, edge, t in db.execute("SELECT step, name, edge, t FROM phases ORDER BY rowid"):
+    for step, name, edge, t in db.execute("SELECT step, name, edge, t FROM phases"
+                                          f"{where} ORDER BY rowid", args):
         messages.append({"type": "phase", "t": t, "step": step, "name": name, "edge": edge})
     for row in db.execute("SELECT step, t, loss, seconds, tokens, peak_rss_bytes, "
-                          "peak_gpu_bytes, tracked_peak_bytes FROM steps ORDER BY step"):
+                          f"peak_gpu_bytes, tracked_peak_bytes FROM steps{where} ORDER BY step",
+                          args):
         step, t, loss, seconds, tokens, peak_rss, peak_gpu, tracked = row
         messages.append({"type": "step_done", "t": t, "step": step, "loss": loss,
                          "seconds": seconds, "tokens": tokens, "peak_rss_bytes": peak_rss,
@@ -134,8 +186,8 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int) -> Run:
     stacks = [[i, json.loads(f)] for i, f in db.execute("SELECT id, frames FROM stacks")]
     if stacks:
         messages.append({"type": "stacks", "entries": stacks})
-    for (blob,) in db.execute("SELECT columns FROM event_batches ORDER BY batch"):
-        messages.append({"type": "tensor_events", "columns": codec.decode(blob)})
+    for columns in _events(db, t_range):
+        messages.append({"type": "tensor_events", "columns": columns})
     for msg in messages:
         validate_message(msg)
     state, error = run.state, run.error

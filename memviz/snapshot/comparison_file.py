@@ -1,0 +1,117 @@
+"""A whole comparison in one ``.memviz`` file.
+
+The file is an SQLite database like a run's, with its own header
+(``magic = memviz-comparison``): the base workload in ``meta``, one row per set
+in ``sets`` (its name, techniques, options, the estimator's prediction and the
+figures the comparison table showed, as JSON), and each set's own run file,
+whole, in ``runs.snapshot``. ``sqlite3`` reads the table directly; a run comes
+out with ``SELECT writefile('set1.memviz', snapshot) FROM runs WHERE idx = 1``
+in the sqlite3 shell, and opens like any run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..core.run import Run
+from .reader import SnapshotError, _connect, open_run
+
+COMPARISON_MAGIC = "memviz-comparison"
+COMPARISON_VERSION = 1
+DDL = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sets (idx INTEGER PRIMARY KEY, name TEXT NOT NULL, entry TEXT NOT NULL);
+CREATE TABLE runs (idx INTEGER PRIMARY KEY, snapshot BLOB NOT NULL);
+"""
+
+
+def write_comparison(path: str | os.PathLike, base: dict[str, Any],
+                     sets: list[dict[str, Any]], run_files: list[str | None],
+                     overwrite: bool = False) -> None:
+    """``sets``: each set's description (name, techniques, options, estimate, entry);
+    ``run_files``: each set's recorded run (None where it was not recorded)."""
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path} exists (choose another name or overwrite)")
+        path.unlink()
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    db = sqlite3.connect(partial)
+    try:
+        db.executescript(DDL)
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [
+            (k, json.dumps(v)) for k, v in {
+                "magic": COMPARISON_MAGIC, "schema_version": COMPARISON_VERSION,
+                "memviz_version": __version__, "created": time.time(), "base": base}.items()])
+        for idx, (entry, run_file) in enumerate(zip(sets, run_files, strict=True)):
+            db.execute("INSERT INTO sets VALUES (?, ?, ?)",
+                       (idx, entry["name"], json.dumps(entry, default=str)))
+            if run_file:
+                db.execute("INSERT INTO runs VALUES (?, ?)",
+                           (idx, sqlite3.Binary(Path(run_file).read_bytes())))
+        db.commit()
+    finally:
+        db.close()
+    partial.replace(path)  # whole or not at all
+
+
+def is_comparison(path: str | os.PathLike) -> bool:
+    try:
+        db = _connect(Path(path))
+    except SnapshotError:
+        return False
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'magic'").fetchone()
+        return row is not None and json.loads(row[0]) == COMPARISON_MAGIC
+    except (sqlite3.DatabaseError, ValueError):
+        return False
+    finally:
+        db.close()
+
+
+def open_comparison(path: str | os.PathLike, next_run_id=None
+                    ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Run | None]]]:
+    """The base workload and every set with its run (opened from a private copy)."""
+    path = Path(path)
+    db = _connect(path)
+    try:
+        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        if meta.get("magic") != COMPARISON_MAGIC:
+            raise SnapshotError(f"{path}: not a memviz comparison")
+        version = meta.get("schema_version")
+        if not isinstance(version, int) or version > COMPARISON_VERSION:
+            raise SnapshotError(f"{path}: made by a newer memviz (comparison schema "
+                                f"{version}); update memviz to open it")
+        blobs = dict(db.execute("SELECT idx, snapshot FROM runs"))
+        rows = db.execute("SELECT idx, entry FROM sets ORDER BY idx").fetchall()
+        folder = Path(tempfile.mkdtemp(prefix="memviz-comparison-"))
+        out = []
+        for idx, text in rows:
+            entry = json.loads(text)
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise SnapshotError(f"{path}: set {idx} is damaged")
+            run = None
+            if idx in blobs:
+                member = folder / f"set-{idx}.memviz"
+                member.write_bytes(bytes(blobs[idx]))
+                try:
+                    run = open_run(member, run_id=next_run_id() if next_run_id else idx + 1)
+                except SnapshotError as exc:
+                    raise SnapshotError(f"{path}: set {entry['name']!r}: {exc}") from None
+            out.append((entry, run))
+        return meta.get("base") or {}, out
+    except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
+        if isinstance(exc, SnapshotError):
+            raise
+        raise SnapshotError(f"{path}: damaged comparison ({type(exc).__name__}: {exc})") \
+            from None
+    finally:
+        db.close()
