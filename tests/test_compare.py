@@ -145,7 +145,7 @@ def test_a_damaged_comparison_file_says_which_set(tmp_path):
     junk.write_bytes(b"not a database at all")
     path = tmp_path / "comparison.memviz"
     write_comparison(path, RunSpec().to_dict(), [{"name": "amp"}], [str(junk)])
-    with pytest.raises(SnapshotError, match="set 'amp'.*not an SQLite file"):
+    with pytest.raises(SnapshotError, match=r"set 'amp'.*not an SQLite file"):
         load_comparison(str(path))
     with pytest.raises(FileExistsError):
         write_comparison(path, RunSpec().to_dict(), [], [])
