@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench setup clean package package-test
 
 run: $(STAMP)
 	# With a screen, Qt's xcb plugin needs system libraries a fresh Debian lacks.
@@ -23,6 +23,16 @@ bench: $(STAMP)
 
 setup: $(STAMP)
 
+# The Linux installers (.deb and .tar.zst in dist/), then the same checks a user's
+# first start makes: offscreen, under Xvfb with Qt's xcb plugin, and headless.
+package: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[package]"
+	$(BIN)/python packaging/build.py
+
+package-test: package
+	bash packaging/qt-system-libs.sh --install
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q packaging/tests
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -33,4 +43,4 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

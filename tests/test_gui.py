@@ -206,3 +206,26 @@ def test_dropping_a_snapshot_on_the_window_opens_it(window, tmp_path):
                        Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
     assert "not a memviz snapshot" in window.error_banner.text()
+
+
+def test_about_names_every_version(qtbot):
+    from importlib import metadata
+
+    from memviz import __version__
+    from memviz.gui.about import versions
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    found = versions()
+    assert found["memviz"] == __version__
+    assert found["torch"] == metadata.version("torch")
+    assert found["transformers"] == metadata.version("transformers")
+    assert found["Qt"].startswith("6.") and found["device"]
+    window = MainWindow()
+    try:
+        box = window.show_about()
+        assert f"<td>{metadata.version('torch')}</td>" in box.text()
+        assert "<b>device</b>" in box.text()
+        box.close()
+    finally:
+        dispose(window)

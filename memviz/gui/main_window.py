@@ -192,6 +192,15 @@ class MainWindow(QMainWindow):
         show_runs = QAction("Where are runs recorded?", self)
         show_runs.triggered.connect(self._say_runs_dir)
         menu.addAction(show_runs)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About memviz", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+
+    def show_about(self):
+        from .about import show_about
+
+        return show_about(self)
 
     def _say_runs_dir(self) -> None:
         self.state_label.setText(f"Every run is recorded in {runs_dir()} "
