@@ -62,9 +62,9 @@ class FitResult:
                 "probes": [p.__dict__ for p in self.probes]}
 
 
-def measured_peak(run: Run) -> int | None:
+def measured_peak(run: Run, summary: dict | None = None) -> int | None:
     """The figure the cap applies to: peak RSS on CPU, reserved/GPU memory on CUDA."""
-    summary = build_summary(run)
+    summary = summary or build_summary(run)
     if run.spec.device.startswith("cuda"):
         return summary["peak"]["gpu_bytes"]
     return summary["peak"]["rss_bytes"]
@@ -106,33 +106,30 @@ class FitSearch:
         self.on_probe = on_probe
         self.cancel = cancel or threading.Event()
         self.probes: dict[int, Probe] = {}
+        self.overhead: int | None = None  # measured by the first run that finishes
 
     def _spec(self, value: int) -> RunSpec:
         return replace(self.base, **{self.dimension: value})
 
-    def probe(self, value: int, overhead: int | None) -> Probe:
+    def probe(self, value: int) -> Probe:
         if value in self.probes:
             return self.probes[value]
         spec = self._spec(value)
         predicted = _predict_tracked(spec)
         run = run_capped(spec, self.limit, self.cancel)
-        peak = measured_peak(run)
+        summary = build_summary(run)
+        peak = measured_peak(run, summary)
         fits = run.state == "finished" and peak is not None and peak <= self.limit
+        tracked = summary["peak"]["tracked_bytes"]
+        if self.overhead is None and fits and tracked:
+            self.overhead = peak - tracked
         message = "" if fits else (run.error or {}).get("message", run.state)
-        result = Probe(value, fits, peak, None if predicted is None or overhead is None
-                       else predicted + overhead, message)
+        result = Probe(value, fits, peak, None if predicted is None or self.overhead is None
+                       else predicted + self.overhead, message)
         self.probes[value] = result
-        self._overhead_from(run)
         if self.on_probe is not None:
             self.on_probe(result)
         return result
-
-    def _overhead_from(self, run: Run) -> None:
-        summary = build_summary(run)
-        tracked = summary["peak"]["tracked_bytes"]
-        peak = measured_peak(run)
-        if run.state == "finished" and tracked and peak and not hasattr(self, "overhead"):
-            self.overhead = peak - tracked
 
     def predicted_largest(self, overhead: int) -> int | None:
         """The estimator's answer: the largest value whose prediction fits (bisection)."""
@@ -148,8 +145,8 @@ class FitSearch:
         return lo or None
 
     def run(self) -> FitResult:
-        first = self.probe(1, None)
-        overhead = getattr(self, "overhead", None)
+        first = self.probe(1)
+        overhead = self.overhead
         result = FitResult(self.dimension, self.limit, None, None, None, overhead)
         if not first.fits:
             result.refused = 1
@@ -159,23 +156,23 @@ class FitSearch:
         result.predicted = guess
         fits, fails = 1, None
         value, step = max(2, guess or 2), 1
-        if self.probe(value, overhead).fits:  # the estimate held: walk up 1, 2, 4, …
+        if self.probe(value).fits:  # the estimate held: walk up 1, 2, 4, …
             fits = value
             while fails is None and not self.cancel.is_set() and fits + step <= self.upper:
-                if self.probe(fits + step, overhead).fits:
+                if self.probe(fits + step).fits:
                     fits, step = fits + step, step * 2
                 else:
                     fails = fits + step
         else:  # it did not: walk down 1, 2, 4, … (1 is known to fit)
             fails = value
             while not self.cancel.is_set() and fails - step > fits:
-                if self.probe(fails - step, overhead).fits:
+                if self.probe(fails - step).fits:
                     fits = fails - step
                     break
                 fails, step = fails - step, step * 2
         while fails is not None and fails - fits > 1 and not self.cancel.is_set():
             mid = (fits + fails) // 2
-            if self.probe(mid, overhead).fits:
+            if self.probe(mid).fits:
                 fits = mid
             else:
                 fails = mid

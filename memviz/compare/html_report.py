@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.categories import COLOURS, LABELS
-from ..snapshot.html_report import _mib, _table, _thin
+from ..snapshot.html_report import mib, page, table, thin
 from .comparison import SetResult
 from .results import CATEGORIES_SHOWN, TABLE_HEADERS, prediction_gaps, table_rows
 from .series import aligned
@@ -28,12 +28,23 @@ def _svg(body: list[str], label: str, height: int = H) -> str:
             f'fill="white"/>{"".join(body)}</svg>')
 
 
+def _scales(xmax: float, top: float):
+    """Data → pixels for a chart whose x runs 0..xmax and y 0..top."""
+    def x(v: float) -> float:
+        return PAD + v / xmax * (W - PAD - 20)
+
+    def y(v: float) -> float:
+        return H - PAD - v / top * (H - 2 * PAD)
+
+    return x, y
+
+
 def _y_axis(top: float, y, parts: list[str]) -> None:
     for k in range(5):
         v = top * k / 4
         parts.append(f'<line x1="{PAD}" x2="{W - 20}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
                      f'stroke="#ddd"/><text x="4" y="{y(v) + 4:.1f}" font-size="10">'
-                     f"{_mib(v)}</text>")
+                     f"{mib(v)}</text>")
 
 
 def bars_svg(items: list[dict[str, Any]]) -> str:
@@ -43,9 +54,7 @@ def bars_svg(items: list[dict[str, Any]]) -> str:
         return "<p>No tensor tracking: no categories to stack.</p>"
     top = max(sum(e["peak_by_category"].values()) for e in usable) or 1.0
     height = H + 60
-
-    def y(v: float) -> float:
-        return H - PAD - v / top * (H - 2 * PAD)
+    _, y = _scales(1.0, top)
 
     parts: list[str] = []
     _y_axis(top, y, parts)
@@ -58,7 +67,7 @@ def bars_svg(items: list[dict[str, Any]]) -> str:
                 parts.append(f'<rect x="{x0:.1f}" y="{y(base + v):.1f}" '
                              f'width="{slot * 0.7:.1f}" height="{y(base) - y(base + v):.1f}" '
                              f'fill="{COLOURS[cat]}"><title>{html.escape(e["name"])}: '
-                             f'{html.escape(LABELS[cat])} {_mib(v)}</title></rect>')
+                             f'{html.escape(LABELS[cat])} {mib(v)}</title></rect>')
                 base += v
         parts.append(f'<text x="{x0 + slot * 0.35:.1f}" y="{H - PAD + 14}" font-size="10" '
                      f'text-anchor="end" transform="rotate(-30 {x0 + slot * 0.35:.1f} '
@@ -73,17 +82,12 @@ def timelines_svg(results: list[SetResult]) -> str:
         return "<p>No samples.</p>"
     t1 = max(float(s[1][-1]) for s in series) or 1.0
     top = max(float(s[2].max()) for s in series) or 1.0
-
-    def x(v: float) -> float:
-        return PAD + v / t1 * (W - PAD - 20)
-
-    def y(v: float) -> float:
-        return H - PAD - v / top * (H - 2 * PAD)
+    x, y = _scales(t1, top)
 
     parts: list[str] = []
     _y_axis(top, y, parts)
     for i, (name, t, v, _what) in enumerate(series):
-        tt, vv = _thin(t, v)
+        tt, vv = thin(t, v)
         points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(tt, vv, strict=True))
         parts.append(f'<polyline points="{points}" fill="none" stroke-width="1.5" '
                      f'stroke="{SET_COLOURS[i % len(SET_COLOURS)]}">'
@@ -101,12 +105,7 @@ def scatter_svg(items: list[dict[str, Any]]) -> str:
         return "<p>No finished steps.</p>"
     xmax = max(p[1] for p in points) * 1.1
     top = max(p[2] for p in points) * 1.1
-
-    def x(v: float) -> float:
-        return PAD + v / xmax * (W - PAD - 20)
-
-    def y(v: float) -> float:
-        return H - PAD - v / top * (H - 2 * PAD)
+    x, y = _scales(xmax, top)
 
     parts: list[str] = []
     _y_axis(top, y, parts)
@@ -120,7 +119,7 @@ def scatter_svg(items: list[dict[str, Any]]) -> str:
     for i, (name, seconds, peak) in enumerate(points):
         colour = SET_COLOURS[i % len(SET_COLOURS)]
         parts.append(f'<circle cx="{x(seconds):.1f}" cy="{y(peak):.1f}" r="5" fill="{colour}">'
-                     f"<title>{html.escape(name)}: {seconds:.3f} s, {_mib(peak)}</title></circle>"
+                     f"<title>{html.escape(name)}: {seconds:.3f} s, {mib(peak)}</title></circle>"
                      f'<text x="{x(seconds) + 7:.1f}" y="{y(peak) + 4:.1f}" font-size="10">'
                      f"{html.escape(name)}</text>")
     parts.append(f'<text x="{W / 2}" y="{H - 16}" font-size="11" text-anchor="middle">'
@@ -134,24 +133,13 @@ def render(base_label: str, results: list[SetResult], items: list[dict[str, Any]
     set_legend = " ".join(f'<span class="key" style="background:'
                           f'{SET_COLOURS[i % len(SET_COLOURS)]}"></span>{html.escape(r.name)}'
                           for i, r in enumerate(results))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>memviz comparison: {html.escape(base_label)}</title>
-<style>
-body {{ font: 14px sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.key {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
-</style></head><body>
-<h1>memviz comparison</h1>
-<p>{html.escape(base_label)}; the first set is the baseline.</p>
-{_table(TABLE_HEADERS, table_rows(items))}
+    body = f"""<p>{html.escape(base_label)}; the first set is the baseline.</p>
+{table(TABLE_HEADERS, table_rows(items))}
 <h2>Prediction against measurement</h2>
 <p>The estimator's categories at its predicted peak against the tracker's at the
 measured peak, largest gap first.</p>
-{_table(["set", "category", "predicted", "measured", "gap"], [
-    [e["name"], c, _mib(p), _mib(m), _mib(p - m)] for e in items
+{table(["set", "category", "predicted", "measured", "gap"], [
+    [e["name"], c, mib(p), mib(m), mib(p - m)] for e in items
     for c, p, m in prediction_gaps(e)])}
 <h2>Peak by category</h2>
 {bars_svg(items)}
@@ -160,9 +148,8 @@ measured peak, largest gap first.</p>
 {timelines_svg(results)}
 <p>{set_legend}</p>
 <h2>Memory against speed</h2>
-{scatter_svg(items)}
-</body></html>
-"""
+{scatter_svg(items)}"""
+    return page(f"memviz comparison: {base_label}", "memviz comparison", body)
 
 
 def write(path: Path, base_label: str, results: list[SetResult],

@@ -102,11 +102,7 @@ def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
-def _linears(arch: Architecture) -> list[Linear]:
-    return list(arch.block_linears)
-
-
-def _shape_model(arch: Architecture, spec: RunSpec, used: dict[str, dict]) -> _Model:
+def _shape_model(arch: Architecture, used: dict[str, dict]) -> _Model:
     """Apply the structural techniques to the architecture's shapes."""
     notes: list[str] = []
     weight = BYTES[used.get("low-precision", {}).get("dtype", "fp32")]
@@ -121,7 +117,7 @@ def _shape_model(arch: Architecture, spec: RunSpec, used: dict[str, dict]) -> _M
     stored = layers
     if "share-layers" in used:
         stored = math.ceil(layers / int(used["share-layers"]["group"]))
-    linears = _linears(arch)
+    linears = list(arch.block_linears)
     intermediate = arch.intermediate
     if "prune" in used and used["prune"].get("structured"):
         keep = 1.0 - float(used["prune"]["amount"])
@@ -165,7 +161,7 @@ def _apply_lora_and_quantize(model: _Model, used: dict[str, dict]) -> None:
     if "lora" not in used:
         return
     r = int(used["lora"]["r"])
-    block_linears = [s for s in model.arch.block_linears]
+    block_linears = model.arch.block_linears
     adapters = [(r, lin.inputs) for lin in block_linears] + [
         (lin.outputs, r) for lin in block_linears]
     base = sum(_numel(s) for s in model.trainable_shapes) * model.weight_bytes
@@ -230,7 +226,7 @@ def predict(spec: RunSpec, arch: Architecture | None = None) -> Estimate:
     arch = arch or architecture_of(spec.model)
     c = COEFFICIENTS[arch.family]
     used = {technique.name: params for technique, params in map(resolve, spec.techniques)}
-    model = _shape_model(arch, spec, used)
+    model = _shape_model(arch, used)
     _apply_lora_and_quantize(model, used)
     world = int(used.get("zero", used.get("fsdp", {})).get("world_size", 1))
     b = max(1, spec.batch_size // world)

@@ -60,7 +60,8 @@ def _report_shown() -> None:
     import psutil
 
     since = time.time() - psutil.Process().create_time()
-    print(f"smoke test: window shown {since:.2f} s after the process started", flush=True)
+    print(f"smoke test: window shown {since:.2f} s after the process started "
+          f"(Qt platform {QApplication.platformName()})", flush=True)
 
 
 def run_smoke_test(app: QApplication, window, out_png: str, steps: int = 2) -> int:

@@ -11,15 +11,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
@@ -34,6 +31,7 @@ from ..core.categories import COLOURS, LABELS
 from ..core.spec import RunSpec
 from .axes import BytesAxis
 from .fit_panel import FitPanel
+from .tables import read_only_table
 
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -86,13 +84,7 @@ class ComparisonView(QWidget):
         top.addWidget(self.sets_edit, 1)
         top.addLayout(buttons)
 
-        self.table = QTableWidget(0, len(TABLE_HEADERS))
-        self.table.setHorizontalHeaderLabels(TABLE_HEADERS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table = read_only_table(TABLE_HEADERS, fit_contents=True)
         # sorted only when a header is clicked: the sets keep their run order until then
         self.table.horizontalHeader().setSectionsClickable(True)
         self.table.horizontalHeader().sectionClicked.connect(self._sort_by)
@@ -103,7 +95,7 @@ class ComparisonView(QWidget):
         self.bars.setTitle("tracked peak by category per set", color="#333", size="9pt")
         self.bars_legend = self.bars.addLegend(offset=(-10, 5), labelTextSize="8pt")
         self.timelines = pg.PlotWidget(background="w", axisItems={"left": BytesAxis("left")})
-        self.timelines.setLabel("bottom", "seconds since each set's first step")
+        self.timelines.setLabel("bottom", "time since each set's first step", units="s")
         self.timelines.addLegend(offset=(10, 5), labelTextSize="8pt")
         self.scatter = pg.PlotWidget(background="w", axisItems={"left": BytesAxis("left")})
         self.scatter.setLabel("bottom", "median step time", units="s")
@@ -138,32 +130,35 @@ class ComparisonView(QWidget):
         self.cancel_button.setEnabled(running)
 
     def show_comparison(self, comparison: Comparison | None) -> None:
-        """Redraw when a set started, finished or streamed since the last look."""
+        """The progress line follows the running set's steps; the table and charts,
+        which read every finished run, are redrawn only when a set ends."""
         if comparison is None:
             return
         results = list(comparison.results)
         current = comparison.current
-        key = (len(results), current.run.revision if current else None, comparison.finished)
-        if key == self._key:
+        steps = len(current.run.steps) if current else None
+        status_key = (len(results), steps, comparison.finished, id(comparison))
+        if status_key == self._key:
             return
-        self._key = key
         done, planned = len(results), comparison.planned()
         self.progress.setRange(0, max(planned, 1))
         self.progress.setValue(done)
         if current is not None:
-            steps = f"{len(current.run.steps)}/{current.run.spec.steps} steps"
-            self.status.setText(f"Set {done + 1} of {planned}: {current.name} ({steps})")
+            self.status.setText(f"Set {done + 1} of {planned}: {current.name} "
+                                f"({steps}/{current.run.spec.steps} steps)")
         elif comparison.finished:
             cancelled = " (cancelled)" if comparison.cancelled else ""
             stack = f"; greedy stack: {comparison.stack.name}" if comparison.greedy else ""
             self.status.setText(f"{done} sets measured{cancelled}{stack}. Click a row to "
                                 "open its run.")
         self.set_running(not comparison.finished)
-        items = entries(results)
-        self._fill_table(items)
-        self._draw_bars(items)
-        self._draw_timelines(results)
-        self._draw_scatter(items)
+        if self._key is None or self._key[0] != done or self._key[3] != id(comparison):
+            items = entries(results)
+            self._fill_table(items)
+            self._draw_bars(items)
+            self._draw_timelines(results)
+            self._draw_scatter(items)
+        self._key = status_key
 
     def _sort_by(self, column: int) -> None:
         order = Qt.SortOrder.AscendingOrder

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 from ..core.diff import diff
 from ..core.run import Run
 from .axes import format_bytes
-from .moment_view import _table
+from .tables import read_only_table
 
 GREW, SHRANK = QColor("#b03a2e"), QColor("#1e7b34")
 MAX_ROWS = 200
@@ -31,7 +31,7 @@ class DiffView(QWidget):
         super().__init__(parent)
         self.title = QLabel("Tick a second run in the list to compare it with the selected one")
         self.title.setWordWrap(True)
-        self.tables = {key: _table([label, "A", "B", "change"]) for key, label in
+        self.tables = {key: read_only_table([label, "A", "B", "change"]) for key, label in
                        (("categories", "category"), ("modules", "module"),
                         ("sites", "allocation site"))}
         split = QSplitter(Qt.Orientation.Horizontal)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
@@ -21,20 +19,10 @@ from ..core import analysis
 from ..core.categories import CATEGORIES, LABELS
 from ..core.run import Run
 from .axes import format_bytes
+from .tables import read_only_table
 
 MAX_ROWS = 500  # rows in the table; the totals always cover every live tensor
 HEADERS = ["bytes", "category", "shape", "dtype", "module", "op"]
-
-
-def _table(headers: list[str]) -> QTableWidget:
-    table = QTableWidget(0, len(headers))
-    table.setHorizontalHeaderLabels(headers)
-    table.verticalHeader().setVisible(False)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    table.horizontalHeader().setStretchLastSection(True)
-    return table
 
 
 def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
@@ -59,11 +47,11 @@ class MomentView(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.peak_button)
-        self.tensors = _table(HEADERS)
+        self.tensors = read_only_table(HEADERS)
         self.tensors.cellDoubleClicked.connect(
             lambda r, _c: self.row_selected.emit(int(self.moment.rows[r])) if self.moment else None)
-        self.categories = _table(["bytes", "category"])
-        self.modules = _table(["bytes", "module"])
+        self.categories = read_only_table(["bytes", "category"])
+        self.modules = read_only_table(["bytes", "module"])
         totals = QSplitter(Qt.Orientation.Vertical)
         totals.addWidget(self.categories)
         totals.addWidget(self.modules)

@@ -6,14 +6,13 @@ this view is the one place that shows them together.
 
 from __future__ import annotations
 
+import time
+
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QHeaderView,
     QLabel,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -22,10 +21,12 @@ from PySide6.QtWidgets import (
 from ..core.ranks import all_ranks, column_for, rank_series, rank_table, summed
 from ..core.run import Run
 from .axes import BytesAxis, format_bytes
+from .tables import read_only_table
 
 RANK_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 SUM_COLOUR = "#000000"
 HEADERS = ["", "peak (shown)", "peak RSS", "optimizer state", "parameters", "steps"]
+REDRAW_S = 0.5
 NOT_SHARDED = "Not a sharded run: run with zero or fsdp (world_size ≥ 2) to see every rank"
 
 
@@ -37,13 +38,7 @@ class RanksView(QWidget):
         self.plot.setLabel("bottom", "time since rank 0 started", units="s")
         self.plot.getAxis("left").setWidth(64)  # room for "512 MiB" before the first draw
         self.plot.addLegend(offset=(10, 5), labelTextSize="8pt")
-        self.table = QTableWidget(0, len(HEADERS))
-        self.table.setHorizontalHeaderLabels(HEADERS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = read_only_table(HEADERS, fit_contents=True)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.plot)
         split.addWidget(self.table)
@@ -53,14 +48,20 @@ class RanksView(QWidget):
         layout.addWidget(self.note)
         layout.addWidget(split, 1)
         self._shown: tuple[int, ...] | None = None
+        self._drawn_at = 0.0
 
     def show_run(self, primary: Run | None) -> None:
-        """Draw rank 0's run ``primary`` and its peers; redraws only when one changed."""
+        """Draw rank 0's run ``primary`` and its peers when one changed; while they run,
+        at most every REDRAW_S (the sum is recomputed over every sample)."""
         runs = all_ranks(primary) if primary is not None and primary.ranks else []
         key = tuple(id(r) for r in runs) + tuple(r.revision for r in runs)
-        if key == self._shown:
+        same_runs = self._shown is not None and self._shown[:len(runs)] == key[:len(runs)]
+        running = any(not r.finished for r in runs)
+        if key == self._shown or (same_runs and running
+                                  and time.monotonic() - self._drawn_at < REDRAW_S):
             return
         self._shown = key
+        self._drawn_at = time.monotonic()
         self.plot.clear()
         self.table.setRowCount(0)
         if not runs:

@@ -21,9 +21,9 @@ from typing import Any
 
 from .. import __version__
 from ..core.run import Run
-from .reader import SnapshotError, _connect, open_run
+from .reader import SnapshotError, _connect, checked_meta, open_run, read_meta
+from .schema import COMPARISON_MAGIC
 
-COMPARISON_MAGIC = "memviz-comparison"
 COMPARISON_VERSION = 1
 DDL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,9 +69,8 @@ def is_comparison(path: str | os.PathLike) -> bool:
     except SnapshotError:
         return False
     try:
-        row = db.execute("SELECT value FROM meta WHERE key = 'magic'").fetchone()
-        return row is not None and json.loads(row[0]) == COMPARISON_MAGIC
-    except (sqlite3.DatabaseError, ValueError):
+        return read_meta(db, Path(path)).get("magic") == COMPARISON_MAGIC
+    except SnapshotError:
         return False
     finally:
         db.close()
@@ -83,13 +82,7 @@ def open_comparison(path: str | os.PathLike, next_run_id=None
     path = Path(path)
     db = _connect(path)
     try:
-        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-        if meta.get("magic") != COMPARISON_MAGIC:
-            raise SnapshotError(f"{path}: not a memviz comparison")
-        version = meta.get("schema_version")
-        if not isinstance(version, int) or version > COMPARISON_VERSION:
-            raise SnapshotError(f"{path}: made by a newer memviz (comparison schema "
-                                f"{version}); update memviz to open it")
+        meta = checked_meta(db, path, COMPARISON_MAGIC, COMPARISON_VERSION)
         blobs = dict(db.execute("SELECT idx, snapshot FROM runs"))
         rows = db.execute("SELECT idx, entry FROM sets ORDER BY idx").fetchall()
         folder = Path(tempfile.mkdtemp(prefix="memviz-comparison-"))

@@ -25,11 +25,11 @@ PHASE_COLOURS = {"forward": "#6baed6", "backward": "#fd8d3c", "optimizer": "#74c
                  "generate": "#9e9ac8", "load": "#bdbdbd"}
 
 
-def _mib(n) -> str:
+def mib(n) -> str:
     return "—" if n is None else f"{n / 2**20:,.1f} MiB"
 
 
-def _thin(t: np.ndarray, *series: np.ndarray) -> tuple:
+def thin(t: np.ndarray, *series: np.ndarray) -> tuple:
     """Keep at most MAX_POINTS, taking each bucket's maximum (peaks stay visible)."""
     if len(t) <= MAX_POINTS:
         return (t, *series)
@@ -67,12 +67,12 @@ def timeline_svg(run: Run) -> str:
                      f' height="{HEIGHT - 2 * PAD}" fill="{PHASE_COLOURS.get(name, "#ccc")}" '
                      f'fill-opacity="0.18"><title>{html.escape(name)}</title></rect>')
     for i, name in reversed(list(enumerate(cats))):
-        tt, vv = _thin(t, stacked[i])
+        tt, vv = thin(t, stacked[i])
         points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(tt, vv, strict=True))
         parts.append(f'<polygon points="{x(tt[0]):.1f},{y(0):.1f} {points} '
                      f'{x(tt[-1]):.1f},{y(0):.1f}" fill="{COLOURS[name]}">'
                      f'<title>{html.escape(LABELS[name])}</title></polygon>')
-    tt, vv = _thin(t, np.nan_to_num(rss))
+    tt, vv = thin(t, np.nan_to_num(rss))
     points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(tt, vv, strict=True))
     parts.append(f'<polyline points="{points}" fill="none" stroke="#1f77b4" stroke-width="1.5">'
                  "<title>RSS</title></polyline>")
@@ -80,13 +80,13 @@ def timeline_svg(run: Run) -> str:
         v = top * k / 4
         parts.append(f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
                      f'stroke="#ddd"/><text x="4" y="{y(v) + 4:.1f}" font-size="10">'
-                     f"{_mib(v)}</text>")
+                     f"{mib(v)}</text>")
     parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT - 12}" font-size="11" text-anchor="middle">'
                  f"time since the worker started: {t0:.1f} s to {t1:.1f} s</text></svg>")
     return "".join(parts)
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
                    for r in rows)
@@ -104,31 +104,20 @@ def render(run: Run) -> str:
              ["workload", f"{s['mode']}, batch {s['batch_size']} × {s['seq_len']}, "
                           f"{s['device']}"],
              ["outcome", s["state"] + (f": {s['error']}" if s["error"] else "")],
-             ["peak RSS", _mib(s["peak"]["rss_bytes"])],
-             ["tracked peak", _mib(s["peak"]["tracked_bytes"])],
-             ["peak GPU", _mib(s["peak"]["gpu_bytes"])],
+             ["peak RSS", mib(s["peak"]["rss_bytes"])],
+             ["tracked peak", mib(s["peak"]["tracked_bytes"])],
+             ["peak GPU", mib(s["peak"]["gpu_bytes"])],
              ["median step", f"{s['step_seconds_median']:.3f} s"
               if s["step_seconds_median"] else "—"]]
-    by_cat = [[LABELS[c], _mib(v), _mib((s["max_by_category"] or {}).get(c))]
+    by_cat = [[LABELS[c], mib(v), mib((s["max_by_category"] or {}).get(c))]
               for c, v in (s["peak_by_category"] or {}).items()
               if v or (s["max_by_category"] or {}).get(c)]
     steps = [[st["step"], "—" if st["loss"] is None else f"{st['loss']:.4f}",
-              f"{st['seconds']:.3f}", _mib(st["peak_rss_bytes"]),
-              _mib(st["tracked_peak_bytes"])] for st in s["steps"]]
-    by_cat_table = (_table(["category", "at the peak", "its own maximum"], by_cat) if by_cat
+              f"{st['seconds']:.3f}", mib(st["peak_rss_bytes"]),
+              mib(st["tracked_peak_bytes"])] for st in s["steps"]]
+    by_cat_table = (table(["category", "at the peak", "its own maximum"], by_cat) if by_cat
                     else "<p>No tensor tracking.</p>")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>memviz report: {html.escape(run.spec.label())}</title>
-<style>
-body {{ font: 14px sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.key {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
-</style></head><body>
-<h1>memviz report</h1>
-{_table(["", ""], facts)}
+    body = f"""{table(["", ""], facts)}
 <h2>Memory over time</h2>
 <p>RSS (blue line) over the tracked bytes stacked by category; phases shaded.</p>
 {timeline_svg(run)}
@@ -136,8 +125,25 @@ td:first-child, th:first-child {{ text-align: left; }}
 <h2>At the tracked peak, by category</h2>
 {by_cat_table}
 <h2>Steps</h2>
-{_table(["step", "loss", "seconds", "peak RSS", "tracked peak"], steps)}
-<p>memviz {html.escape(s["memviz_version"])}</p>
+{table(["step", "loss", "seconds", "peak RSS", "tracked peak"], steps)}
+<p>memviz {html.escape(s["memviz_version"])}</p>"""
+    return page(f"memviz report: {run.spec.label()}", "memviz report", body)
+
+
+def page(title: str, heading: str, body: str) -> str:
+    """One offline HTML page: the shared style inline, nothing fetched."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font: 14px sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.key {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
+</style></head><body>
+<h1>{html.escape(heading)}</h1>
+{body}
 </body></html>
 """
 

@@ -20,7 +20,7 @@ from ..core.tensors import ALLOC, FREE, TrackingError
 from ..protocol.messages import ProtocolError, validate_message
 from . import codec
 from .recorder import SAMPLE_FIELDS
-from .schema import MAGIC, SCHEMA_VERSION
+from .schema import COMPARISON_MAGIC, MAGIC, SCHEMA_VERSION
 
 
 class SnapshotError(ValueError):
@@ -47,21 +47,30 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise SnapshotError(f"{path}: corrupt database ({exc})") from None
 
 
-def _meta(db: sqlite3.Connection, path: Path) -> dict:
+def read_meta(db: sqlite3.Connection, path: Path) -> dict:
+    """The ``meta`` table as a dict, whatever the file claims to be."""
     try:
         rows = db.execute("SELECT key, value FROM meta").fetchall()
-        meta = {k: json.loads(v) for k, v in rows}
+        return {k: json.loads(v) for k, v in rows}
     except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError) as exc:
         raise SnapshotError(f"{path}: not a memviz snapshot ({exc})") from None
-    if meta.get("magic") == "memviz-comparison":
-        raise SnapshotError(f"{path}: a whole comparison, not one run: open it in the window "
-                            "(each set's run opens there)")
-    if meta.get("magic") != MAGIC:
-        raise SnapshotError(f"{path}: not a memviz snapshot (no memviz header)")
+
+
+def checked_meta(db: sqlite3.Connection, path: Path, magic: str = MAGIC,
+                 newest: int = SCHEMA_VERSION) -> dict:
+    """The meta of a file with this header and a schema this build reads."""
+    meta = read_meta(db, path)
+    found = meta.get("magic")
+    if found != magic:
+        if found == COMPARISON_MAGIC:
+            raise SnapshotError(f"{path}: a whole comparison, not one run: open it in the "
+                                "window (each set's run opens there)")
+        what = "comparison" if magic == COMPARISON_MAGIC else "snapshot"
+        raise SnapshotError(f"{path}: not a memviz {what} (no memviz {what} header)")
     version = meta.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or version > newest:
         raise SnapshotError(f"{path}: made by a newer memviz (schema {version}; this one reads "
-                            f"up to {SCHEMA_VERSION}); update memviz to open it")
+                            f"up to {newest}); update memviz to open it")
     return meta
 
 
@@ -84,7 +93,7 @@ def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None) 
             raise SnapshotError(f"{path}: damaged PyTorch snapshot ({exc})") from None
     db = _connect(path)
     try:
-        meta = _meta(db, path)
+        meta = checked_meta(db, path)
         return _load(db, meta, run_id, t_range)
     except (sqlite3.DatabaseError, codec.CodecError, TrackingError, ProtocolError, SpecError,
             KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 1
 MAGIC = "memviz-run"
+COMPARISON_MAGIC = "memviz-comparison"  # a whole comparison (comparison_file.py)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

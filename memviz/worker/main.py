@@ -136,19 +136,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "end"})
         summary = model_summary.summarize(spec.model, task.kind, task.model)
-        if spec.track != "samples":
-            from ..tracking import TensorTracker
-
-            tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
-            tracker.start(task.model)
-            for nbytes, category, module, label in plan.opaque_bytes(task):
-                tracker.add_opaque(nbytes, category, module, label)
-            sampler.tracker = tracker
-            if cuda_index is not None:
-                from ..tracking import cuda
-
-                cuda.start_history()
-            emitter.sources.append(tracker.take_messages)
+        tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index)
         emitter.send({"type": "run_started", "spec": spec.to_dict(),
                       "environment": environment.describe(nvml, spec.device),
                       "model": summary, "techniques": plan.record(),
@@ -185,6 +173,27 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     return exit_code
 
 
+def _start_tracking(spec: RunSpec, task, plan: Plan, sampler, emitter, t0: float,
+                    cuda_index: int | None):
+    """The tensor tracker over the loaded model (None with ``--track samples``): the
+    weights reported at start, packed bytes the techniques hold, its events streamed."""
+    if spec.track == "samples":
+        return None
+    from ..tracking import TensorTracker
+
+    tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
+    tracker.start(task.model)
+    for nbytes, category, module, label in plan.opaque_bytes(task):
+        tracker.add_opaque(nbytes, category, module, label)
+    sampler.tracker = tracker
+    if cuda_index is not None:
+        from ..tracking import cuda
+
+        cuda.start_history()
+    emitter.sources.append(tracker.take_messages)
+    return tracker
+
+
 def _finish_ranks(peers, reason: str, tracker, runner) -> dict | None:
     """Gather every rank's figures (when all finished), then end the peers."""
     import torch.distributed as dist
@@ -217,7 +226,6 @@ def run_peer(rank: int, world_size: int, port: int) -> int:
     import torch
 
     from ..models import load_task
-    from ..tracking import TensorTracker
     from . import environment, model_summary, ranks
     from .gpu import open_nvml
     from .runner import Runner
@@ -238,14 +246,7 @@ def run_peer(rank: int, world_size: int, port: int) -> int:
     ranks.join(rank, world_size, port, spec.device)
     ranks.reseed_data(task, spec, rank)
     plan.apply_model(task)
-    tracker = None
-    if spec.track != "samples":
-        tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
-        tracker.start(task.model)
-        for nbytes, category, module, label in plan.opaque_bytes(task):
-            tracker.add_opaque(nbytes, category, module, label)
-        sampler.tracker = tracker
-        emitter.sources.append(tracker.take_messages)
+    tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index)
     emitter.send({"type": "run_started", "spec": spec.to_dict(), "rank": rank,
                   "world_size": world_size,
                   "environment": environment.describe(nvml, spec.device),
