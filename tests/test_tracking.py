@@ -225,3 +225,37 @@ def test_tracking_many_steps_leaks_neither_tensors_nor_hooks():
         assert rss[-1] - rss[1] < 100 * 2**20
     finally:
         tracker.stop()
+
+
+def test_only_ops_that_can_allocate_are_looked_at():
+    """Views and in-place ops return their input's storage and are skipped; an
+    ``out=`` overload or a resize can allocate, so those are always looked at."""
+    from memviz.tracking.tracker import makes_storage
+
+    aten = torch.ops.aten
+    assert not makes_storage(aten.view.default)
+    assert not makes_storage(aten.add_.Tensor)
+    assert not makes_storage(aten.split.Tensor)
+    assert makes_storage(aten.add.Tensor)
+    assert makes_storage(aten.add.out)
+    assert makes_storage(aten.resize_.default)
+    assert makes_storage(aten.max.dim)
+
+
+def test_an_out_argument_resized_by_the_op_is_an_allocation():
+    tracker = TensorTracker(time.monotonic, time.monotonic())
+    tracker.start(torch.nn.Linear(2, 2))
+    try:
+        before = tracker.total
+        a = torch.ones(10, 30)
+        out = torch.empty(0)  # no bytes yet: nothing to track
+        assert tracker.total == before + a.nbytes
+        torch.add(a, a, out=out)  # the op resizes it to 10 × 30 floats
+        assert tracker.total == before + 2 * a.nbytes
+        view = out.view(300)  # a view: no new bytes
+        view.mul_(2)  # in place: no new bytes
+        assert tracker.total == before + 2 * a.nbytes
+        del out, view
+        assert tracker.total == before + a.nbytes
+    finally:
+        tracker.stop()

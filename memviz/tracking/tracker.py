@@ -52,24 +52,55 @@ def _storage_key(t: torch.Tensor):
     return st, st._cdata
 
 
+_RESIZING = ("resize_", "resize_as_", "set_", "_resize_output_")
+
+
+def makes_storage(func) -> bool:
+    """Whether ``func`` can return a storage that did not exist before it ran.
+
+    Views and in-place ops return their input's storage: about half of a training
+    step's ops, and checking their outputs would cost a storage lookup each. An
+    ``out=`` overload or a resize may allocate, so those are always checked.
+    """
+    schema = func._schema
+    if any(r.alias_info is None for r in schema.returns):
+        return True
+    return (any(a.is_out for a in schema.arguments)
+            or func._opname.startswith(_RESIZING))
+
+
 class _Dispatch(TorchDispatchMode):
     def __init__(self, tracker: TensorTracker) -> None:
         super().__init__()
         self.tracker = tracker
+        # OpOverload -> its op string id, or -1 when it never makes a storage
+        self.op_ids: dict[object, int] = {}
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # The tracker never runs under torch.compile, and the wrapper that keeps
+        # dynamo out of __torch_dispatch__ costs about 2 µs an op.
+        return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        tracker = self.tracker
-        if type(out) is torch.Tensor or isinstance(out, torch.Tensor):
-            tracker._seen(out, func)
+        out = func._op(*args, **kwargs) if kwargs else func._op(*args)
+        op = self.op_ids.get(func)
+        if op is None:
+            op = self.op_ids[func] = (self.tracker.strings.id("op", func.__name__)
+                                      if makes_storage(func) else -1)
+        if op < 0:
+            return out
+        seen = self.tracker._seen
+        if isinstance(out, torch.Tensor):
+            seen(out, op)
         elif isinstance(out, tuple | list):
             for item in out:
                 if isinstance(item, torch.Tensor):
-                    tracker._seen(item, func)
+                    seen(item, op)
                 elif isinstance(item, tuple | list):
                     for sub in item:
                         if isinstance(sub, torch.Tensor):
-                            tracker._seen(sub, func)
+                            seen(sub, op)
         return out
 
 
@@ -88,10 +119,9 @@ class TensorTracker:
         self._rows: list[list] = []
         self._pending_row: dict[int, list] = {}  # id -> its alloc row, until the next take
         # string ids cached by the objects themselves: no formatting per allocation
-        self._dtype_ids: dict[torch.dtype, int] = {}
-        self._device_ids: dict[torch.device, int] = {}
+        self._dtype_device_ids: dict[tuple, tuple[int, int, str]] = {}
         self._shape_ids: dict[tuple, int] = {}
-        self._op_ids: dict[object, int] = {}
+        self._module_ids: dict[str, int] = {}
         self._hole_starts: list[int] = []  # free gaps below the extent, sorted by start
         self._hole_sizes: list[int] = []
         self.extent = 0  # the layout's top
@@ -202,12 +232,13 @@ class TensorTracker:
                 self.retag(t, category)
 
     # -- the bookkeeping ----------------------------------------------------------
-    def _seen(self, t: torch.Tensor, func) -> None:
+    def _seen(self, t: torch.Tensor, op: int) -> None:
+        """An op's output: a storage not seen before is an allocation."""
         if type(t) is not torch.Tensor and not is_plain(t):  # sparse, quantized, DTensor
             if not t.is_meta:
                 for part, _ in dense_parts(t):
                     if is_plain(part):
-                        self._seen(part, func)
+                        self._seen(part, op)
             return
         try:
             st = t.untyped_storage()
@@ -216,8 +247,7 @@ class TensorTracker:
         key = st._cdata
         if key in self._live or not st.nbytes() or t.is_meta:
             return
-        category = CODE["temporary"] if self.phase > 1 else CODE["other"]
-        self._register(t, st, key, category, func)
+        self._register(t, st, key, CODE["temporary"] if self.phase > 1 else CODE["other"], op)
 
     def retag(self, t: torch.Tensor, category: str, module: str | None = None) -> None:
         """Give ``t``'s storage this category, registering it if it is new to us
@@ -235,34 +265,34 @@ class TensorTracker:
             return
         entry = self._live.get(key)
         if entry is None:
-            self._register(t, st, key, CODE[category], "(existing)", module)
+            self._register(t, st, key, CODE[category], self.strings.id("op", "(existing)"),
+                           module)
         else:
             self._set_category(entry, CODE[category])
 
-    def _string_id(self, cache: dict, obj, table: str, text) -> int:
-        found = cache.get(obj)
-        if found is None:
-            found = cache[obj] = self.strings.id(table, text(obj))
-        return found
-
-    def _register(self, t: torch.Tensor, st, key: int, category: int, op,
+    def _register(self, t: torch.Tensor, st, key: int, category: int, op: int,
                   module: str | None = None) -> None:
-        """``op`` is the OpOverload that made the storage, or a label string."""
+        """``op`` is the string id of the op that made the storage."""
+        strings = self.strings
+        dtype_device = self._dtype_device_ids.get((t.dtype, t.device))
+        if dtype_device is None:
+            dtype_device = self._dtype_device_ids[(t.dtype, t.device)] = (
+                strings.id("dtype", str(t.dtype).removeprefix("torch.")),
+                strings.id("device", str(t.device)), t.device.type)
+        shape = self._shape_ids.get(t.shape)
+        if shape is None:
+            shape = self._shape_ids[t.shape] = strings.id(
+                "shape", "×".join(map(str, t.shape)) or "scalar")
+        if module is None:
+            stack = self.scope.stack if self.scope else None
+            module = stack[-1] if stack else ""
+        module_id = self._module_ids.get(module)
+        if module_id is None:
+            module_id = self._module_ids[module] = strings.id("module", module)
+        ref = weakref.ref(st, lambda _r, key=key: self._freed(key))
         with self.lock:
-            if module is None:
-                module = self.scope.current if self.scope else ""
-            labels = (
-                self._string_id(self._dtype_ids, t.dtype, "dtype",
-                                lambda d: str(d).removeprefix("torch.")),
-                self._string_id(self._shape_ids, tuple(t.shape), "shape",
-                                lambda shape: "×".join(map(str, shape)) or "scalar"),
-                self._string_id(self._device_ids, t.device, "device", str),
-                self.strings.id("module", module),
-                self._string_id(self._op_ids, op, "op", lambda o: o if isinstance(o, str)
-                                else str(o.__name__)),
-            )
-            ref = weakref.ref(st, lambda _r, key=key: self._freed(key))
-            self._insert(key, st.nbytes(), category, ref, st.data_ptr(), t.device.type, labels,
+            self._insert(key, st.nbytes(), category, ref, st.data_ptr(), dtype_device[2],
+                         (dtype_device[0], shape, dtype_device[1], module_id, op),
                          self._stack_id() if self.stacks else -1)
 
     def _insert(self, key: int, nbytes: int, category: int, ref, data_ptr: int,
@@ -354,7 +384,7 @@ class TensorTracker:
 
     def _stack_id(self) -> int:
         frames = []
-        frame = sys._getframe(3)
+        frame = sys._getframe(1)
         while frame is not None and len(frames) < STACK_DEPTH:
             filename = frame.f_code.co_filename
             if not any(s in filename for s in _SKIP_IN_STACKS):
