@@ -259,3 +259,51 @@ def test_an_out_argument_resized_by_the_op_is_an_allocation():
         assert tracker.total == before + a.nbytes
     finally:
         tracker.stop()
+
+
+def _allocations_by_phase(messages: list[dict]) -> dict[str, list[tuple[str, str]]]:
+    """{phase name: [(module, op)]} of the allocations in ``messages``."""
+    from memviz.tracking.tracker import ALLOC, PHASES
+
+    strings: dict[str, dict[int, str]] = {}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for message in messages:
+        if message["type"] == "strings":
+            for table, ident, value in message["entries"]:
+                strings.setdefault(table, {})[ident] = value
+        elif message["type"] == "tensor_events":
+            c = message["columns"]
+            for kind, phase, module, op in zip(c["kind"], c["phase"], c["module"], c["op"],
+                                               strict=True):
+                if kind == ALLOC:
+                    out.setdefault(PHASES[phase], []).append(
+                        (strings["module"][int(module)], strings["op"][int(op)]))
+    return out
+
+
+def test_backward_allocations_belong_to_the_module_whose_backward_makes_them():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    tracker = TensorTracker(time.monotonic, time.monotonic())
+    tracker.start(model)
+    try:
+        x = torch.randn(5, 8)
+        tracker.set_phase("forward", 0)
+        loss = model(x).square().sum()
+        tracker.set_phase("backward", 0)
+        loss.backward()
+        tracker.set_phase("", 0)
+        made = _allocations_by_phase(tracker.take_messages())
+    finally:
+        tracker.stop()
+    forward = {m for m, op in made["forward"] if op == "addmm.default"}
+    assert forward == {"0", "2"}
+    backward = {}
+    for module, op in made["backward"]:
+        backward.setdefault(op, set()).add(module)
+    # each Linear's backward makes its weight gradient with mm; the loss's
+    # square and sum run outside any module
+    assert backward["mm.default"] == {"0", "2"}
+    assert "" in backward["mul.Tensor"]
+    assert backward["threshold_backward.default"] == {"1"}
+    assert tracker.scope._marks == []  # dropped once backward is over
