@@ -60,7 +60,7 @@ _RESIZING = ("resize_", "resize_as_", "set_", "_resize_output_")
 def makes_storage(func) -> bool:
     """Whether ``func`` can return a storage that did not exist before it ran.
 
-    Views and in-place ops return their input's storage: about half of a training
+    Views and in-place ops return their input's storage: about 60 % of a training
     step's ops, and checking their outputs would cost a storage lookup each. An
     ``out=`` overload or a resize may allocate, so those are always checked.
     """
