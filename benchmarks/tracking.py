@@ -1,7 +1,8 @@
 """Tracking overhead on the default model's training step (gpt2-tiny, AdamW, 4 × 256).
 
-Every configuration runs in this one process, interleaved round by round. Each
-round compares a configuration's steps with the untracked steps of the same
+Every configuration runs in this one process, interleaved round by round, with
+the order rotated from round to round so that none always follows the same
+other. Each round compares a configuration's steps with the untracked steps of the same
 round, and the figure is the median of those ratios over the rounds: a shared
 VM's speed drifts by 20 % within a minute, which a ratio of medians taken over
 the whole run would report as overhead.
@@ -62,9 +63,10 @@ def measure(rounds: int = 20, steps: int = 2) -> list[Result]:
         train_step(task, optimizer)
     ratios: dict[str, list[float]] = {c: [] for c in CONFIGS}
     untracked: list[float] = []
-    for _ in range(rounds):
+    for round_no in range(rounds):
         medians = {}
-        for name in CONFIGS:
+        first = round_no % len(CONFIGS)  # each configuration takes every place in the order
+        for name in CONFIGS[first:] + CONFIGS[:first]:
             with _config(name, task.model) as tracker:
                 train_step(task, optimizer, tracker)  # warm-up inside the configuration
                 times = []

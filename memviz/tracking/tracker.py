@@ -150,7 +150,8 @@ class TensorTracker:
         self._grad_hooks: list = []
         self._hooked: set[int] = set()  # ids of parameters whose gradient is hooked
         self._opaque: list[torch.Tensor] = []
-        self._stack_ids: dict[tuple, int] = {}
+        self._stack_ids: dict[tuple, int] = {}  # ((code, line), ...) -> stack id
+        self._hidden_code: dict[object, bool] = {}  # code object -> left out of stacks
         self.new_stacks: list[list] = []
 
     # -- lifecycle ----------------------------------------------------------------
@@ -311,19 +312,30 @@ class TensorTracker:
             self._log.append((RETAG, entry, self.clock(), category, self.phase, self.step))
 
     def _stack_id(self) -> int:
+        """The id of the Python stack running now. Stacks repeat from step to step,
+        so they are looked up by their (code, line) pairs; only a stack not seen
+        before has its frames formatted and interned."""
         frames = []
         frame = sys._getframe(1)
+        hidden = self._hidden_code
         while frame is not None and len(frames) < STACK_DEPTH:
-            filename = frame.f_code.co_filename
-            if not any(s in filename for s in _SKIP_IN_STACKS):
-                frames.append(f"{filename}:{frame.f_lineno}:{frame.f_code.co_name}")
+            code = frame.f_code
+            skip = hidden.get(code)
+            if skip is None:
+                skip = hidden[code] = any(s in code.co_filename for s in _SKIP_IN_STACKS)
+            if not skip:
+                frames.append((code, frame.f_lineno))
             frame = frame.f_back
-        with self.lock:  # the string tables are shared with the taking thread
-            ids = tuple(self.strings.id("frame", f) for f in frames)
-            found = self._stack_ids.get(ids)
-            if found is None:
-                found = self._stack_ids[ids] = len(self._stack_ids)
-                self.new_stacks.append([found, list(ids)])
+        key = tuple(frames)
+        found = self._stack_ids.get(key)
+        if found is None:
+            with self.lock:  # the string tables are shared with the taking thread
+                found = self._stack_ids.get(key)
+                if found is None:
+                    ids = [self.strings.id("frame", f"{code.co_filename}:{line}:{code.co_name}")
+                           for code, line in frames]
+                    found = self._stack_ids[key] = len(self._stack_ids)
+                    self.new_stacks.append([found, ids])
         return found
 
     # -- the pass over the log --------------------------------------------------------
