@@ -2,10 +2,10 @@
 
 Every configuration runs in this one process, interleaved round by round, with
 the order rotated from round to round so that none always follows the same
-other. Each round compares a configuration's steps with the untracked steps of the same
-round, and the figure is the median of those ratios over the rounds: a shared
-VM's speed drifts by 20 % within a minute, which a ratio of medians taken over
-the whole run would report as overhead.
+other. Each round compares a configuration's steps with the untracked steps of
+the same round, and the figure is the median of those ratios over the rounds: a
+shared VM's speed drifts by 20 % or more within a minute, which a ratio of
+medians over the whole run would report as overhead.
 """
 
 from __future__ import annotations

@@ -121,6 +121,8 @@ class TensorTracker:
         self.t0 = t0
         self.stacks = stacks
         self.strings = Interner()
+        self._existing_op = self.strings.id("op", "(existing)")  # tensors made before tracking
+        self._packed_op = self.strings.id("op", "(packed)")  # bytes behind a C++ object
         # Guards the pass over the log and the taking of events. Re-entrant: a GC
         # pass can run a free callback on the thread that holds it.
         self.lock = threading.RLock()
@@ -231,13 +233,8 @@ class TensorTracker:
         reported once at their true size and live to the end of the run."""
         holder = torch.empty(0)  # stands in for the storage; kept alive by the tracker
         self._opaque.append(holder)
-        code = CODE[category]
-        entry = [next(self._ids), nbytes, code, None, 0, -1, code, "cpu"]
-        with self.lock:  # the op string is new to the table
-            op = self.strings.id("op", "(packed)")
-        self._log.append((ALLOC, entry, self.clock(), code, "packed", "cpu", label, module, op,
-                          self.phase, self.step, -1))
-        self._live[id(holder)] = entry
+        self._add(id(holder), nbytes, CODE[category], None, 0, "packed", "cpu", label, module,
+                  self._packed_op, -1)
 
     def tag(self, tensors: Iterable[torch.Tensor], category: str) -> None:
         for t in tensors:
@@ -282,23 +279,26 @@ class TensorTracker:
             return
         entry = self._live.get(key)
         if entry is None:
-            with self.lock:  # the op string may be new to the table
-                op = self.strings.id("op", "(existing)")
-            self._register(t, st, key, nbytes, CODE[category], op, module)
+            self._register(t, st, key, nbytes, CODE[category], self._existing_op, module)
         else:
             self._set_category(entry, CODE[category])
 
     def _register(self, t: torch.Tensor, st, key: int, nbytes: int, category: int, op: int,
                   module: str | None = None) -> None:
         """A new live storage; ``op`` is the string id of the op that made it."""
-        entry = [next(self._ids), nbytes, category, None, st.data_ptr(), -1, category, ""]
-        entry[REF] = weakref.ref(st, lambda _r, key=key: self._freed(key))
         if module is None:
             module = self.scope.current() if self.scope else ""
-        # Logged before it is findable: no retag or free of it can be logged first.
-        self._log.append((ALLOC, entry, self.clock(), category, t.dtype, t.device, t.shape,
-                          module, op, self.phase, self.step,
-                          self._stack_id() if self.stacks else -1))
+        self._add(key, nbytes, category, weakref.ref(st, lambda _r, key=key: self._freed(key)),
+                  st.data_ptr(), t.dtype, t.device, t.shape, module, op,
+                  self._stack_id() if self.stacks else -1)
+
+    def _add(self, key: int, nbytes: int, category: int, ref, data_ptr: int, dtype, device,
+             shape, module: str, op: int, stack: int) -> None:
+        """Log a new live allocation, then make it findable by ``key``: no retag or
+        free of it can be logged before it."""
+        entry = [next(self._ids), nbytes, category, ref, data_ptr, -1, category, ""]
+        self._log.append((ALLOC, entry, self.clock(), category, dtype, device, shape,
+                          module, op, self.phase, self.step, stack))
         self._live[key] = entry
 
     def _freed(self, key: int) -> None:
@@ -413,10 +413,10 @@ class TensorTracker:
     def _dtype_device_id(self, dtype, device) -> tuple[int, int, str]:
         found = self._dtype_device_ids.get((dtype, device))
         if found is None:
-            device = torch.device(device)
+            as_device = torch.device(device)  # a packed holder names its device by string
             found = self._dtype_device_ids[(dtype, device)] = (
                 self.strings.id("dtype", str(dtype).removeprefix("torch.")),
-                self.strings.id("device", str(device)), device.type)
+                self.strings.id("device", str(as_device)), as_device.type)
         return found
 
     def _shape_id(self, shape) -> int:

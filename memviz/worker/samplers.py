@@ -98,7 +98,7 @@ class MemorySampler(threading.Thread):
     def _tracked(self) -> tuple[float, ...]:
         if self.tracker is None:
             return (NAN,) * (1 + len(CATEGORIES))
-        by_category = list(self.tracker.live_by_category)
+        by_category = self.tracker.live_by_category  # a copy, up to now
         return (float(sum(by_category)), *map(float, by_category))
 
     def take_step_peak(self) -> int:
