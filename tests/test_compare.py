@@ -121,7 +121,7 @@ def test_a_capped_worker_is_killed_not_the_machine():
     from memviz.compare.fit import run_capped
 
     run = run_capped(RunSpec(model="gpt2-tiny", steps=50, batch_size=8), 300 << 20)
-    assert run.state == "failed" and run.error["kind"] == "cap"
+    assert run.state == "failed" and run.error["kind"] == "oom"
     assert "over the memory cap of 300 MiB" in run.error["message"]
     assert len(run.steps) < 50
 

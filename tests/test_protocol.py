@@ -24,7 +24,8 @@ from memviz.protocol.messages import (
 from memviz.protocol.transport import Connection, ConnectionClosed
 
 EXAMPLES = {
-    "hello": {"protocol": 1, "memviz_version": __version__, "token": "abc", "role": "worker"},
+    "hello": {"protocol": 2, "nonce": "0" * 32, "role": "worker"},
+    "proof": {"mac": "ab" * 32, "memviz_version": __version__},
     "start": {"spec": {"model": "gpt2-tiny", "steps": 3}},
     "stop": {},
     "run_started": {"spec": {"model": "m"}, "environment": {"torch": "2.13.0"},
@@ -179,42 +180,150 @@ def test_payload_that_is_not_a_list_of_messages_is_refused():
         decode_payload(encode_payload({"type": "stop"}))  # type: ignore[arg-type]
 
 
-def _handshake_pair(token_a: str, token_b: str, version_b: int = handshake.PROTOCOL_VERSION):
+class _Recording(Connection):
+    """A connection that keeps every byte it sent."""
+
+    def __init__(self, sock) -> None:
+        super().__init__(sock)
+        self.sent = bytearray()
+
+    def send_frame(self, frame: bytes) -> None:
+        self.sent += frame
+        super().send_frame(frame)
+
+
+def _handshake_pair(token_a: str, token_b: str, role_a: str = "worker",
+                    role_b: str = "controller") -> tuple[dict, dict]:
+    """Both sides of a real handshake over a socket pair: (a's result, b's result),
+    each the peer dict or the exception raised."""
     a, b = socket.socketpair()
-    ca, cb = Connection(a), Connection(b)
-    result: dict = {}
+    ca, cb = _Recording(a), _Recording(b)
+    results: dict = {}
 
-    def side_b() -> None:
-        hello = handshake.hello(token_b, "controller")
-        hello["protocol"] = version_b
-        cb.send([hello])
+    def side(name, conn, token, role) -> None:
         try:
-            result["b_got"] = cb.receive()
+            results[name] = handshake.perform(conn, token, role, deadline_s=10)
         except Exception as exc:
-            result["b_error"] = exc
+            results[name] = exc
+            conn.close()
 
-    thread = threading.Thread(target=side_b)
+    thread = threading.Thread(target=side, args=("b", cb, token_b, role_b))
+    thread.start()
+    side("a", ca, token_a, role_a)
+    thread.join(15)
+    results["sent"] = bytes(ca.sent) + bytes(cb.sent)
+    results["a_sent"] = bytes(ca.sent)
+    return results["a"], results["b"], results
+
+
+def test_handshake_proves_both_sides_without_sending_the_token():
+    token = handshake.new_token()
+    a, b, seen = _handshake_pair(token, token)
+    assert a == {"role": "controller", "memviz_version": __version__}
+    assert b == {"role": "worker", "memviz_version": __version__}
+    assert token.encode() not in seen["sent"]
+
+
+def test_a_worker_refuses_a_wrong_proof_and_says_nothing_but_its_nonce():
+    a, _b, seen = _handshake_pair("secret", "guess")
+    assert isinstance(a, handshake.AuthenticationError)
+    assert "could not prove" in str(a)
+    said = decode_payload(seen["a_sent"][4:])
+    assert said == [{"type": "hello", "protocol": handshake.PROTOCOL_VERSION,
+                     "nonce": said[0]["nonce"], "role": "worker"}]
+    assert len(seen["a_sent"]) == 4 + len(encode_payload(said))  # one frame, nothing after
+
+
+def test_a_controller_refuses_a_worker_with_the_wrong_token():
+    a, b, _ = _handshake_pair("guess", "secret")
+    assert isinstance(b, handshake.AuthenticationError | ConnectionClosed)
+    assert isinstance(a, handshake.AuthenticationError)
+
+
+def test_two_controllers_or_two_workers_do_not_pair():
+    a, _, _ = _handshake_pair("s", "s", role_a="controller", role_b="controller")
+    assert isinstance(a, ProtocolError) and "cannot be driven" in str(a)
+    a, _, _ = _handshake_pair("s", "s", role_a="worker", role_b="program")
+    assert isinstance(a, ProtocolError) and "cannot be driven" in str(a)
+
+
+def _peer_says(frames: list[bytes], *, role: str = "worker", deadline_s: float = 10,
+               pause: float = 0.0):
+    """What ``handshake.perform`` on one side makes of a scripted peer."""
+    a, b = socket.socketpair()
+    conn = Connection(a)
+
+    def script() -> None:
+        import time
+
+        try:
+            for frame in frames:
+                b.sendall(frame)
+                time.sleep(pause)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=script, daemon=True)
     thread.start()
     try:
-        return handshake.perform(ca, token_a, "worker")
+        return handshake.perform(conn, "secret", role, deadline_s=deadline_s)
+    except Exception as exc:
+        return exc
     finally:
-        thread.join(5)
+        b.close()
+        a.close()
 
 
-def test_handshake_accepts_matching_token_and_version():
-    peer = _handshake_pair("secret", "secret")
-    assert peer["role"] == "controller"
-    assert peer["memviz_version"] == __version__
-
-
-def test_handshake_refuses_wrong_token():
-    with pytest.raises(ProtocolError, match="wrong token"):
-        _handshake_pair("secret", "guess")
+def _hello(**fields) -> bytes:
+    return encode_frame([{"type": "hello", "protocol": handshake.PROTOCOL_VERSION,
+                          "nonce": "1" * 32, "role": "controller", **fields}])
 
 
 def test_handshake_refuses_other_protocol_version():
-    with pytest.raises(ProtocolError, match="protocol version mismatch"):
-        _handshake_pair("secret", "secret", version_b=99)
+    old = encode_frame([{"type": "hello", "protocol": 1, "memviz_version": "0.1",
+                         "token": "abc", "role": "controller"}])
+    result = _peer_says([old])
+    assert isinstance(result, ProtocolError)
+    assert "protocol version mismatch: this side speaks 2, the peer speaks 1" in str(result)
+
+
+def test_a_peer_replaying_our_own_proof_is_refused():
+    """A reflected proof names the wrong sender role, so it never verifies."""
+    a, b = socket.socketpair()
+    conn = Connection(a)
+    peer = Connection(b)
+
+    def reflector() -> None:
+        (hello,) = peer.receive()
+        peer.send([{**hello, "role": "controller"}])  # its own nonce back, as a controller
+        # the worker waits for the controller's proof: send the one it would make itself
+        mac = handshake.proof("secret", "worker", hello["nonce"], hello["nonce"])
+        peer.send([{"type": "proof", "mac": mac, "memviz_version": "x"}])
+
+    thread = threading.Thread(target=reflector, daemon=True)
+    thread.start()
+    with pytest.raises(handshake.AuthenticationError):
+        handshake.perform(conn, "secret", "worker")
+    thread.join(5)
+
+
+def test_a_large_frame_before_authentication_is_refused_unread():
+    header = struct.pack(">I", 32 * 1024 * 1024)
+    result = _peer_says([header + b"\x80" * 1024])
+    assert isinstance(result, FrameError)
+    assert "allowed here" in str(result) and str(handshake.PRE_AUTH_MAX_FRAME) in str(result)
+
+
+def test_a_peer_trickling_bytes_is_cut_off_at_the_deadline():
+    frame = _hello()
+    trickle = [frame[i:i + 1] for i in range(len(frame))]
+    result = _peer_says(trickle, deadline_s=1.0, pause=0.3)
+    assert isinstance(result, handshake.HandshakeTimeout)
+
+
+def test_a_hello_without_a_nonce_is_refused():
+    result = _peer_says([_hello(nonce="short")])
+    assert isinstance(result, ProtocolError) and "nonce" in str(result)
 
 
 def test_frames_of_splits_a_burst_into_frames_under_the_target():

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from ..core.spec import SpecError
 from .formatting import table
-from .run_cmd import add_spec_arguments, spec_from_args
+from .outputs import check_output
+from .run_cmd import add_cap_argument, add_spec_arguments, spec_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser)
+    add_cap_argument(parser)
     parser.set_defaults(steps=6)
     parser.add_argument("--set", action="append", default=[], dest="sets",
                         metavar="NAME[:k=v],...",
@@ -38,9 +40,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import Comparison, each_alone, sets_from_texts
     from ..compare.html_report import write as write_html
     from ..compare.results import TABLE_HEADERS, entries, table_rows
+    from ..session.memory_cap import parse_cap
 
     try:
         base = spec_from_args(args)
+        cap = None if args.memory_cap == "auto" else parse_cap(args.memory_cap, base.device)
         if args.preset and args.sets:
             raise SpecError("give --set or --preset, not both")
         sets = each_alone(base) if args.preset == "each" else sets_from_texts(args.sets)
@@ -51,8 +55,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if why:
                 raise SpecError(f"set {candidate.name!r}: {why}")
         for path in (args.output, args.summary, args.save):
-            if path and Path(path).exists() and not args.force:
-                raise SpecError(f"{path} exists (use --force to overwrite it)")
+            check_output(path, overwrite=args.force)
     except SpecError as exc:
         print(f"memviz compare: {exc}", file=sys.stderr)
         return 2
@@ -60,7 +63,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     folder = tempfile.TemporaryDirectory(prefix="memviz-compare-") if args.save else None
     comparison = Comparison(base, sets, greedy=args.preset == "greedy",
-                            record_to=folder.name if folder else None)
+                            record_to=folder.name if folder else None, memory_cap=cap)
 
     def started(result, number: int, planned: int) -> None:
         estimate = result.estimate

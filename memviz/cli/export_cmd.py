@@ -20,15 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ..core.spec import SpecError
     from ..snapshot import SnapshotError, exports, open_run
     from ..snapshot.torch_export import write
+    from .outputs import check_output
 
-    if Path(args.output).exists() and not args.force:
-        print(f"memviz: error: {args.output} exists (use --force to overwrite)", file=sys.stderr)
-        return 2
     try:
+        check_output(args.output, overwrite=args.force, folder=args.to == "csv")
         run = open_run(args.file)
-    except SnapshotError as exc:
+    except (SnapshotError, SpecError) as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.output)

@@ -9,7 +9,7 @@ from .. import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .run_cmd import add_spec_arguments
+    from .run_cmd import add_cap_argument, add_spec_arguments
 
     parser = argparse.ArgumentParser(
         prog="memviz", description="Where the memory of a language model goes, measured live."
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run two steps of the model in a real worker, save a screenshot, exit")
     run = sub.add_parser("run", help="run headless and print a summary")
     add_spec_arguments(run)
+    add_cap_argument(run)
     run.add_argument("--summary", metavar="JSON", help="write the summary here")
     run.add_argument("-o", "--output", metavar="FILE.memviz",
                      help="record the run to this snapshot file")

@@ -12,7 +12,7 @@ from ..core.run import Run
 from ..core.spec import OPTIMIZERS, RunSpec, SpecError
 from ..core.summary import build_summary
 from ..session import WorkerSession
-from ..techniques import check_techniques, parse_technique
+from ..techniques import parse_technique, preflight
 from .formatting import human_bytes, table
 
 
@@ -46,8 +46,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         seed=args.seed, data=args.data, max_new_tokens=args.max_new_tokens,
         sample_hz=args.sample_hz, track=args.track,
         techniques=[parse_technique(text) for text in args.technique],
-    ).validate()
-    check_techniques(spec)
+    )
+    preflight(spec)
     return spec
 
 
@@ -111,9 +111,51 @@ def print_summary(summary: dict) -> None:
               f"{summary['tokens_per_second']:.0f} tokens/s")
 
 
+def add_cap_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--memory-cap", default="auto", metavar="SIZE|auto|none",
+                        help="stop a run whose memory passes this (RSS on CPU, GPU memory on "
+                             "CUDA; default auto: 80%% of the memory available at start)")
+
+
+EXIT_CODES = {"oom": 3, "option": 2, "model": 2}
+EXIT_INTERRUPTED = 130
+
+
+def exit_code(run: Run) -> int:
+    if run.state != "failed":
+        return 0
+    return EXIT_CODES.get((run.error or {}).get("kind", ""), 1)
+
+
+def wait_for(session: WorkerSession, run: Run, progress: Progress) -> bool:
+    """Follow the run to its end; True if the user stopped it with Ctrl-C (a second
+    Ctrl-C kills the worker at once)."""
+    interrupted = False
+    while True:
+        try:
+            while not session.wait(0.1):
+                progress.update(run)
+            return interrupted
+        except KeyboardInterrupt:
+            if interrupted:
+                session.kill()
+                continue
+            interrupted = True
+            progress.close()
+            print("memviz: stopping at the next phase (Ctrl-C again to kill the worker)",
+                  file=sys.stderr, flush=True)
+            session.request_stop()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..session.memory_cap import parse_cap
+    from .outputs import check_output
+
     try:
         spec = spec_from_args(args)
+        cap = parse_cap(args.memory_cap, spec.device)
+        check_output(args.summary)
+        check_output(args.output, overwrite=args.force)
     except SpecError as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
@@ -127,15 +169,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (FileExistsError, OSError) as exc:
             print(f"memviz: error: {exc}", file=sys.stderr)
             return 2
-    session = WorkerSession(run, recorder=recorder)
+    session = WorkerSession(run, recorder=recorder, memory_cap=cap)
     session.start()
     progress = Progress(spec.steps)
-    try:
-        while not session.wait(0.1):
-            progress.update(run)
-    except KeyboardInterrupt:
-        session.request_stop()
-        session.wait(10)
+    interrupted = wait_for(session, run, progress)
     progress.update(run)
     progress.close()
     summary = build_summary(run)
@@ -146,6 +183,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if run.state == "failed":
         assert run.error is not None
         print(f"memviz: error: {run.error['message']}", file=sys.stderr)
-        return 1
+        oom = summary.get("oom")
+        if oom:
+            print_oom(oom)
+        return exit_code(run)
     print_summary(summary)
+    if interrupted:
+        print(f"memviz: stopped after {len(run.steps)} of {spec.steps} steps", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
+
+
+def print_oom(oom: dict) -> None:
+    """What was live at the last moment before memory ran out (stderr)."""
+    lines = [f"live at the last moment ({oom['t']:.2f} s): "
+             f"{human_bytes(oom['tracked_bytes'])} tracked"]
+    lines += [f"  {name:<20} {human_bytes(b)}" for name, b in oom["by_category"].items()]
+    if oom["by_module"]:
+        lines.append("largest modules:")
+        lines += [f"  {name[:48]:<48} {human_bytes(b)}" for name, b in oom["by_module"][:5]]
+    print("\n".join(lines), file=sys.stderr)

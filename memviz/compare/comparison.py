@@ -17,6 +17,7 @@ from ..core.run import Run
 from ..core.spec import RunSpec
 from ..core.summary import build_summary
 from ..session import WorkerSession
+from ..session.memory_cap import MemoryCap
 from .sets import GREEDY_MIN_SAVING, TechniqueSet, greedy_candidates, parse_set
 
 
@@ -55,10 +56,12 @@ class Comparison:
                  greedy: bool = False,
                  make_session: Callable[[Run], WorkerSession] | None = None,
                  next_run_id: Callable[[], int] | None = None,
-                 record_to: str | None = None) -> None:
+                 record_to: str | None = None, memory_cap: MemoryCap | None = None) -> None:
         """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack.
         ``record_to``: a folder where each set's run is recorded (to save the whole
-        comparison in one file afterwards)."""
+        comparison in one file afterwards). ``memory_cap``: each set's (default: a
+        share of the memory available when the set starts)."""
+        self.memory_cap = memory_cap
         self.base = base.validate()
         self.greedy = greedy
         self.pending: list[TechniqueSet] = list(sets or [TechniqueSet("baseline")])
@@ -120,12 +123,13 @@ class Comparison:
 
     def _recorded_session(self, run: Run) -> WorkerSession:
         if self.record_to is None:
-            return WorkerSession(run)
+            return WorkerSession(run, memory_cap=self.memory_cap)
         from ..snapshot import Recorder
 
         path = f"{self.record_to}/set-{run.run_id}.memviz"
         run.snapshot_path = path
-        return WorkerSession(run, recorder=Recorder(path, run.spec.to_dict(), overwrite=True))
+        return WorkerSession(run, recorder=Recorder(path, run.spec.to_dict(), overwrite=True),
+                             memory_cap=self.memory_cap)
 
     def _plan_greedy_round(self) -> None:
         """After a round: keep its best set if it saved enough, then try the next."""

@@ -20,6 +20,7 @@ from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..core.summary import build_summary
 from ..session import WorkerSession
+from ..session.memory_cap import MemoryCap
 from .sets import GREEDY_CANDIDATES, TechniqueSet, parse_set, runnable
 
 PROBE_STEPS = 2
@@ -73,7 +74,7 @@ def measured_peak(run: Run, summary: dict | None = None) -> int | None:
 def run_capped(spec: RunSpec, limit: int, cancel: threading.Event | None = None) -> Run:
     """Run ``spec`` in a fresh worker that is killed if its memory passes ``limit``."""
     run = Run(spec)
-    session = WorkerSession(run, memory_cap_bytes=limit)
+    session = WorkerSession(run, memory_cap=MemoryCap(limit, spec.device.startswith("cuda")))
     session.start()
     while not session.wait(0.2):
         if cancel is not None and cancel.is_set():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.spec import OPTIMIZERS, RunSpec, SpecError
-from ..techniques import TECHNIQUES, applicability, check_techniques, parse_technique
+from ..techniques import TECHNIQUES, applicability, parse_technique, preflight
 
 OVERRIDABLE = {"optimizer": OPTIMIZERS}
 # Greedy candidates: techniques that keep the model's quality class (no pruning or
@@ -71,7 +71,7 @@ def parse_set(text: str) -> TechniqueSet:
 def runnable(base: RunSpec, candidate: TechniqueSet) -> str | None:
     """Why ``candidate`` cannot run on ``base`` (None when it can)."""
     try:
-        check_techniques(candidate.spec(base).validate())
+        preflight(candidate.spec(base))
     except SpecError as exc:
         return str(exc)
     return None

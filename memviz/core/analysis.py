@@ -127,13 +127,14 @@ def moment(log: TensorLog, t: float, keep: np.ndarray | None = None) -> Moment:
     idx, nbytes = idx[order], nbytes[order]
     cats = rows.column("category")[idx]
     by_cat = np.bincount(cats, weights=nbytes, minlength=len(CATEGORIES))
-    mods = rows.column("module")[idx]
+    # module ids shifted by one: -1 (an imported snapshot knows no module) is bin 0
+    mods = rows.column("module")[idx].astype(np.int64) + 1
     by_mod = np.bincount(mods, weights=nbytes) if len(mods) else np.zeros(0)
-    top = np.argsort(-by_mod)
+    top = np.argsort(-by_mod, kind="stable")
     return Moment(
         t=t, rows=idx,
         by_category={c: int(by_cat[i]) for i, c in enumerate(CATEGORIES) if by_cat[i]},
-        by_module=[(log.string("module", int(m)) or "(outside any module)", int(by_mod[m]))
+        by_module=[(log.string("module", int(m) - 1) or "(outside any module)", int(by_mod[m]))
                    for m in top if by_mod[m] > 0],
         total=int(nbytes.sum()),
     )
@@ -153,11 +154,12 @@ def module_stats(log: TensorLog, forward_code: int, backward_code: int) -> list[
     n = len(rows)
     if not n:
         return []
-    modules = rows.column("module").astype(np.int64)
+    # shifted by one: -1 (no module known, as in an imported snapshot) is group 0
+    modules = rows.column("module").astype(np.int64) + 1
     nbytes = rows.column("nbytes")
     phase = rows.column("phase")
     category = rows.column("category")
-    count = len(log.strings["module"])
+    count = len(log.strings["module"]) + 1
     allocated = np.bincount(modules, weights=nbytes, minlength=count)
     activations = np.bincount(modules[category == CATEGORIES.index("activation")],
                               weights=nbytes[category == CATEGORIES.index("activation")],
@@ -167,8 +169,8 @@ def module_stats(log: TensorLog, forward_code: int, backward_code: int) -> list[
         sel = np.flatnonzero(phase == code)
         peaks[code] = _group_peaks(modules[sel], rows.column("t_alloc")[sel],
                                    rows.column("t_free")[sel], nbytes[sel], count)
-    return [ModuleStats(log.string("module", m) or "(outside any module)", int(allocated[m]),
-                        int(activations[m]), int(peaks[forward_code][m]),
+    return [ModuleStats(log.string("module", m - 1) or "(outside any module)",
+                        int(allocated[m]), int(activations[m]), int(peaks[forward_code][m]),
                         int(peaks[backward_code][m]))
             for m in range(count) if allocated[m]]
 

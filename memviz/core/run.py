@@ -15,6 +15,11 @@ from .columns import Columns
 from .spec import RunSpec
 from .tensors import TensorLog
 
+ERROR_FIELDS = ("kind", "message", "traceback")
+# optional figures of a failure: when it happened (the worker's clock), the size of
+# the request the allocator refused, the cap a run passed and the memory it reached
+ERROR_DETAILS = ("t", "request_bytes", "cap_bytes", "peak_bytes")
+
 
 @dataclass
 class Phase:
@@ -137,7 +142,7 @@ class Run:
         self.log.append(LogLine(float(msg["t"]), msg["level"], msg["text"]))
 
     def _on_error(self, msg: dict) -> None:
-        self.error = {k: msg[k] for k in ("kind", "message", "traceback")}
+        self.error = {k: msg[k] for k in (*ERROR_FIELDS, *ERROR_DETAILS) if k in msg}
         self.state = "failed"
 
     def _on_run_done(self, msg: dict) -> None:
@@ -156,13 +161,15 @@ class Run:
             self.revision += 1
             return self.ranks[rank]
 
-    def fail(self, kind: str, message: str, traceback: str = "") -> None:
-        """Mark the run failed (worker died, connection broke) unless it already ended."""
+    def fail(self, kind: str, message: str, traceback: str = "", **details: Any) -> None:
+        """Mark the run failed (worker died, connection broke) unless it already ended.
+        ``details``: figures of the failure (ERROR_DETAILS), such as an OOM's cap."""
         with self.lock:
             if self.state in ("finished", "stopped"):
                 return
             if self.error is None:
-                self.error = {"kind": kind, "message": message, "traceback": traceback}
+                self.error = {"kind": kind, "message": message, "traceback": traceback,
+                              **{k: v for k, v in details.items() if k in ERROR_DETAILS}}
             self.state = "failed"
             self.revision += 1
 

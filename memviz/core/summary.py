@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .oom import last_moment
 from .run import Run
 
 
@@ -99,4 +100,6 @@ def build_summary(run: Run) -> dict[str, Any]:
             "tokens_per_second": (
                 sum(s.tokens for s in run.steps) / sum(seconds) if sum(seconds) > 0 else None
             ),
+            "error_kind": run.error["kind"] if run.error else None,
+            "oom": last_moment(run),
         }

@@ -144,10 +144,11 @@ class AllocationView(pg.PlotWidget):
 
     def _groups(self, log, rows) -> dict:
         if self.colour_by == "module":
-            modules = log.rows.column("module")[rows]
-            weights = np.bincount(modules, weights=log.rows.column("nbytes")[rows]) \
+            modules = log.rows.column("module")[rows].astype(np.int64)
+            # shifted by one: -1 (no module known, an imported snapshot) is bin 0
+            weights = np.bincount(modules + 1, weights=log.rows.column("nbytes")[rows]) \
                 if len(modules) else np.zeros(0)
-            top = [int(m) for m in np.argsort(-weights)[: len(MODULE_PALETTE) - 1]
+            top = [int(m) - 1 for m in np.argsort(-weights)[: len(MODULE_PALETTE) - 1]
                    if weights[m] > 0]
             out = {}
             for i, m in enumerate(top):

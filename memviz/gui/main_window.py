@@ -28,7 +28,7 @@ from .. import __version__
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
-from ..techniques import check_techniques
+from ..techniques import preflight
 from .alloc_view import AllocationView
 from .axes import format_bytes
 from .comparison_view import ComparisonView, sets_from_text
@@ -364,8 +364,7 @@ class MainWindow(QMainWindow):
             return None
         spec = spec or self.run_panel.spec()
         try:
-            spec.validate()
-            check_techniques(spec)  # a wrong combination is refused before a worker starts
+            preflight(spec)  # what cannot run is refused before a worker starts
         except SpecError as exc:
             self._show_error(f"Cannot run: {exc}")
             return None

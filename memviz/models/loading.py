@@ -121,11 +121,17 @@ def _import_factory(target: str) -> Any:
         sys.modules[mod_name] = module
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            raise ModelLoadError(f"importing {module_part} called sys.exit({exc.code!r}): "
+                                 "a factory file must define a function, not run") from None
         except Exception as exc:
             raise ModelLoadError(f"importing {module_part} failed: {_one_line(exc)}") from None
     else:
         try:
             module = importlib.import_module(module_part)
+        except SystemExit as exc:
+            raise ModelLoadError(f"importing {module_part} called sys.exit({exc.code!r})") \
+                from None
         except Exception as exc:
             raise ModelLoadError(f"cannot import {module_part}: {_one_line(exc)}") from None
     func = getattr(module, func_name, None)
@@ -138,6 +144,9 @@ def load_factory(target: str, spec: RunSpec, dtype: torch.dtype) -> Task:
     func = _import_factory(target)
     try:
         made = func()
+    except SystemExit as exc:
+        raise ModelLoadError(f"factory {target} called sys.exit({exc.code!r}) instead of "
+                             "returning a model") from None
     except Exception as exc:
         raise ModelLoadError(f"factory {target} raised {_one_line(exc)}") from None
     extras: dict[str, Any] = {}

@@ -1,57 +1,94 @@
-"""The first exchange on a connection: versions and the per-run token.
+"""The first exchange on a connection: mutual proof of the shared token.
 
-Each side sends ``hello`` first, then reads the peer's. A peer that speaks
-another protocol version or shows the wrong token is refused with a message
-that says which; the token is compared in constant time.
+The token never travels. Each side sends ``hello`` with its protocol version
+and a fresh random nonce, then proves that it knows the token with an HMAC over
+its role and both nonces (``proof``). The controller proves first; a worker, a
+rank or a recorded program proves only after it has checked the controller's
+proof, so a side that runs code or holds data says nothing but its nonce to a
+peer that has not proven itself. Binding the sender's role and both fresh
+nonces into each proof stops a proof from being replayed or reflected.
+
+Until the peer is proven its frames are capped at ``PRE_AUTH_MAX_FRAME`` bytes
+and the whole exchange at ``HANDSHAKE_DEADLINE_S``, however slowly the peer
+trickles its bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import re
 import secrets
+import time
 
 from .. import __version__
 from .messages import ProtocolError
-from .transport import Connection
+from .transport import Connection, HandshakeTimeout
 
-PROTOCOL_VERSION = 1
-HANDSHAKE_TIMEOUT_S = 30.0
+__all__ = ["AuthenticationError", "HandshakeTimeout", "new_token", "perform", "proof"]
+
+PROTOCOL_VERSION = 2
+HANDSHAKE_DEADLINE_S = 10.0
+PRE_AUTH_MAX_FRAME = 4096
+ROLES = ("controller", "worker", "rank", "program")
+_NONCE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class AuthenticationError(ProtocolError):
+    """The peer could not prove it knows the token."""
 
 
 def new_token() -> str:
     return secrets.token_hex(16)
 
 
-def hello(token: str, role: str) -> dict:
-    return {
-        "type": "hello",
-        "protocol": PROTOCOL_VERSION,
-        "memviz_version": __version__,
-        "token": token,
-        "role": role,
-    }
+def proof(token: str, sender_role: str, sender_nonce: str, receiver_nonce: str) -> str:
+    message = f"memviz/{PROTOCOL_VERSION} {sender_role} {sender_nonce} {receiver_nonce}"
+    return hmac.new(token.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def perform(conn: Connection, token: str, role: str) -> dict:
-    """Exchange hellos; return the peer's hello or raise ProtocolError."""
-    previous = conn.sock.gettimeout()
-    conn.sock.settimeout(HANDSHAKE_TIMEOUT_S)
-    try:
-        conn.send([hello(token, role)])
-        try:
-            messages = conn.receive()
-        except TimeoutError:
-            raise ProtocolError("the peer did not complete the handshake in time") from None
-    finally:
-        conn.sock.settimeout(previous)
-    if len(messages) != 1 or messages[0]["type"] != "hello":
-        raise ProtocolError("the peer did not start with hello")
-    peer = messages[0]
-    if peer["protocol"] != PROTOCOL_VERSION:
+def _receive_one(conn: Connection, deadline: float, kind: str) -> dict:
+    messages = conn.receive(max_bytes=PRE_AUTH_MAX_FRAME, deadline=deadline)
+    if len(messages) != 1 or messages[0]["type"] != kind:
+        raise ProtocolError(f"the peer did not send {kind} when the handshake needed it")
+    return messages[0]
+
+
+def _check_hello(peer: dict, role: str) -> tuple[str, str]:
+    version = peer["protocol"]
+    if version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version mismatch: this side speaks {PROTOCOL_VERSION}, "
-            f"the peer (memviz {peer['memviz_version']}) speaks {peer['protocol']}"
-        )
-    if not hmac.compare_digest(peer["token"].encode(), token.encode()):
-        raise ProtocolError("the peer presented the wrong token")
-    return peer
+            f"protocol version mismatch: this side speaks {PROTOCOL_VERSION}, the peer speaks "
+            f"{version} (use the same memviz version on both sides)")
+    nonce, peer_role = peer.get("nonce"), peer.get("role")
+    if not isinstance(nonce, str) or not _NONCE.match(nonce):
+        raise ProtocolError("the peer's hello carries no valid nonce")
+    if peer_role not in ROLES:
+        raise ProtocolError(f"the peer's role {str(peer_role)[:20]!r} is not one of "
+                            f"{', '.join(ROLES)}")
+    if (peer_role == "controller") == (role == "controller"):
+        raise ProtocolError(f"a {role} cannot be driven by a {peer_role}")
+    return nonce, peer_role
+
+
+def perform(conn: Connection, token: str, role: str,
+            deadline_s: float = HANDSHAKE_DEADLINE_S) -> dict:
+    """Prove ``role`` and check the peer; return ``{"role", "memviz_version"}`` of the
+    peer, or raise ProtocolError (AuthenticationError for a wrong proof)."""
+    if not token:
+        raise ProtocolError("no token: the handshake needs the shared secret")
+    deadline = time.monotonic() + deadline_s
+    nonce = secrets.token_hex(16)
+    conn.send([{"type": "hello", "protocol": PROTOCOL_VERSION, "nonce": nonce, "role": role}])
+    peer_nonce, peer_role = _check_hello(_receive_one(conn, deadline, "hello"), role)
+    mine = {"type": "proof", "mac": proof(token, role, nonce, peer_nonce),
+            "memviz_version": __version__}
+    if role == "controller":
+        conn.send([mine])
+    theirs = _receive_one(conn, deadline, "proof")
+    expected = proof(token, peer_role, peer_nonce, nonce)
+    if not hmac.compare_digest(theirs["mac"].encode(), expected.encode()):
+        raise AuthenticationError("the peer could not prove it knows the token")
+    if role != "controller":
+        conn.send([mine])
+    return {"role": peer_role, "memviz_version": theirs["memviz_version"][:40]}

@@ -24,7 +24,10 @@ _ARR = (np.ndarray,)
 # type -> {field: accepted python types}
 MESSAGE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     # handshake, both directions
-    "hello": {"protocol": (int,), "memviz_version": (str,), "token": (str,), "role": (str,)},
+    # (hello carries ``nonce`` and ``role`` too; the handshake checks them after the
+    # version, so a peer of another version is told so)
+    "hello": {"protocol": (int,)},
+    "proof": {"mac": (str,), "memviz_version": (str,)},
     # controller -> worker
     "start": {"spec": (dict,)},
     "stop": {},

@@ -5,13 +5,18 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
-from .framing import HEADER, FrameError, decode_payload, encode_frame, read_length
+from .framing import HEADER, MAX_FRAME_BYTES, FrameError, decode_payload, encode_frame, read_length
 from .messages import ProtocolError, validate_message
 
 
 class ConnectionClosed(EOFError):
     """The peer closed the connection (cleanly, between frames)."""
+
+
+class HandshakeTimeout(ProtocolError):
+    """The peer did not finish its part in time."""
 
 
 class Connection:
@@ -34,10 +39,21 @@ class Connection:
         with self._send_lock:
             self.sock.sendall(frame)
 
-    def _read_exact(self, n: int, *, at_boundary: bool) -> bytes:
+    def _read_exact(self, n: int, *, at_boundary: bool, deadline: float | None) -> bytes:
         buf = bytearray()
         while len(buf) < n:
-            chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HandshakeTimeout("the peer did not complete the handshake in time")
+                self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            except TimeoutError:
+                if deadline is not None:
+                    raise HandshakeTimeout(
+                        "the peer did not complete the handshake in time") from None
+                raise
             if not chunk:
                 if at_boundary and not buf:
                     raise ConnectionClosed("peer closed the connection")
@@ -45,10 +61,20 @@ class Connection:
             buf += chunk
         return bytes(buf)
 
-    def receive(self) -> list[dict]:
-        """Block for the next frame and return its validated messages."""
-        length = read_length(self._read_exact(HEADER.size, at_boundary=True))
-        payload = self._read_exact(length, at_boundary=False)
+    def receive(self, *, max_bytes: int = MAX_FRAME_BYTES,
+                deadline: float | None = None) -> list[dict]:
+        """Block for the next frame and return its validated messages.
+
+        ``max_bytes`` caps this frame (a peer not yet proven gets a few KiB);
+        ``deadline`` (time.monotonic) bounds the whole read, however slowly the
+        peer trickles its bytes."""
+        header = self._read_exact(HEADER.size, at_boundary=True, deadline=deadline)
+        length = read_length(header)
+        if length > max_bytes:
+            raise FrameError(f"frame of {length} bytes exceeds the {max_bytes} allowed here")
+        payload = self._read_exact(length, at_boundary=False, deadline=deadline)
+        if deadline is not None:
+            self.sock.settimeout(None)
         messages = decode_payload(payload)
         for msg in messages:
             validate_message(msg)
@@ -63,4 +89,4 @@ class Connection:
         self.sock.close()
 
 
-__all__ = ["Connection", "ConnectionClosed", "FrameError", "ProtocolError"]
+__all__ = ["Connection", "ConnectionClosed", "FrameError", "HandshakeTimeout", "ProtocolError"]

@@ -18,13 +18,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 from ..core.run import Run
 from ..protocol import address, handshake
+from ..protocol.accept import accept_authenticated
 from ..protocol.framing import FrameError
 from ..protocol.messages import ProtocolError
 from ..protocol.transport import Connection, ConnectionClosed
+from .memory_cap import AUTO, MemoryCap, parse_cap
 
 CONNECT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 2.0
@@ -48,14 +49,15 @@ def describe_exit(code: int) -> str:
     return f"the worker exited with code {code}"
 
 
-def over_cap(messages: list[dict], cap: int, cuda: bool) -> int | None:
+def over_cap(messages: list[dict], cap: int, device_memory: bool) -> int | None:
     """The highest sampled memory in ``messages`` if it passed ``cap``, else None.
 
-    On CPU the figure is the process's RSS and the kernel's high-water mark between
-    samples; on CUDA the process's GPU memory (NVML) and torch's reserved bytes."""
+    The figure is the process's RSS and the kernel's high-water mark between
+    samples, or with ``device_memory`` the process's GPU memory (NVML) and torch's
+    reserved bytes."""
     import numpy as np
 
-    names = ("gpu_process_used", "torch_reserved") if cuda else ("rss", "peak_rss")
+    names = ("gpu_process_used", "torch_reserved") if device_memory else ("rss", "peak_rss")
     highest = None
     for msg in messages:
         if msg["type"] != "samples":
@@ -70,12 +72,13 @@ def over_cap(messages: list[dict], cap: int, cuda: bool) -> int | None:
 
 class WorkerSession:
     def __init__(self, run: Run, extra_env: dict[str, str] | None = None,
-                 recorder=None, memory_cap_bytes: int | None = None) -> None:
+                 recorder=None, memory_cap: MemoryCap | None = None) -> None:
         """``recorder`` (a memviz.snapshot.Recorder) gets every frame the Run gets.
-        ``memory_cap_bytes``: a worker whose memory passes it is killed and its run
-        fails with kind ``cap`` (the machine keeps its memory)."""
+        ``memory_cap`` (default: a share of the memory available now): a worker whose
+        memory passes it is stopped and its run fails with kind ``oom`` (the machine
+        keeps its memory)."""
         self.run = run
-        self.memory_cap_bytes = memory_cap_bytes
+        self.memory_cap = memory_cap if memory_cap is not None else parse_cap(AUTO)
         self.extra_env = extra_env or {}
         self.recorder = recorder
         self.proc: subprocess.Popen | None = None
@@ -138,6 +141,12 @@ class WorkerSession:
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
+    def kill(self) -> None:
+        """End the worker at once (a second Ctrl-C); what it streamed is kept."""
+        self._stop_requested = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
     def stop(self, timeout: float = 10.0) -> None:
         self.request_stop()
         self.wait(timeout)
@@ -151,19 +160,22 @@ class WorkerSession:
 
     # -- threads --------------------------------------------------------------
     def _accept(self, server) -> Connection | None:
-        server.settimeout(0.2)
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                return None
-            try:
-                sock, _ = server.accept()
-            except TimeoutError:
-                continue
-            sock.settimeout(None)
-            return Connection(sock)
-        self.run.fail("start", f"the worker did not connect within {CONNECT_TIMEOUT_S:.0f} s")
-        self.proc.kill()
+        """The worker's connection, once it has proven the run's token."""
+        result = accept_authenticated(
+            server, self._token, "controller",
+            refused=lambda text: self.run.add_log("error", text),
+            give_up=lambda: self.proc is not None and self.proc.poll() is not None,
+            timeout=CONNECT_TIMEOUT_S)
+        if result is not None:
+            conn, peer = result
+            if peer["role"] == "worker":
+                return conn
+            conn.close()
+            self.run.fail("start", f"the first connection was a {peer['role']}, not the worker")
+        elif self.proc is not None and self.proc.poll() is None:
+            self.run.fail("start", f"the worker did not connect within {CONNECT_TIMEOUT_S:.0f} s")
+        if self.proc is not None:
+            self.proc.kill()
         return None
 
     def _serve(self, server) -> None:
@@ -188,7 +200,6 @@ class WorkerSession:
 
     def _serve_primary(self, conn: Connection) -> None:
         try:
-            handshake.perform(conn, self._token, "controller")
             conn.send([{"type": "start", "spec": self.run.spec.to_dict()}])
             if self._stop_requested:
                 conn.send([{"type": "stop"}])
@@ -197,7 +208,7 @@ class WorkerSession:
                 self.run.apply_all(messages)
                 if self.recorder is not None:
                     self.recorder.write(messages)
-                if self.memory_cap_bytes is not None:
+                if self.memory_cap.bytes is not None:
                     self._enforce_cap(messages)
         except ConnectionClosed:
             pass
@@ -211,15 +222,17 @@ class WorkerSession:
             conn.close()
 
     def _enforce_cap(self, messages: list[dict]) -> None:
-        highest = over_cap(messages, self.memory_cap_bytes,
-                           self.run.spec.device.startswith("cuda"))
+        cap = self.memory_cap
+        highest = over_cap(messages, cap.bytes, cap.device_memory)
         if highest is None:
             return
         mib = 1 << 20
-        self.run.fail("cap", f"stopped at {highest / mib:.0f} MiB: over the memory cap of "
-                             f"{self.memory_cap_bytes / mib:.0f} MiB")
+        what = "GPU memory" if cap.device_memory else "RSS"
         self._stop_requested = True
         self.proc.kill()
+        self.run.fail("oom", f"out of memory: the run reached {highest / mib:,.0f} MiB of {what}, "
+                             f"over the memory cap of {cap.bytes / mib:,.0f} MiB, and was stopped",
+                      cap_bytes=cap.bytes, peak_bytes=highest)
 
     def _accept_ranks(self, server, primary_done: threading.Event) -> None:
         """Take the other ranks' connections for as long as rank 0 streams."""

@@ -38,7 +38,9 @@ def encode(columns: dict[str, np.ndarray]) -> bytes:
     return msgpack.packb({"n": len(columns["t"]), "c": out}, use_bin_type=True)
 
 
-def decode(blob: bytes) -> dict[str, np.ndarray]:
+def decode(blob: bytes, max_events: int = MAX_EVENTS_PER_BATCH) -> dict[str, np.ndarray]:
+    """One batch's columns; a batch claiming more than ``max_events`` is refused before
+    anything is inflated."""
     try:
         obj = msgpack.unpackb(blob, raw=False, strict_map_key=True)
         count = int(obj["n"])
@@ -47,6 +49,9 @@ def decode(blob: bytes) -> dict[str, np.ndarray]:
         raise CodecError(f"unreadable event batch: {exc}") from None
     if not 0 <= count <= MAX_EVENTS_PER_BATCH or set(stored) != set(EVENT_COLUMNS):
         raise CodecError("event batch has the wrong size or columns")
+    if count > max_events:
+        raise CodecError(f"the file claims more tensor events than its size can hold "
+                         f"({count:,} in one batch, {max(max_events, 0):,} left)")
     columns = {}
     for name in EVENT_COLUMNS:
         dtype = np.dtype(DTYPES[name])

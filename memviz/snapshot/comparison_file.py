@@ -21,7 +21,8 @@ from typing import Any
 
 from .. import __version__
 from ..core.run import Run
-from .reader import SnapshotError, _connect, checked_meta, open_run, read_meta
+from ..core.text import printable_tree
+from .reader import DAMAGE, SnapshotError, _connect, checked_meta, open_run, read_meta
 from .schema import COMPARISON_MAGIC
 
 COMPARISON_VERSION = 1
@@ -88,7 +89,7 @@ def open_comparison(path: str | os.PathLike, next_run_id=None
         folder = Path(tempfile.mkdtemp(prefix="memviz-comparison-"))
         out = []
         for idx, text in rows:
-            entry = json.loads(text)
+            entry = printable_tree(json.loads(text))
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                 raise SnapshotError(f"{path}: set {idx} is damaged")
             run = None
@@ -100,8 +101,11 @@ def open_comparison(path: str | os.PathLike, next_run_id=None
                 except SnapshotError as exc:
                     raise SnapshotError(f"{path}: set {entry['name']!r}: {exc}") from None
             out.append((entry, run))
-        return meta.get("base") or {}, out
-    except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
+        base = meta.get("base") or {}
+        if not isinstance(base, dict):
+            raise SnapshotError(f"{path}: its base workload is not a map")
+        return printable_tree(base), out
+    except DAMAGE as exc:
         if isinstance(exc, SnapshotError):
             raise
         raise SnapshotError(f"{path}: damaged comparison ({type(exc).__name__}: {exc})") \

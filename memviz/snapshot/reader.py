@@ -17,14 +17,30 @@ from ..core.categories import CATEGORIES, SAMPLE_PREFIX
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..core.tensors import ALLOC, FREE, TrackingError
+from ..core.text import printable
 from ..protocol.messages import ProtocolError, validate_message
 from . import codec
+from .meta_check import MetaError, checked
 from .recorder import SAMPLE_FIELDS
 from .schema import COMPARISON_MAGIC, MAGIC, SCHEMA_VERSION
 
+# Tensor events a file may hold: an honest file stores 8 to 30 bytes an event, so
+# more than one event per EVENT_FLOOR_BYTES of file is a file that lies about itself
+# (a decompression bomb), refused before it is inflated.
+EVENT_FLOOR_BYTES = 2
+EVENT_SLACK = 1 << 16
+# What a damaged or hostile file can raise while it is read; each becomes one line.
+DAMAGE = (sqlite3.DatabaseError, codec.CodecError, TrackingError, ProtocolError, SpecError,
+          MetaError, KeyError, TypeError, ValueError, AttributeError, IndexError,
+          OverflowError, RecursionError, json.JSONDecodeError)
+
 
 class SnapshotError(ValueError):
-    """The file cannot be opened as a memviz snapshot; the message says why."""
+    """The file cannot be opened as a memviz snapshot; the message (one printable line)
+    says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, one_line=True)[:500])
 
 
 def _is_torch_snapshot(path: Path) -> bool:
@@ -52,7 +68,7 @@ def read_meta(db: sqlite3.Connection, path: Path) -> dict:
     try:
         rows = db.execute("SELECT key, value FROM meta").fetchall()
         return {k: json.loads(v) for k, v in rows}
-    except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError) as exc:
+    except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError, RecursionError) as exc:
         raise SnapshotError(f"{path}: not a memviz snapshot ({exc})") from None
 
 
@@ -86,17 +102,19 @@ def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None) 
         from . import torch_import
 
         try:
-            return torch_import.to_run(torch_import.load(path), path.name, run_id)
+            return torch_import.to_run(torch_import.load(path), path.name, run_id,
+                                       file_bytes=path.stat().st_size)
         except torch_import.TorchSnapshotError as exc:
             raise SnapshotError(str(exc)) from None
-        except (KeyError, TypeError, ValueError, TrackingError, ProtocolError) as exc:
-            raise SnapshotError(f"{path}: damaged PyTorch snapshot ({exc})") from None
+        except DAMAGE as exc:
+            raise SnapshotError(f"{path}: damaged PyTorch snapshot "
+                                f"({type(exc).__name__}: {exc})") from None
     db = _connect(path)
     try:
         meta = checked_meta(db, path)
-        return _load(db, meta, run_id, t_range)
-    except (sqlite3.DatabaseError, codec.CodecError, TrackingError, ProtocolError, SpecError,
-            KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        budget = EVENT_SLACK + path.stat().st_size // EVENT_FLOOR_BYTES
+        return _load(db, meta, run_id, t_range, budget)
+    except DAMAGE as exc:
         if isinstance(exc, SnapshotError):
             raise
         raise SnapshotError(f"{path}: damaged snapshot ({type(exc).__name__}: {exc})") from None
@@ -110,17 +128,30 @@ def _window(t_range: tuple[float, float] | None, column: str = "t") -> tuple[str
     return f" WHERE {column} BETWEEN ? AND ?", (float(t_range[0]), float(t_range[1]))
 
 
-def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None) -> list[dict]:
+class _Budget:
+    """Events left to decode in this file (see EVENT_FLOOR_BYTES)."""
+
+    def __init__(self, events: int) -> None:
+        self.left = events
+
+    def decode(self, blob: bytes) -> dict:
+        cols = codec.decode(blob, max_events=self.left)
+        self.left -= len(cols["t"])
+        return cols
+
+
+def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None,
+            budget: _Budget) -> list[dict]:
     """The tensor-event batches to replay (for a window: trimmed, see open_run)."""
     if t_range is None:
-        return [codec.decode(blob) for (blob,) in
+        return [budget.decode(blob) for (blob,) in
                 db.execute("SELECT columns FROM event_batches ORDER BY batch")]
     t0, t1 = t_range
     before: list[dict] = []
     inside: list[dict] = []
     for t_last, blob in db.execute("SELECT t_last, columns FROM event_batches "
                                    "WHERE t_first <= ? ORDER BY batch", (float(t1),)):
-        cols = codec.decode(blob)
+        cols = budget.decode(blob)
         if t_last < t0:
             before.append(cols)
         else:
@@ -145,16 +176,17 @@ def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None) -> list
 
 
 def _load(db: sqlite3.Connection, meta: dict, run_id: int,
-          t_range: tuple[float, float] | None = None) -> Run:
-    run = Run(RunSpec.from_dict(meta["spec"]), run_id=run_id)
+          t_range: tuple[float, float] | None = None, budget: int = 1 << 62) -> Run:
+    fields = checked(meta)
+    run = Run(RunSpec.from_dict(fields["spec"]), run_id=run_id)
     run.snapshot_path = str(db.execute("PRAGMA database_list").fetchone()[2])
-    run.environment = meta.get("environment") or {}
-    run.model = meta.get("model") or {}
-    run.t0_wall = float(meta.get("t0_wall") or 0.0)
-    run.worker_summary = meta.get("summary") or {}
-    run.end_reason = meta.get("end_reason", "")
-    run.error = meta.get("error")
-    state = meta.get("state", "finished")
+    run.environment = fields["environment"]
+    run.model = fields["model"]
+    run.t0_wall = fields["t0_wall"]
+    run.worker_summary = fields["summary"]
+    run.end_reason = fields["end_reason"]
+    run.error = fields["error"]
+    state = fields["state"]
     # a file whose writer died mid-run says "running": what it holds is all there is
     run.state = state if state in ("finished", "stopped", "failed") else "stopped"
     messages: list[dict] = []
@@ -185,17 +217,18 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
                          "seconds": seconds, "tokens": tokens, "peak_rss_bytes": peak_rss,
                          "peak_gpu_bytes": peak_gpu, "tracked_peak_bytes": tracked})
     for t, level, text in db.execute("SELECT t, level, text FROM log ORDER BY rowid"):
-        messages.append({"type": "log", "t": t, "level": level, "text": text})
+        messages.append({"type": "log", "t": t, "level": _text(level), "text": _text(text)})
     for t, step, label, live in db.execute("SELECT t, step, label, live_by_category FROM marks"):
-        messages.append({"type": "mark", "t": t, "step": step, "label": label,
+        messages.append({"type": "mark", "t": t, "step": step, "label": _text(label),
                          "live_by_category": json.loads(live)})
-    strings = [list(r) for r in db.execute("SELECT kind, id, text FROM strings ORDER BY kind, id")]
+    strings = [[kind, ident, _text(text)] for kind, ident, text in
+               db.execute("SELECT kind, id, text FROM strings ORDER BY kind, id")]
     if strings:
         messages.append({"type": "strings", "entries": strings})
     stacks = [[i, json.loads(f)] for i, f in db.execute("SELECT id, frames FROM stacks")]
     if stacks:
         messages.append({"type": "stacks", "entries": stacks})
-    for columns in _events(db, t_range):
+    for columns in _events(db, t_range, _Budget(budget)):
         messages.append({"type": "tensor_events", "columns": columns})
     for msg in messages:
         validate_message(msg)
@@ -203,3 +236,8 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
     run.apply_all(messages)
     run.state, run.error = state, error  # the stored outcome, not one replayed messages imply
     return run
+
+
+def _text(value):
+    """A string from the file, made printable (anything else is left for validation)."""
+    return printable(value) if isinstance(value, str) else value

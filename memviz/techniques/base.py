@@ -8,6 +8,7 @@ so the window can list and validate techniques without loading torch.
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.spec import SpecError
 
 if TYPE_CHECKING:
+    from ..core.model_facts import ModelFacts
     from ..core.spec import RunSpec
     from ..models.task import Task
 
@@ -56,6 +58,8 @@ class Param:
         """The value if it is allowed, else a TechniqueError naming the bounds."""
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if self.kind is float and isinstance(value, float) and not math.isfinite(value):
+            raise TechniqueError(f"{self.name} must be a finite number, not {value!r}")
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             raise TechniqueError(f"{self.name} must be {self.kind.__name__}, not {value!r}")
         if self.choices and value not in self.choices:
@@ -101,6 +105,11 @@ class Technique:
     # -- validation (no torch) ------------------------------------------------------
     def refusal(self, spec: RunSpec, params: dict[str, Any], names: set[str]) -> str | None:
         """A reason this technique cannot run with this spec and these others, or None."""
+        return None
+
+    def refusal_for_model(self, params: dict[str, Any], facts: ModelFacts,
+                          spec: RunSpec) -> str | None:
+        """A reason it cannot run on this model (what is known before it is built)."""
         return None
 
     # -- worker hooks (may import torch) ----------------------------------------------

@@ -22,6 +22,12 @@ class LayerDrop(Technique):
     group = "model structure"
     description = "a shallower model: keep only some of the blocks, evenly spaced"
     params = (Param("keep", int, 2, "blocks to keep", low=1, high=1024),)
+
+    def refusal_for_model(self, params, facts, spec) -> str | None:
+        if facts.layers is not None and params["keep"] >= facts.layers:
+            return (f"keep={params['keep']} but {spec.model} has only {facts.layers} blocks "
+                    f"(keep at most {facts.layers - 1})")
+        return None
     order = 10
 
     def apply_model(self, task, params: dict[str, Any], spec) -> dict[str, Any]:
@@ -105,6 +111,11 @@ class ShareLayers(Technique):
     modes = frozenset({"train", "infer"})  # a shared block would index one KV-cache slot
     params = (Param("group", int, 2, "consecutive blocks that share weights", low=2, high=1024),)
     order = 10
+
+    def refusal_for_model(self, params, facts, spec) -> str | None:
+        if facts.layers is not None and params["group"] > facts.layers:
+            return f"group={params['group']} but {spec.model} has only {facts.layers} blocks"
+        return None
 
     def apply_model(self, task, params: dict[str, Any], spec) -> dict[str, Any]:
         from .layers import block_list

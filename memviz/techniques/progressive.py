@@ -29,6 +29,11 @@ class Progressive(Technique):
             return f"{params['stages']} stages need at least as many steps, not {spec.steps}"
         return None
 
+    def refusal_for_model(self, params, facts, spec) -> str | None:
+        if facts.layers is not None and params["stages"] > facts.layers:
+            return f"{params['stages']} stages but {spec.model} has only {facts.layers} blocks"
+        return None
+
     def apply_model(self, task, params: dict[str, Any], spec) -> dict[str, Any]:
         import torch
 

@@ -10,30 +10,40 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import threading
 import traceback
 
 from ..core.spec import RunSpec, SpecError
 from ..protocol import address, handshake
+from ..protocol.accept import accept_authenticated
+from ..protocol.token import TokenError, token_from
 from ..protocol.transport import Connection, ConnectionClosed
-from ..techniques import check_techniques
+from ..techniques import preflight
 from ..techniques.plan import Plan
 from .emitter import Emitter, now
+from .failures import EXIT_USER_ERROR, classify, one_line, request_bytes
 
-EXIT_USER_ERROR = 2
-EXIT_OOM = 3
 START_TIMEOUT_S = 60.0
 
 
-def _open_connection(args: argparse.Namespace) -> Connection:
+def _open_connection(args: argparse.Namespace, token: str) -> Connection:
+    """Connect to the controller, or wait for the first one that proves the token;
+    the handshake is done either way."""
     if args.connect:
-        return Connection(address.connect(address.parse(args.connect)))
+        conn = Connection(address.connect(address.parse(args.connect)))
+        handshake.perform(conn, token, "worker")
+        return conn
     server, real = address.listen(address.parse(args.listen), allow_remote=args.allow_remote)
     print(f"memviz worker listening on {real}", flush=True)
-    sock, _ = server.accept()
-    server.close()
-    return Connection(sock)
+    try:
+        conn, _ = accept_authenticated(
+            server, token, "worker",
+            refused=lambda text: print(f"memviz worker: {text}", file=sys.stderr, flush=True))
+    finally:
+        server.close()
+    return conn
 
 
 def _receive_spec(conn: Connection) -> RunSpec:
@@ -44,7 +54,7 @@ def _receive_spec(conn: Connection) -> RunSpec:
     if start is None:
         raise SpecError("the controller sent no start message")
     spec = RunSpec.from_dict(start["spec"])
-    check_techniques(spec)
+    preflight(spec, check_device=False)  # the worker's torch says that itself
     return spec
 
 
@@ -57,28 +67,6 @@ def _listen_for_stop(conn: Connection, stop: threading.Event) -> None:
     except (ConnectionClosed, OSError, ValueError):
         pass
     stop.set()
-
-
-def _classify(exc: BaseException) -> tuple[str, int]:
-    import torch
-
-    from ..models import ModelLoadError
-
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return "oom", EXIT_OOM
-    if isinstance(exc, ModelLoadError):
-        return "model", EXIT_USER_ERROR
-    if isinstance(exc, SpecError):
-        return "option", EXIT_USER_ERROR
-    return "internal", 1
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    if isinstance(exc, MemoryError):
-        return "out of memory (the process could not allocate more)"
-    return text
 
 
 def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
@@ -148,10 +136,15 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                         t0, tracker, plan)
         reason = runner.run()
     except BaseException as exc:
-        kind, exit_code = _classify(exc)
+        failed_at = now() - t0  # the frames of the failure still hold their tensors
+        kind, exit_code = classify(exc)
         reason = "error"
-        emitter.send({"type": "error", "kind": kind, "message": _one_line(exc),
-                      "traceback": traceback.format_exc()})
+        error = {"type": "error", "kind": kind, "message": one_line(exc),
+                 "traceback": traceback.format_exc(), "t": failed_at}
+        wanted = request_bytes(exc) if kind == "oom" else None
+        if wanted is not None:
+            error["request_bytes"] = wanted
+        emitter.send(error)
     finally:
         if tracker is not None:
             tracker.stop()
@@ -286,31 +279,45 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # a distributed run's peer
     where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
     where.add_argument("--listen", help="wait for a controller here (e.g. tcp:127.0.0.1:7341)")
-    parser.add_argument("--token", default=os.environ.get("MEMVIZ_TOKEN", ""),
-                        help="shared secret (or MEMVIZ_TOKEN)")
+    parser.add_argument("--token-file", metavar="PATH",
+                        help="read the shared secret from this file (mode 600); "
+                             "default: the MEMVIZ_TOKEN environment variable")
+    parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow --listen on a non-loopback address")
     parser.add_argument("--world-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--master-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.connect or args.rank is not None:
+        # a Ctrl-C in the terminal reaches the whole process group: the controller
+        # decides how its worker stops (a clean stop, then a kill if it lingers)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.rank is not None:
         return run_peer(args.rank, args.world_size, args.master_port)
-    if not args.token:
-        parser.error("a token is required (--token or MEMVIZ_TOKEN)")
+    if args.token is not None:
+        parser.error("a token on the command line is readable by every user of this "
+                     "machine: put it in MEMVIZ_TOKEN or a file for --token-file (mode 600)")
     try:
-        conn = _open_connection(args)
-        handshake.perform(conn, args.token, "worker")
+        token = token_from(args.token_file)
+    except TokenError as exc:
+        parser.error(str(exc))
+    if not token:
+        parser.error("a token is required: set MEMVIZ_TOKEN or pass --token-file")
+    conn = None
+    try:
+        conn = _open_connection(args, token)
         spec = _receive_spec(conn)
     except SpecError as exc:
         print(f"memviz worker: {exc}", file=sys.stderr)
-        with contextlib.suppress(Exception):
-            conn.send([{"type": "error", "kind": "option", "message": str(exc),
-                        "traceback": ""}])
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.send([{"type": "error", "kind": "option", "message": str(exc),
+                            "traceback": ""}])
         return EXIT_USER_ERROR
     except Exception as exc:
         print(f"memviz worker: {exc}", file=sys.stderr)
         return 1
     try:
-        return run_spec(conn, spec, args.connect, args.token)
+        return run_spec(conn, spec, args.connect, token)
     finally:
         conn.close()
