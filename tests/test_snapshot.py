@@ -114,10 +114,13 @@ def test_a_killed_recorder_process_leaves_a_readable_file(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + WORKER_DEADLINE_S
     steps = 0
-    while time.monotonic() < deadline and steps < 3:
-        time.sleep(0.5)
+    while time.monotonic() < deadline and steps < 3 and proc.poll() is None:
+        time.sleep(0.2)
+        if not path.exists():  # connecting now would create it, and the run would refuse it
+            continue
         try:
-            steps = sqlite3.connect(path).execute("SELECT count(*) FROM steps").fetchone()[0]
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                steps = db.execute("SELECT count(*) FROM steps").fetchone()[0]
         except sqlite3.Error:
             steps = 0
     os.kill(proc.pid, signal.SIGKILL)  # the recording process, not the worker

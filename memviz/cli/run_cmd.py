@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
 
+from ..core.categories import LABELS
 from ..core.run import Run
 from ..core.spec import OPTIMIZERS, RunSpec, SpecError
 from ..core.summary import build_summary
@@ -92,17 +94,23 @@ class Progress:
 
 
 def print_summary(summary: dict) -> None:
-    rows = [[str(s["step"]), "—" if s["loss"] is None else f"{s['loss']:.4f}",
-             f"{s['seconds']:.3f}", human_bytes(s["peak_rss_bytes"])] for s in summary["steps"]]
-    print(table(["step", "loss", "seconds", "peak RSS"], rows))
+    """The step table and the peaks; a run stopped early prints what it reached."""
+    if summary["steps"]:
+        rows = [[str(s["step"]), "—" if s["loss"] is None else f"{s['loss']:.4f}",
+                 f"{s['seconds']:.3f}", human_bytes(s["peak_rss_bytes"])]
+                for s in summary["steps"]]
+        print(table(["step", "loss", "seconds", "peak RSS"], rows))
+        print()
     model = summary["model"]
-    print()
-    print(f"model      {model['name']} ({model['class']}): {model['parameters']:,} parameters, "
-          f"{model['trainable_parameters']:,} trainable")
+    if model["parameters"] is None:
+        print(f"model      {model['name']} (stopped before it was loaded)")
+    else:
+        print(f"model      {model['name']} ({model['class']}): {model['parameters']:,} "
+              f"parameters, {model['trainable_parameters']:,} trainable")
     print(f"peak RSS   {human_bytes(summary['peak']['rss_bytes'])}")
     if summary["peak"]["tracked_bytes"] is not None:
-        by_cat = ", ".join(f"{name} {human_bytes(b)}"
-                           for name, b in summary["peak_by_category"].items() if b)
+        by_cat = ", ".join(f"{LABELS[name]} {human_bytes(b)}"
+                           for name, b in (summary["peak_by_category"] or {}).items() if b)
         print(f"tracked    {human_bytes(summary['peak']['tracked_bytes'])} at peak: {by_cat}")
     gpu = summary["peak"]["gpu_bytes"]
     print(f"peak GPU   {human_bytes(gpu) if gpu is not None else 'no GPU used'}")
@@ -127,27 +135,50 @@ def exit_code(run: Run) -> int:
     return EXIT_CODES.get((run.error or {}).get("kind", ""), 1)
 
 
-def wait_for(session: WorkerSession, run: Run, progress: Progress) -> bool:
-    """Follow the run to its end; True if the user stopped it with Ctrl-C (a second
-    Ctrl-C kills the worker at once)."""
-    interrupted = False
-    while True:
-        try:
-            while not session.wait(0.1):
-                progress.update(run)
-            return interrupted
-        except KeyboardInterrupt:
-            if interrupted:
-                session.kill()
-                continue
-            interrupted = True
-            progress.close()
-            print("memviz: stopping at the next phase (Ctrl-C again to kill the worker)",
+class CtrlC:
+    """Ctrl-C at any moment of a run: the first stops it cleanly at the next phase, the
+    second kills the worker. Installed as the SIGINT handler for the run's lifetime, so
+    no KeyboardInterrupt can land in the middle of starting or reporting."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self.session: WorkerSession | None = None
+        self._previous = None
+
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._pressed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _pressed(self, _signum, _frame) -> None:
+        self.presses += 1
+        if self.presses == 1:
+            print("\nmemviz: stopping at the next phase (Ctrl-C again to kill the worker)",
                   file=sys.stderr, flush=True)
-            session.request_stop()
+        self.apply()
+
+    def apply(self) -> None:
+        """Pass the presses so far on to the session (once it exists)."""
+        if self.session is None or not self.presses:
+            return
+        if self.presses == 1:
+            self.session.request_stop()
+        else:
+            self.session.kill()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.presses > 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    with CtrlC() as ctrl_c:
+        return _run(args, ctrl_c)
+
+
+def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     from ..session.memory_cap import parse_cap
     from .outputs import check_output
 
@@ -171,8 +202,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
     session = WorkerSession(run, recorder=recorder, memory_cap=cap)
     session.start()
+    ctrl_c.session = session
+    ctrl_c.apply()  # a Ctrl-C while it started
     progress = Progress(spec.steps)
-    interrupted = wait_for(session, run, progress)
+    while not session.wait(0.1):
+        progress.update(run)
     progress.update(run)
     progress.close()
     summary = build_summary(run)
@@ -188,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print_oom(oom)
         return exit_code(run)
     print_summary(summary)
-    if interrupted:
+    if ctrl_c.interrupted:
         print(f"memviz: stopped after {len(run.steps)} of {spec.steps} steps", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
@@ -198,7 +232,7 @@ def print_oom(oom: dict) -> None:
     """What was live at the last moment before memory ran out (stderr)."""
     lines = [f"live at the last moment ({oom['t']:.2f} s): "
              f"{human_bytes(oom['tracked_bytes'])} tracked"]
-    lines += [f"  {name:<20} {human_bytes(b)}" for name, b in oom["by_category"].items()]
+    lines += [f"  {LABELS[name]:<34} {human_bytes(b)}" for name, b in oom["by_category"].items()]
     if oom["by_module"]:
         lines.append("largest modules:")
         lines += [f"  {name[:48]:<48} {human_bytes(b)}" for name, b in oom["by_module"][:5]]

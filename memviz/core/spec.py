@@ -67,6 +67,10 @@ class RunSpec:
                 raise SpecError(f"{name} must be an integer from {low} to {high}, not {value!r}")
         if not 0 < float(self.lr) < 100:
             raise SpecError(f"lr must be a positive number below 100, not {self.lr!r}")
+        if not isinstance(self.techniques, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("name"), str)
+                and isinstance(t.get("params", {}), dict) for t in self.techniques):
+            raise SpecError("techniques must be a list of {name, params}")
         if not 1 <= float(self.sample_hz) <= 100:
             raise SpecError(f"sample_hz must be from 1 to 100, not {self.sample_hz!r}")
         return self

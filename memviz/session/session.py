@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 
+from ..core.recording import RecorderError
 from ..core.run import Run
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
@@ -28,7 +29,10 @@ from ..protocol.transport import Connection, ConnectionClosed
 from .memory_cap import AUTO, MemoryCap, parse_cap
 
 CONNECT_TIMEOUT_S = 60.0
-STOP_GRACE_S = 2.0
+# A worker stops at its next phase boundary: a fraction of a second on a quiet
+# machine, seconds on a loaded one. Past this it is terminated, then killed.
+STOP_GRACE_S = 10.0
+TERMINATE_GRACE_S = 2.0
 
 
 def worker_command() -> list[str]:
@@ -110,6 +114,9 @@ class WorkerSession:
             [*worker_command(), "--connect", str(addr)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+            # its own process group: a terminal's Ctrl-C reaches the controller only,
+            # which stops the worker cleanly (a worker still importing would die of it)
+            start_new_session=True,
         )
         for target, args in ((self._serve, (server,)), (self._pump_output, ()),
                              (self._watch_exit, ())):
@@ -137,7 +144,7 @@ class WorkerSession:
             pass
         self.proc.terminate()
         try:
-            self.proc.wait(STOP_GRACE_S)
+            self.proc.wait(TERMINATE_GRACE_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
@@ -207,7 +214,7 @@ class WorkerSession:
                 messages = conn.receive()
                 self.run.apply_all(messages)
                 if self.recorder is not None:
-                    self.recorder.write(messages)
+                    self._record(messages)
                 if self.memory_cap.bytes is not None:
                     self._enforce_cap(messages)
         except ConnectionClosed:
@@ -220,6 +227,15 @@ class WorkerSession:
                 self.run.add_log("error", f"connection to the worker lost: {exc}")
         finally:
             conn.close()
+
+    def _record(self, messages: list[dict]) -> None:
+        """Write to the snapshot file; when it cannot be written, stop the run cleanly
+        and say why (the run in memory keeps everything)."""
+        try:
+            self.recorder.write(messages)
+        except RecorderError as exc:
+            self.run.fail("disk", str(exc))
+            self.request_stop()
 
     def _enforce_cap(self, messages: list[dict]) -> None:
         cap = self.memory_cap

@@ -105,7 +105,9 @@ def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None) 
             return torch_import.to_run(torch_import.load(path), path.name, run_id,
                                        file_bytes=path.stat().st_size)
         except torch_import.TorchSnapshotError as exc:
-            raise SnapshotError(str(exc)) from None
+            text = str(exc)
+            raise SnapshotError(text if text.startswith(str(path)) else f"{path}: {text}") \
+                from None
         except DAMAGE as exc:
             raise SnapshotError(f"{path}: damaged PyTorch snapshot "
                                 f"({type(exc).__name__}: {exc})") from None
@@ -147,26 +149,20 @@ def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None,
         return [budget.decode(blob) for (blob,) in
                 db.execute("SELECT columns FROM event_batches ORDER BY batch")]
     t0, t1 = t_range
-    before: list[dict] = []
-    inside: list[dict] = []
-    for t_last, blob in db.execute("SELECT t_last, columns FROM event_batches "
-                                   "WHERE t_first <= ? ORDER BY batch", (float(t1),)):
+    parts: list[dict] = []
+    for blob, in db.execute("SELECT columns FROM event_batches WHERE t_first <= ? "
+                            "ORDER BY batch", (float(t1),)):
         cols = budget.decode(blob)
-        if t_last < t0:
-            before.append(cols)
-        else:
-            keep = cols["t"] <= t1
-            inside.append({k: v[keep] for k, v in cols.items()})
-    if before:
-        merged = {k: np.concatenate([c[k] for c in before]) for k in before[0]}
-        gone = merged["id"][merged["kind"] == FREE]
-        live = (merged["kind"] != FREE) & ~np.isin(merged["id"], gone)
-        inside.insert(0, {k: v[live] for k, v in merged.items()})
-    inside = [c for c in inside if len(c["t"])]
-    if not inside:
+        keep = cols["t"] <= t1
+        parts.append({k: v[keep] for k, v in cols.items()})
+    parts = [c for c in parts if len(c["t"])]
+    if not parts:
         return []
+    merged = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
+    # what was freed before the window never shows in it
+    gone = merged["id"][(merged["kind"] == FREE) & (merged["t"] < t0)]
+    events = {k: v[~np.isin(merged["id"], gone)] for k, v in merged.items()}
     # allocation ids are row numbers: the kept allocations are numbered afresh
-    events = {k: np.concatenate([c[k] for c in inside]) for k in inside[0]}
     kept = np.sort(events["id"][events["kind"] == ALLOC])
     at = np.searchsorted(kept, events["id"])
     known = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == events["id"])

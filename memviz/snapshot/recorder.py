@@ -3,12 +3,16 @@
 It consumes the same validated messages as ``Run.apply`` (the session feeds
 both), and commits at most every ``COMMIT_INTERVAL_S``: a crash of the worker
 or of the process holding the recorder leaves a file that opens, with
-everything up to the last commit. The file is opened in WAL mode so a reader
+everything up to the last commit (tensor events up to ``EVENT_FLUSH_S`` before
+it). A file that can no longer be written (a full disk) raises RecorderError
+once; the session then stops the run and says why. The file is opened in WAL mode so a reader
 may look while the run goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -20,17 +24,35 @@ import numpy as np
 
 from .. import __version__
 from ..core.categories import CATEGORIES, SAMPLE_PREFIX
+from ..core.recording import RecorderError
 from . import codec
 from .schema import DDL, MAGIC, SCHEMA_VERSION
 
 COMMIT_INTERVAL_S = 0.5
+# Tensor events are stored in batches of up to EVENT_BATCH events; a batch is
+# written when it is full or its oldest event has waited EVENT_FLUSH_S (what a crash
+# of the recording process can lose).
+EVENT_BATCH = 16_384
+EVENT_FLUSH_S = 1.0
 SAMPLE_FIELDS = ("rss", "uss", "peak_rss", "system_used", "gpu_device_used",
                  "gpu_process_used", "torch_allocated", "torch_reserved", "tracked_total")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(exc):
+        return os.strerror(errno.ENOSPC)
+    return str(exc)
 
 
 class Recorder:
     def __init__(self, path: str | os.PathLike, spec: dict, *, overwrite: bool = False) -> None:
         self.path = Path(path)
+        self.failed: RecorderError | None = None
+        self._pending_events: list[dict] = []  # tensor events not yet in a batch
+        self._pending_count = 0
+        self._pending_since = 0.0
         if self.path.exists():
             if not overwrite:
                 raise FileExistsError(f"{self.path} exists (choose another name or overwrite)")
@@ -52,15 +74,24 @@ class Recorder:
                             [(k, json.dumps(v)) for k, v in items.items()])
 
     def write(self, messages: list[dict]) -> None:
-        """Record one frame's messages (validated, as Run.apply_all takes them)."""
+        """Record one frame's messages (validated, as Run.apply_all takes them). Raises
+        RecorderError, once, when the file can no longer be written; later calls do
+        nothing."""
         with self.lock:
-            for msg in messages:
-                handler = getattr(self, "_on_" + msg["type"], None)
-                if handler is not None:
-                    handler(msg)
-            if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
-                self.db.commit()
-                self._last_commit = time.monotonic()
+            if self.failed is not None:
+                return
+            try:
+                for msg in messages:
+                    handler = getattr(self, "_on_" + msg["type"], None)
+                    if handler is not None:
+                        handler(msg)
+                if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
+                    self._flush_events(older_than=EVENT_FLUSH_S)
+                    self.db.commit()
+                    self._last_commit = time.monotonic()
+            except (sqlite3.Error, OSError) as exc:
+                self.failed = RecorderError(f"could not write {self.path}: {_reason(exc)}")
+                raise self.failed from None
 
     def _on_run_started(self, msg: dict) -> None:
         self._meta({"environment": msg["environment"], "model": msg["model"],
@@ -116,6 +147,23 @@ class Recorder:
         cols = msg["columns"]
         if not len(cols["t"]):
             return
+        if not self._pending_events:
+            self._pending_since = time.monotonic()
+        self._pending_events.append(cols)
+        self._pending_count += len(cols["t"])
+        if self._pending_count >= EVENT_BATCH:
+            self._flush_events()
+
+    def _flush_events(self, *, older_than: float = 0.0) -> None:
+        """Write the pending tensor events as one batch (if they have waited long
+        enough): few large batches compress several times better than many small ones,
+        however slowly the events come."""
+        if not self._pending_events or \
+                time.monotonic() - self._pending_since < older_than:
+            return
+        parts, self._pending_events, self._pending_count = self._pending_events, [], 0
+        cols = parts[0] if len(parts) == 1 else \
+            {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         allocs = cols["id"][cols["kind"] == 0]
         self.db.execute("INSERT INTO event_batches VALUES (?, ?, ?, ?, ?, ?)",
                         (self._batch, float(cols["t"][0]), float(cols["t"][-1]), len(cols["t"]),
@@ -128,12 +176,20 @@ class Recorder:
                             {k: v for k, v in msg.items() if k not in ("type", "t", "step")})))
 
     def finish(self, state: str, error: dict | None = None) -> None:
-        """The run's final state (finished, stopped, failed); commits and closes."""
+        """The run's final state (finished, stopped, failed); commits and closes. A file
+        that could not be written keeps what was committed before."""
         with self.lock:
-            items: dict = {"state": state}
-            if error is not None:
-                items["error"] = error
-            self._meta(items)
-            self.db.commit()
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self.db.close()
+            try:
+                if self.failed is None:
+                    self._flush_events()
+                    items: dict = {"state": state}
+                    if error is not None:
+                        items["error"] = error
+                    self._meta(items)
+                    self.db.commit()
+                    self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except (sqlite3.Error, OSError) as exc:
+                self.failed = RecorderError(f"could not write {self.path}: {_reason(exc)}")
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.close()

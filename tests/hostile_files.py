@@ -1,0 +1,191 @@
+"""Malformed and hostile files, built from a real recording, for every entry point.
+
+Each case is a name, how to build the file from a good ``.memviz`` (into a
+folder), and what the one-line refusal must say (None: the file is honest
+enough to open, and must open with nothing dangerous shown). Types, truncations,
+decompression and memo bombs, terminal escapes and pickles that run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sqlite3
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+
+ANSI = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[Path, Path], Path]  # (good .memviz, folder) -> the file
+    refusal: str | None  # a fragment of the one-line refusal, or None: it opens
+
+
+def _copy(good: Path, folder: Path, name: str, sql: list[tuple[str, tuple]] = ()) -> Path:
+    path = folder / f"{name}.memviz"
+    shutil.copy(good, path)
+    db = sqlite3.connect(path)
+    for statement, args in sql:
+        db.execute(statement, args)
+    db.commit()
+    db.close()
+    return path
+
+
+def _meta(key: str, value) -> Callable[[Path, Path], Path]:
+    text = value if isinstance(value, str) and value.startswith("!raw:") else json.dumps(value)
+    text = text.removeprefix("!raw:")
+    name = f"meta-{key}-{zlib.crc32(text.encode()):08x}"
+    return lambda good, folder: _copy(good, folder, name, [
+        ("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, text))])
+
+
+def _sql(name: str, *statements: tuple[str, tuple]) -> Callable[[Path, Path], Path]:
+    return lambda good, folder: _copy(good, folder, name, list(statements))
+
+
+def _event_bomb(good: Path, folder: Path) -> Path:
+    """8 batches that each claim 4M events, zlib-packed into a few hundred KiB."""
+    from memviz.snapshot.codec import DTYPES
+
+    n = 1 << 22
+    columns = {name: zlib.compress(b"\0" * (n * __import__("numpy").dtype(dt).itemsize), 9)
+               for name, dt in DTYPES.items()}
+    blob = msgpack.packb({"n": n, "c": columns}, use_bin_type=True)
+    statements = [("DELETE FROM event_batches", ())]
+    statements += [("INSERT INTO event_batches VALUES (?, 0, 1, ?, 0, ?)", (i, n, blob))
+                   for i in range(8)]
+    return _copy(good, folder, "event-bomb", statements)
+
+
+def _truncated(good: Path, folder: Path) -> Path:
+    path = folder / "truncated.memviz"
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def _write(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def _snapshot(name: str, data: dict, protocol: int = 4) -> Callable[[Path, Path], Path]:
+    return lambda good, folder: _write(folder, name, pickle.dumps(data, protocol=protocol))
+
+
+def _json_snapshot(name: str, text: str) -> Callable[[Path, Path], Path]:
+    return lambda good, folder: _write(folder, name, text.encode())
+
+
+class _Runs:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _runs_code(protocol: int) -> Callable[[Path, Path], Path]:
+    def build(good: Path, folder: Path) -> Path:
+        marker = str(folder / f"ran-{protocol}")
+        data = {"segments": [], "device_traces": [[_Runs(marker)]]}
+        return _write(folder, f"runs-code-{protocol}.pickle", pickle.dumps(data, protocol))
+
+    return build
+
+
+def _memo_bomb(good: Path, folder: Path) -> Path:
+    """Three million trace entries that are memo references to one dict (with a frame of
+    100 kB): about 6 MB of pickle."""
+    entry = {"action": "alloc", "addr": 4096, "size": 1 << 20,
+             "frames": [{"filename": "x" * 100_000, "line": 1, "name": "f"}]}
+    data = {"segments": [], "device_traces": [[entry] * 3_000_000]}
+    return _write(folder, "memo-bomb.pickle", pickle.dumps(data, protocol=4))
+
+
+def _empty_dict_flood(good: Path, folder: Path) -> Path:
+    """Two bytes an object: three million empty dicts in a trace."""
+    data = {"segments": [], "device_traces": [[{} for _ in range(3_000_000)]]}
+    return _write(folder, "empty-dict-flood.pickle", pickle.dumps(data, protocol=4))
+
+
+CASES: list[Case] = [
+    # .memviz files with fields of the wrong type
+    Case("environment-as-list", _meta("environment", ["a", "b"]), "environment is a list"),
+    Case("model-as-text", _meta("model", "gpt2"), "model is a str"),
+    Case("spec-as-list", _meta("spec", [1, 2]), "no run spec"),
+    Case("spec-wrong-field", _meta("spec", {"model": "m", "batch_size": "4"}), "batch_size"),
+    Case("spec-techniques-text", _meta("spec", {"model": "m", "techniques": "lora"}),
+         "techniques"),
+    Case("error-as-list", _meta("error", ["oom"]), "error is a list"),
+    Case("error-message-number", _meta("error", {"kind": "oom", "message": 3,
+                                                 "traceback": ""}), "error lacks"),
+    Case("t0-infinite", _meta("t0_wall", "!raw:Infinity"), "t0_wall"),
+    Case("state-number", _meta("state", 7), "state is not text"),
+    Case("module-tree-ints", _meta("model", {"module_tree": [1, 2, 3]}), "module tree row"),
+    Case("summary-list", _meta("summary", [1]), "summary is a list"),
+    Case("meta-deep-json", _meta("environment", "!raw:" + "[" * 100_000 + "]" * 100_000),
+         "not a memviz snapshot"),
+    Case("schema-text", _meta("schema_version", "1"), "newer memviz"),
+    Case("sample-text", _sql("sample-text", ("UPDATE samples SET rss = 'lots'", ())),
+         "damaged snapshot"),
+    Case("strings-gap", _sql("strings-gap", ("INSERT INTO strings VALUES ('op', 999999, 'x')",
+                                             ())), "arrived out of order"),
+    Case("strings-unknown-table", _sql("strings-table", (
+        "INSERT INTO strings VALUES ('nope', 0, 'x')", ())), "damaged snapshot"),
+    Case("stacks-not-json", _sql("stacks-json", ("INSERT INTO stacks VALUES (9999, '[[[')",
+                                                 ())), "damaged snapshot"),
+    Case("marks-list", _sql("marks-list", ("INSERT INTO marks VALUES (0, 0, 'x', '[1]')", ())),
+         "damaged snapshot"),
+    Case("phase-edge", _sql("phase-edge", ("INSERT INTO phases VALUES (0, 'forward', 'x', 0)",
+                                           ())), "phase.edge"),
+    Case("step-loss-text", _sql("step-loss", ("UPDATE steps SET loss = 'low'", ())),
+         "damaged snapshot"),
+    Case("event-blob-garbage", _sql("event-garbage", (
+        "UPDATE event_batches SET columns = x'00ff00ff'", ())), "damaged snapshot"),
+    Case("event-bomb", _event_bomb, "more tensor events than its size can hold"),
+    Case("truncated", _truncated, ""),  # SQLite says how: corrupt, or not a memviz file
+    # honest enough to open, with escapes that must never reach a terminal
+    Case("escapes-in-texts", _sql("escapes", (
+        "UPDATE strings SET text = ? || text WHERE kind = 'module'", (ANSI,)), (
+        "INSERT INTO log VALUES (0, 'info', ?)", (ANSI + "log line",))), None),
+    Case("escapes-in-model-name", _meta("spec", {"model": ANSI + "gpt2-tiny"}), None),
+    # PyTorch snapshots
+    Case("blocks-of-ints", _snapshot("blocks.pickle", {"segments": [{"blocks": [1, 2]}],
+                                                       "device_traces": []}),
+         "blocks are not a list of maps"),
+    Case("size-infinite", _json_snapshot("inf.json", '{"segments": [], "device_traces": '
+                                         '[[{"action": "alloc", "addr": 1, '
+                                         '"size": Infinity}]]}'), "not a whole number"),
+    Case("address-negative", _snapshot("neg.pickle", {"segments": [], "device_traces": [[
+        {"action": "alloc", "addr": -5, "size": 8}]]}), "not a whole number"),
+    Case("segments-not-list", _snapshot("segs.pickle", {"segments": 5, "device_traces": []}),
+         "no segments or device_traces"),
+    Case("traces-of-ints", _snapshot("traces.pickle", {"segments": [], "device_traces": [1]}),
+         "device trace is not a list"),
+    Case("not-a-map", _snapshot("list.pickle", [1, 2, 3]), "not a PyTorch memory snapshot"),
+    Case("truncated-pickle", lambda good, folder: _write(
+        folder, "cut.pickle", pickle.dumps({"segments": [], "device_traces": [[]]})[:-5]),
+        "not a readable PyTorch snapshot"),
+    Case("json-deep", _json_snapshot("deep.json", "{" + '"a":[' * 50_000), "not a readable"),
+    Case("memo-bomb", _memo_bomb, "more than a"),
+    Case("empty-dict-flood", _empty_dict_flood, "more than a"),
+    Case("escapes-in-frames", _snapshot("frames.pickle", {"segments": [], "device_traces": [[
+        {"action": "alloc", "addr": 64, "size": 512, "time_us": 1,
+         "frames": [{"filename": ANSI + "train.py", "line": 3, "name": ANSI}]}]]}), None),
+    *(Case(f"runs-code-protocol-{p}", _runs_code(p), "refused: the pickle asks for")
+      for p in (2, 4, 5)),
+]

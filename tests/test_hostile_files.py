@@ -1,0 +1,98 @@
+"""Every malformed or hostile file is one printable line at every entry point, costs
+bounded memory, and never runs anything (cases in tests/hostile_files.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memviz.core.run import Run
+from memviz.core.spec import RunSpec
+from memviz.session import WorkerSession
+from memviz.snapshot import Recorder
+
+from .conftest import WORKER_DEADLINE_S
+from .hostile_files import CASES
+
+# What opening one file may cost at most, over the process's memory before it: a
+# floor, and what the C unpickler spends on a pickle of tiny objects (about 40 bytes
+# of memory per byte of file, for three million empty dicts in 6 MB).
+MEMORY_FLOOR = 64 << 20
+MEMORY_PER_FILE_BYTE = 48
+ESCAPE = "\x1b"
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory):
+    """(the good recording, {case name: its file})"""
+    folder = tmp_path_factory.mktemp("hostile")
+    good = folder / "good.memviz"
+    run = Run(RunSpec(model="gpt2-tiny", steps=1, batch_size=1, seq_len=32))
+    session = WorkerSession(run, recorder=Recorder(good, run.spec.to_dict()))
+    session.start()
+    assert session.wait(WORKER_DEADLINE_S) and run.state == "finished", run.error
+    return good, {case.name: case.build(good, folder) for case in CASES}
+
+
+@pytest.fixture(scope="module")
+def verdicts(hostile_files):
+    good, files = hostile_files
+    out = subprocess.run([sys.executable, "-m", "tests.open_hostile", str(good),
+                          str(good.parent), *(f"{k}={v}" for k, v in files.items())],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {v["name"]: v for v in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_hostile_file_is_one_line_at_every_entry_point(verdicts, case):
+    verdict = verdicts[case.name]
+    opened = verdict["open"]
+    assert not opened.startswith("ESCAPED"), opened
+    assert not verdict["ran_code"]
+    export_code, export_err = verdict["export"]
+    diff_code, diff_err = verdict["diff"]
+    if case.refusal is None:
+        assert opened == "opened"
+        assert ESCAPE not in verdict["shown"]
+        assert export_code == 0 and diff_code == 0, (export_err, diff_err)
+    else:
+        assert case.refusal in opened, opened
+        for code, err in ((export_code, export_err), (diff_code, diff_err)):
+            assert code == 2, err
+            assert err.count("\n") == 1 and err.startswith("memviz: error: "), err
+            assert case.refusal in err
+            assert "Traceback" not in err
+    assert ESCAPE not in export_err + diff_err + opened
+    bound = MEMORY_FLOOR + MEMORY_PER_FILE_BYTE * verdict["file_bytes"]
+    assert verdict["rss_delta"] < bound, f"{verdict['rss_delta'] >> 20} MiB"
+
+
+def test_the_window_refuses_or_opens_every_hostile_file_and_keeps_refreshing(
+        hostile_files, qtbot):
+    from memviz.gui.app import make_app
+    from memviz.gui.main_window import MainWindow
+
+    make_app()
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    _, files = hostile_files
+    for case in CASES:
+        run = window.open_snapshot(str(files[case.name]))
+        if case.refusal is None:
+            assert run is not None, window.error_banner.text()
+            window.select_run(run.run_id)
+            for _ in range(3):
+                window.refresh()  # every view draws the opened run
+            assert ESCAPE not in window.state_label.text()
+        else:
+            assert run is None
+            text = window.error_banner.text()
+            assert text.startswith("Cannot open ") and case.refusal in text
+            assert ESCAPE not in text and "\n" not in text
+            window.refresh()
+    window.close()

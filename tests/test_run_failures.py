@@ -1,0 +1,186 @@
+"""What a user sees when a run cannot go on: one line they can act on, the right exit
+code, and nothing measured lost. Real CLI processes, real workers, a real full disk."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from memviz.snapshot import open_run
+
+from .conftest import WORKER_DEADLINE_S
+
+MEMVIZ = [sys.executable, "-m", "memviz"]
+
+
+def _memviz(*args: str, timeout: float = WORKER_DEADLINE_S, **kwargs):
+    return subprocess.run([*MEMVIZ, *args], capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--technique", "prune:amount=nan"], "amount must be a finite number, not nan"),
+    (["--technique", "layer-drop:keep=99"], "keep=99 but gpt2-tiny has only 4 blocks"),
+    (["--device", "cuda"], "is a CPU build"),
+    (["--seq-len", "5000"], "seq_len 5000 is beyond gpt2-tiny's 1024 positions"),
+    (["--model", "no/such/dir"], "no preset, directory or factory named 'no/such/dir'"),
+    (["--model", "missing.py:build"], "factory file missing.py does not exist"),
+    (["--memory-cap", "lots"], "a memory cap is a size like 8GiB"),
+])
+def test_options_that_cannot_run_are_refused_before_a_worker_starts(args, says):
+    started = time.monotonic()
+    out = _memviz("run", "--steps", "1", *args, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"memviz: error: {out.stderr.strip()[15:]}"]
+    assert says in out.stderr
+    # no worker: a refusal costs no torch import (seconds); generous for a loaded machine
+    assert time.monotonic() - started < 30
+
+
+def test_outputs_into_a_missing_folder_are_refused_before_the_run(tmp_path):
+    for flag in ("--summary", "-o"):
+        out = _memviz("run", "--steps", "1", flag, str(tmp_path / "nowhere" / "x"), timeout=60)
+        assert out.returncode == 2
+        assert "the folder" in out.stderr and "does not exist" in out.stderr
+        assert "Traceback" not in out.stderr
+    export = _memviz("export", str(tmp_path / "x.memviz"), "--to", "torch-json", "-o",
+                     str(tmp_path / "nowhere" / "x.json"), timeout=60)
+    assert export.returncode == 2 and "does not exist" in export.stderr
+
+
+def test_a_runaway_run_stops_at_its_memory_cap_with_what_was_live(tmp_path):
+    summary = tmp_path / "s.json"
+    out = _memviz("run", "--model", "gpt2-tiny", "--steps", "50", "--batch-size", "8",
+                  "--memory-cap", "450MiB", "--summary", str(summary), "-o",
+                  str(tmp_path / "r.memviz"))
+    assert out.returncode == 3, out.stderr
+    assert "out of memory: the run reached" in out.stderr
+    assert "over the memory cap of 450 MiB" in out.stderr
+    report = json.loads(summary.read_text())
+    oom = report["oom"]
+    assert report["state"] == "failed" and report["error_kind"] == "oom"
+    assert oom["cap_bytes"] == 450 << 20 and oom["peak_bytes"] > oom["cap_bytes"]
+    assert oom["tracked_bytes"] > 0 and sum(oom["by_category"].values()) == oom["tracked_bytes"]
+    assert oom["by_category"]["parameter"] == 3_487_232 * 4  # the weights are always live
+    assert oom["by_module"] and oom["by_module"][0][1] > 0
+    back = open_run(tmp_path / "r.memviz")  # the file keeps it too
+    assert back.error["kind"] == "oom" and back.error["cap_bytes"] == 450 << 20
+
+
+def test_the_cpu_allocator_running_out_is_an_oom_with_the_request(tmp_path):
+    factory = tmp_path / "greedy.py"
+    factory.write_text(
+        "import torch\n"
+        "class Greedy(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.embed = torch.nn.Embedding(256, 16)\n"
+        "    def forward(self, ids):\n"
+        "        x = self.embed(ids)\n"
+        "        huge = torch.empty(1 << 50, dtype=torch.uint8)  # 1 PiB: refused at once\n"
+        "        return x @ self.embed.weight.T + huge[:1].float()\n"
+        "def build():\n"
+        "    return Greedy()\n")
+    summary = tmp_path / "s.json"
+    out = _memviz("run", "--model", f"{factory}:build", "--steps", "2", "--seq-len", "16",
+                  "--summary", str(summary))
+    assert out.returncode == 3, out.stderr
+    assert "out of memory: a request for 1,073,741,824.0 MiB failed" in out.stderr
+    oom = json.loads(summary.read_text())["oom"]
+    assert oom["request_bytes"] == 1 << 50
+    assert oom["by_category"]["parameter"] == 256 * 16 * 4
+    assert oom["by_category"].get("activation", 0) + oom["by_category"].get("temporary", 0) > 0
+
+
+def test_a_factory_that_exits_says_so(tmp_path):
+    factory = tmp_path / "quits.py"
+    factory.write_text("import sys\ndef build():\n    sys.exit(0)\n")
+    out = _memviz("run", "--model", f"{factory}:build", "--steps", "1")
+    assert out.returncode == 2
+    assert "called sys.exit(0) instead of returning a model" in out.stderr
+
+
+def _steps_in(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM steps").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("when", ["before the first step", "after a step"])
+def test_ctrl_c_is_a_clean_stop_at_any_moment(tmp_path, when):
+    path = tmp_path / "run.memviz"
+    proc = subprocess.Popen([*MEMVIZ, "run", "--steps", "10000", "--batch-size", "1",
+                             "--seq-len", "32", "-o", str(path)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + WORKER_DEADLINE_S
+    if when == "before the first step":
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    else:
+        while _steps_in(path) < 1 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
+    _out, err = proc.communicate(timeout=WORKER_DEADLINE_S)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "TypeError" not in err
+    assert "stopped after" in err
+    back = open_run(path)
+    assert back.state == "stopped"
+    if when == "after a step":
+        assert len(back.steps) >= 1
+
+
+def _full_disk(size: str) -> tuple[Path, callable]:
+    """A real small filesystem (tmpfs) where this process may mount one, else None."""
+    mount = Path(tempfile.mkdtemp(prefix="memviz-full-"))
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True) if shutil.which("mount") else None
+    if done is None or done.returncode != 0:
+        mount.rmdir()
+        return None, None
+
+    def release() -> None:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+        mount.rmdir()
+
+    return mount, release
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_says_so(tmp_path):
+    mount, release = _full_disk("400k")
+    limit = None
+    if mount is None:  # no right to mount here: the kernel's file size limit instead
+        mount, release = tmp_path, lambda: None
+        limit = 400 << 10
+    path = mount / "run.memviz"
+    try:
+        out = subprocess.run(
+            [*MEMVIZ, "run", "--steps", "100000", "--batch-size", "1", "--seq-len", "64",
+             "-o", str(path)], capture_output=True, text=True, timeout=WORKER_DEADLINE_S,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+            if limit else None)
+        reason = "File too large" if limit else "No space left on device"
+        assert out.returncode == 1, out.stderr
+        assert f"memviz: error: could not write {path}: " in out.stderr, out.stderr
+        assert reason in out.stderr or "disk I/O error" in out.stderr
+        assert "exited with code" not in out.stderr and "Traceback" not in out.stderr
+        back = open_run(path)  # what was written before the disk filled still opens
+        assert len(back.samples) > 0
+    finally:
+        release()
