@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
+from ..core.categories import LABELS
+from ..core.oom import last_moment
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
@@ -50,6 +52,20 @@ MAX_RECENT = 8
 SNAPSHOT_SUFFIXES = (".memviz", ".pickle", ".pkl", ".json")
 
 
+def failure_text(run: Run) -> str | None:
+    """The banner for a failed run: its reason; for an OOM, what was live then too."""
+    if not run.error:
+        return None
+    text = f"Run #{run.run_id} failed: {run.error['message']}"
+    oom = last_moment(run)
+    if oom is not None and oom["by_category"]:
+        largest = sorted(oom["by_category"].items(), key=lambda kv: -kv[1])[:3]
+        text += (f". Live at {oom['t']:.2f} s: " +
+                 ", ".join(f"{LABELS[c]} {format_bytes(b)}" for c, b in largest) +
+                 " (At a moment lists every tensor)")
+    return text
+
+
 def runs_dir() -> Path:
     """Where every run is recorded: MEMVIZ_RUNS_DIR, the setting, or the app data folder."""
     configured = os.environ.get("MEMVIZ_RUNS_DIR") or QSettings().value("runs_dir", "")
@@ -68,6 +84,7 @@ class MainWindow(QMainWindow):
         self.rank_parent: dict[int, int] = {}  # a rank's run id -> rank 0's run id
         self.sessions: dict[int, WorkerSession] = {}
         self._next_id = 1
+        self._banner_key: tuple[int, int] | None = None
 
         self.run_panel = RunPanel()
         if model:
@@ -365,12 +382,13 @@ class MainWindow(QMainWindow):
         spec = spec or self.run_panel.spec()
         try:
             preflight(spec)  # what cannot run is refused before a worker starts
+            cap = self.run_panel.cap()
         except SpecError as exc:
             self._show_error(f"Cannot run: {exc}")
             return None
         run = Run(spec, run_id=self._next_id)
         self._next_id += 1
-        session = WorkerSession(run, recorder=self._recorder_for(run))
+        session = WorkerSession(run, recorder=self._recorder_for(run), memory_cap=cap)
         self.runs[run.run_id] = run
         self.sessions[run.run_id] = session
         try:
@@ -544,13 +562,19 @@ class MainWindow(QMainWindow):
             self.ranks_view.show_run(self.rank_zero_of(run))
         if run is not None and run.finished and not self.timeline.cursor.isVisible() \
                 and len(run.tensors):
-            self.moment_view.run = run
-            self.moment_view.jump_to_peak()
+            oom = last_moment(run)
+            if oom is not None:  # the last moment before memory ran out says the most
+                self.set_cursor(oom["t"])
+            else:
+                self.moment_view.run = run
+                self.moment_view.jump_to_peak()
         self.run_panel.set_running(self.active_run() is not None)
         if run is None:
             return
-        self._show_error(f"Run #{run.run_id} failed: {run.error['message']}"
-                         if run.error else None)
+        key = (run.run_id, run.revision)
+        if key != self._banner_key:  # the OOM report walks the allocations: once a change
+            self._banner_key = key
+            self._show_error(failure_text(run))
         self.state_label.setText(self._state_text(run))
         with run.lock:
             rss = run.samples.column("rss")[-1] if len(run.samples) else None

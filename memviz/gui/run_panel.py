@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from ..core.categories import TRACK_LEVELS
 from ..core.spec import DATA_SOURCES, MODES, OPTIMIZERS, PRESETS, RunSpec
+from ..session.memory_cap import DEFAULT_SHARE, MemoryCap, parse_cap
 from .technique_panel import TechniquePanel
 
 
@@ -74,6 +75,13 @@ class RunPanel(QWidget):
         self.track.setCurrentText(d.track)
         self.track.setToolTip("samples: memory counters only; tensors: every allocation, "
                               "categorised; tensors+stacks: with Python stacks (slower)")
+        self.memory_cap = QComboBox()
+        self.memory_cap.setEditable(True)
+        self.memory_cap.addItems(["auto", "none", "2GiB", "8GiB", "32GiB"])
+        self.memory_cap.setToolTip(
+            "Stop the run when its memory passes this: RSS on CPU, GPU memory on CUDA. "
+            f"auto: {DEFAULT_SHARE:.0%} of the memory available when the run starts; "
+            "none: no cap. A run stopped at its cap keeps everything measured up to then")
 
         form = QFormLayout()
         form.addRow("Model", model_row)
@@ -89,6 +97,7 @@ class RunPanel(QWidget):
         form.addRow("Seed", self.seed)
         form.addRow("Samples / s", self.sample_hz)
         form.addRow("Tracking", self.track)
+        form.addRow("Memory cap", self.memory_cap)
         group = QGroupBox("Run")
         group.setLayout(form)
         self.technique_panel = TechniquePanel()
@@ -145,6 +154,10 @@ class RunPanel(QWidget):
             track=self.track.currentText(),
             techniques=self.technique_panel.techniques(),
         )
+
+    def cap(self) -> MemoryCap:
+        """The memory cap the form asks for (SpecError if it is not a size)."""
+        return parse_cap(self.memory_cap.currentText(), self.device.currentText().strip())
 
     def set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)

@@ -1,0 +1,91 @@
+"""The window when memory runs out or a file comes from elsewhere: real workers, real
+widgets, offscreen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PySide6.QtCore import Qt
+
+from memviz.core.spec import RunSpec
+from memviz.gui.app import make_app
+from memviz.gui.main_window import MainWindow
+from memviz.session import WorkerSession
+from memviz.snapshot import Recorder
+
+from .conftest import WORKER_DEADLINE_S
+
+WAIT_MS = WORKER_DEADLINE_S * 1000
+
+
+@pytest.fixture
+def window(qtbot):
+    make_app()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+def test_a_run_past_its_memory_cap_shows_what_was_live_at_the_last_moment(window, qtbot):
+    panel = window.run_panel
+    panel.batch_size.setValue(8)
+    panel.steps.setValue(50)
+    panel.memory_cap.setEditText("450MiB")
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    run = window.current_run()
+    qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
+    window.refresh()
+    assert run.error["kind"] == "oom" and run.error["cap_bytes"] == 450 << 20
+    banner = window.error_banner.text()
+    assert "over the memory cap of 450 MiB" in banner
+    assert "Live at" in banner and "activations (saved for backward)" in banner
+    assert window.timeline.cursor.isVisible()  # the cursor sits on the last moment
+    window.tabs.setCurrentWidget(window.moment_view)
+    qtbot.waitUntil(lambda: window.moment_view.tensors.rowCount() > 0, timeout=10_000)
+    categories = [window.moment_view.categories.item(r, 1).text()
+                  for r in range(window.moment_view.categories.rowCount())]
+    assert "parameters (trainable)" in categories
+
+
+def test_a_bad_memory_cap_is_refused_before_a_worker_starts(window):
+    window.run_panel.memory_cap.setEditText("lots")
+    assert window.start_run() is None
+    assert "a memory cap is a size like 8GiB" in window.error_banner.text()
+    assert not window.sessions
+
+
+def test_a_pytorch_snapshot_exported_by_memviz_diffs_and_opens_in_every_view(
+        window, qtbot, tmp_path):
+    path = tmp_path / "run.memviz"
+    from memviz.core.run import Run
+
+    run = Run(RunSpec(model="gpt2-tiny", steps=1, batch_size=1, seq_len=32))
+    session = WorkerSession(run, recorder=Recorder(path, run.spec.to_dict()))
+    session.start()
+    assert session.wait(WORKER_DEADLINE_S) and run.state == "finished", run.error
+    pickle_path = tmp_path / "run.pickle"
+    memviz = [sys.executable, "-m", "memviz"]
+    done = subprocess.run([*memviz, "export", str(path), "--to", "torch-pickle", "-o",
+                           str(pickle_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    diff = subprocess.run([*memviz, "diff", str(pickle_path), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert diff.returncode == 0, diff.stderr
+    assert "by module" in diff.stdout and "Traceback" not in diff.stderr
+    imported = window.open_snapshot(str(pickle_path))
+    assert imported is not None, window.error_banner.text()
+    window.select_run(imported.run_id)
+    window.refresh()
+    window.tabs.setCurrentWidget(window.moment_view)
+    window.moment_view.jump_to_peak()
+    qtbot.waitUntil(lambda: window.moment_view.tensors.rowCount() > 0, timeout=10_000)
+    modules = [window.moment_view.modules.item(r, 1).text()
+               for r in range(window.moment_view.modules.rowCount())]
+    assert modules == ["(outside any module)"]  # a PyTorch snapshot knows no modules
+    window.tabs.setCurrentWidget(window.modules_view)
+    window.refresh()
+    assert window.modules_view.topLevelItemCount() == 0  # no module tree; nothing broke
