@@ -100,12 +100,11 @@ def test_a_killed_worker_leaves_the_window_alive_and_says_so(window, qtbot):
     assert window.run_panel.run_button.isEnabled()
 
 
-def test_a_bad_model_is_shown_as_a_readable_error(window, qtbot):
+def test_a_bad_model_is_refused_before_a_worker_starts(window, qtbot):
     window.run_panel.model.setEditText("/no/such/model")
     window.run_panel.steps.setValue(1)
-    window.start_run()
-    run = window.current_run()
-    qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
+    assert window.start_run() is None
+    assert not window.sessions  # refused at once, not after a worker's ten seconds
     window.refresh()
     assert window.error_banner.isVisible()
     assert "no preset, directory or factory named '/no/such/model'" in window.error_banner.text()

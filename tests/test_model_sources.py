@@ -168,7 +168,7 @@ def test_cli_run_writes_the_summary_json(tmp_path):
     (["--model", "nope"], "no preset, directory or factory named 'nope'"),
     (["--batch-size", "0"], "batch_size must be an integer from 1"),
     (["--device", "tpu"], "device must be cpu, cuda or cuda:N"),
-    (["--device", "cuda"], "has no usable CUDA device"),
+    (["--device", "cuda"], "device cuda asked for, but"),
 ])
 def test_cli_run_failures_exit_non_zero_with_one_line(args, reason):
     import torch

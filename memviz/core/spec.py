@@ -20,6 +20,10 @@ class SpecError(ValueError):
     """An option that cannot be run, with a message meant for the user."""
 
 
+class ModelError(SpecError):
+    """The model cannot be found or loaded as named (kind ``model``)."""
+
+
 @dataclass
 class RunSpec:
     model: str = DEFAULT_MODEL

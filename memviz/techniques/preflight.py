@@ -13,7 +13,7 @@ import os
 
 from ..core.devices import device_refusal
 from ..core.model_facts import ModelFacts, facts_of
-from ..core.spec import PRESETS, RunSpec, SpecError
+from ..core.spec import PRESETS, ModelError, RunSpec, SpecError
 from .registry import check_techniques
 
 
@@ -22,7 +22,7 @@ def preflight(spec: RunSpec, *, check_device: bool = True) -> ModelFacts:
     spec.validate()
     reason = model_refusal(spec.model)
     if reason:
-        raise SpecError(reason)
+        raise ModelError(reason)
     resolved = check_techniques(spec)
     facts = facts_of(spec.model)
     if facts.max_positions is not None and spec.seq_len > facts.max_positions:

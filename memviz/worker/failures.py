@@ -39,12 +39,12 @@ def request_bytes(exc: BaseException) -> int | None:
 
 
 def classify(exc: BaseException) -> tuple[str, int]:
-    from ..core.spec import SpecError
+    from ..core.spec import ModelError, SpecError
     from ..models import ModelLoadError
 
     if is_oom(exc):
         return "oom", EXIT_OOM
-    if isinstance(exc, ModelLoadError):
+    if isinstance(exc, ModelLoadError | ModelError):
         return "model", EXIT_USER_ERROR
     if isinstance(exc, SpecError):
         return "option", EXIT_USER_ERROR

@@ -15,7 +15,7 @@ import sys
 import threading
 import traceback
 
-from ..core.spec import RunSpec, SpecError
+from ..core.spec import ModelError, RunSpec, SpecError
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
 from ..protocol.token import TokenError, token_from
@@ -310,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"memviz worker: {exc}", file=sys.stderr)
         if conn is not None:
+            kind = "model" if isinstance(exc, ModelError) else "option"
             with contextlib.suppress(Exception):
-                conn.send([{"type": "error", "kind": "option", "message": str(exc),
+                conn.send([{"type": "error", "kind": kind, "message": str(exc),
                             "traceback": ""}])
         return EXIT_USER_ERROR
     except Exception as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +19,7 @@ from ..techniques.plan import Plan
 from .emitter import Emitter, now
 from .optimizers import make_optimizer
 from .samplers import MemorySampler
+from .steps import StepMeter
 
 
 class StopRequested(Exception):
@@ -41,7 +41,8 @@ class Runner:
         self.cuda = self.device.type == "cuda"
         self.tracker = tracker
         self.plan = plan or Plan(spec)
-        self.done: list[dict] = []  # every step_done message, for a rank's final figures
+        self.meter = StepMeter(emitter, sampler, t0, tracker, self.device)
+        self.done = self.meter.done  # every step_done message, for a rank's final figures
         self.scaler = self.plan.grad_scaler()
 
     def _t(self) -> float:
@@ -54,19 +55,11 @@ class Runner:
     @contextmanager
     def phase(self, step: int, name: str) -> Iterator[None]:
         self._check_stop()
-        self.emitter.send({"type": "phase", "t": self._t(), "step": step, "name": name,
-                           "edge": "begin"})
-        if self.tracker is not None:
-            self.tracker.set_phase(name, step)
+        self.meter.phase_begin(step, name)
         try:
             yield
         finally:
-            if self.cuda:
-                torch.cuda.synchronize(self.device)
-            if self.tracker is not None:
-                self.tracker.set_phase("", step)
-            self.emitter.send({"type": "phase", "t": self._t(), "step": step, "name": name,
-                               "edge": "end"})
+            self.meter.phase_end(step, name)
 
     def _batch(self, rows: int | None = None):
         batch = self.task.make_batch(rows or self.spec.batch_size, self.spec.seq_len, self.device)
@@ -76,50 +69,13 @@ class Runner:
         return batch
 
     def mark(self, step: int, label: str) -> None:
-        """Send the live bytes per category at this moment (tracked runs only)."""
-        if self.tracker is not None:
-            self.emitter.send({"type": "mark", "t": self._t(), "step": step, "label": label,
-                               "live_by_category": self.tracker.live_bytes()})
+        self.meter.mark(step, label)
 
-    def _begin_step(self) -> float:
-        self.sampler.take_step_peak()
-        if self.tracker is not None:
-            self.tracker.take_step_peak()
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
-        return time.perf_counter()
+    def _begin_step(self) -> None:
+        self.meter.begin()
 
-    def _send_cuda_memory(self, step: int) -> None:
-        """The allocator's own view at the step's end, joined to the tracker's categories."""
-        from ..tracking import cuda
-
-        snapshot = cuda.take_snapshot()
-        summary = cuda.segment_summary(snapshot, self.tracker.category_by_address(),
-                                       self.device.index or 0)
-        tracked = self.tracker.live_block_bytes("cuda", cuda.rounded)
-        self.emitter.send({"type": "cuda_memory", "t": self._t(), "step": step, **summary,
-                           "torch_allocated": int(torch.cuda.memory_allocated(self.device)),
-                           "tracked_rounded": tracked})
-
-    def _end_step(self, step: int, started: float, loss: float | None, tokens: int) -> None:
-        if self.cuda and self.tracker is not None:
-            self._send_cuda_memory(step)
-        self.done.append({
-            "type": "step_done",
-            "t": self._t(),
-            "step": step,
-            "loss": loss,
-            "seconds": time.perf_counter() - started,
-            "tokens": tokens,
-            "peak_rss_bytes": self.sampler.take_step_peak(),
-            "peak_gpu_bytes": (
-                int(torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
-            ),
-            "tracked_peak_bytes": (
-                self.tracker.take_step_peak() if self.tracker is not None else None
-            ),
-        })
-        self.emitter.send(self.done[-1])
+    def _end_step(self, step: int, loss: float | None, tokens: int) -> None:
+        self.meter.end(step, loss, tokens)
 
     def run(self) -> str:
         """Run every step; return "finished" or "stopped"."""
@@ -147,7 +103,7 @@ class Runner:
             if self.tracker is not None:
                 self.tracker.track_parameters(self.task.model)
             self._new_optimizer()
-        started = self._begin_step()
+        self._begin_step()
         k = self.plan.micro_batches
         loss_value = 0.0
         for micro in range(k):
@@ -171,21 +127,21 @@ class Runner:
             self.mark(step, "after_optimizer_step")
             self.optimizer.zero_grad(set_to_none=True)
         self.plan.after_step()
-        self._end_step(step, started, _finite_or_none(loss_value),
+        self._end_step(step, _finite_or_none(loss_value),
                        self.spec.batch_size * self.spec.seq_len)
 
     def _infer_step(self, step: int) -> None:
-        started = self._begin_step()
+        self._begin_step()
         batch = self._batch()
         with self.phase(step, "forward"), torch.no_grad(), self.plan.forward_context():
             loss_value = float(self.task.loss(batch))
         del batch
         self.plan.after_step()
-        self._end_step(step, started, _finite_or_none(loss_value),
+        self._end_step(step, _finite_or_none(loss_value),
                        self.spec.batch_size * self.spec.seq_len)
 
     def _generate_step(self, step: int) -> None:
-        started = self._begin_step()
+        self._begin_step()
         batch = self._batch()
         hook = None
         if self.tracker is not None:
@@ -200,7 +156,7 @@ class Runner:
         self.plan.after_step()
         new_tokens = int(out.shape[0] * (out.shape[1] - batch["input_ids"].shape[1]))
         del out, batch
-        self._end_step(step, started, None, new_tokens)
+        self._end_step(step, None, new_tokens)
 
 
     def _tag_kv_cache(self, _module, _args, output) -> None:

@@ -1,0 +1,93 @@
+"""Steps and phases as the stream carries them, for any loop that runs torch.
+
+The worker's own runner and a user's program tracked by ``memviz.track`` mark
+their steps and phases the same way: a ``phase`` message at each edge (and the
+tracker told, so each allocation knows its phase), the exact peaks per step
+(the kernel's RSS high-water mark, the tracker's, CUDA's) and a ``step_done``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .emitter import now
+
+
+class StepMeter:
+    def __init__(self, emitter, sampler, t0: float, tracker=None,
+                 device: torch.device | None = None) -> None:
+        self.emitter = emitter
+        self.sampler = sampler
+        self.t0 = t0
+        self.tracker = tracker
+        self.device = device or torch.device("cpu")
+        self.cuda = self.device.type == "cuda"
+        self.done: list[dict] = []  # every step_done message, for a rank's final figures
+        self._started = 0.0
+
+    def t(self) -> float:
+        return now() - self.t0
+
+    def phase_begin(self, step: int, name: str) -> None:
+        self.emitter.send({"type": "phase", "t": self.t(), "step": step, "name": name,
+                           "edge": "begin"})
+        if self.tracker is not None:
+            self.tracker.set_phase(name, step)
+
+    def phase_end(self, step: int, name: str) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        if self.tracker is not None:
+            self.tracker.set_phase("", step)
+        self.emitter.send({"type": "phase", "t": self.t(), "step": step, "name": name,
+                           "edge": "end"})
+
+    def mark(self, step: int, label: str) -> None:
+        """Send the live bytes per category at this moment (tracked runs only)."""
+        if self.tracker is not None:
+            self.emitter.send({"type": "mark", "t": self.t(), "step": step, "label": label,
+                               "live_by_category": self.tracker.live_bytes()})
+
+    def begin(self) -> None:
+        """A step begins: every per-step peak starts over."""
+        self.sampler.take_step_peak()
+        if self.tracker is not None:
+            self.tracker.take_step_peak()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._started = time.perf_counter()
+
+    def end(self, step: int, loss: float | None, tokens: int) -> dict:
+        if self.cuda and self.tracker is not None:
+            self._send_cuda_memory(step)
+        self.done.append({
+            "type": "step_done",
+            "t": self.t(),
+            "step": step,
+            "loss": loss,
+            "seconds": time.perf_counter() - self._started,
+            "tokens": tokens,
+            "peak_rss_bytes": self.sampler.take_step_peak(),
+            "peak_gpu_bytes": (
+                int(torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
+            ),
+            "tracked_peak_bytes": (
+                self.tracker.take_step_peak() if self.tracker is not None else None
+            ),
+        })
+        self.emitter.send(self.done[-1])
+        return self.done[-1]
+
+    def _send_cuda_memory(self, step: int) -> None:
+        """The allocator's own view at the step's end, joined to the tracker's categories."""
+        from ..tracking import cuda
+
+        snapshot = cuda.take_snapshot()
+        summary = cuda.segment_summary(snapshot, self.tracker.category_by_address(),
+                                       self.device.index or 0)
+        tracked = self.tracker.live_block_bytes("cuda", cuda.rounded)
+        self.emitter.send({"type": "cuda_memory", "t": self.t(), "step": step, **summary,
+                           "torch_allocated": int(torch.cuda.memory_allocated(self.device)),
+                           "tracked_rounded": tracked})
