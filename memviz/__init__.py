@@ -1,3 +1,35 @@
-"""memviz: where the memory of a language model goes, measured live."""
+"""memviz: where the memory of a language model goes, measured live.
+
+``memviz.track()`` profiles the program that calls it; importing memviz itself
+loads neither torch nor Qt.
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+
+def track(output=None, **options):
+    """Track this program's memory, to a ``.memviz`` file or a window:
+
+        with memviz.track(output="run.memviz"):
+            train()
+
+    See ``memviz.program.api.Tracking`` for every option."""
+    from .program.api import track as _track
+
+    return _track(output, **options)
+
+
+def start(output=None, **options):
+    """Start tracking this program until ``memviz.stop()`` or its exit."""
+    from .program.api import start as _start
+
+    return _start(output, **options)
+
+
+def stop() -> None:
+    """Stop what ``memviz.start()`` began."""
+    from .program.api import stop as _stop
+
+    _stop()

@@ -30,6 +30,8 @@ EXAMPLES = {
     "stop": {},
     "run_started": {"spec": {"model": "m"}, "environment": {"torch": "2.13.0"},
                     "model": {"parameters": 12}, "t0_wall": 1700000000.5},
+    "discovered": {"spec": {"model": "GPT2LMHeadModel", "program": "train.py"},
+                   "model": {"parameters": 12}},
     "samples": {"columns": {c: np.arange(5, dtype=np.float64) * (i + 1)
                             for i, c in enumerate(SAMPLE_COLUMNS)}},
     "phase": {"t": 1.25, "step": 3, "name": "backward", "edge": "begin"},

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_fit_arguments(sub.add_parser(
         "fit", help="the largest batch under a memory limit, or the sets that make it fit"))
+    from .record_cmd import add_arguments as add_record_arguments
+
+    add_record_arguments(sub.add_parser(
+        "record", help="profile your own program: memviz record -- python train.py ARGS"))
     from .techniques_cmd import add_arguments as add_techniques_arguments
 
     add_techniques_arguments(sub.add_parser("techniques", help="list the memory techniques"))
@@ -85,6 +89,10 @@ def _main(argv: list[str] | None = None) -> int:
         from .fit_cmd import cmd_fit
 
         return cmd_fit(args)
+    if args.command == "record":
+        from .record_cmd import cmd_record
+
+        return cmd_record(args)
     if args.command == "techniques":
         from .techniques_cmd import cmd_techniques
 

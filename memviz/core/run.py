@@ -10,9 +10,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol.messages import SAMPLE_COLUMNS
+from ..protocol.messages import SAMPLE_COLUMNS, ProtocolError
 from .columns import Columns
-from .spec import RunSpec
+from .spec import RunSpec, SpecError
 from .tensors import TensorLog
 
 ERROR_FIELDS = ("kind", "message", "traceback")
@@ -93,6 +93,13 @@ class Run:
         self.applied_techniques = list(msg.get("techniques") or [])
         self.t0_wall = float(msg["t0_wall"])
         self.state = "running"
+
+    def _on_discovered(self, msg: dict) -> None:
+        try:
+            self.spec = RunSpec.from_dict(msg["spec"])
+        except (SpecError, TypeError) as exc:
+            raise ProtocolError(f"discovered.spec is not a run spec: {exc}") from None
+        self.model = msg["model"]
 
     def _on_samples(self, msg: dict) -> None:
         self.samples.append(msg["columns"])

@@ -40,6 +40,10 @@ class RunSpec:
     sample_hz: float = 20.0
     track: str = "tensors"
     techniques: list[dict[str, Any]] = field(default_factory=list)
+    # A user's own program tracked by memviz.track (its command line), not memviz's
+    # runner: then the model, mode and sizes are what the program ran, and steps is 0
+    # (as many as it makes).
+    program: str = ""
 
     def validate(self) -> RunSpec:
         if not self.model or not isinstance(self.model, str):
@@ -60,10 +64,12 @@ class RunSpec:
             raise SpecError(f"data must be one of {', '.join(DATA_SOURCES)}, not {self.data!r}")
         if not _DEVICE.match(self.device):
             raise SpecError(f"device must be cpu, cuda or cuda:N, not {self.device!r}")
+        if not isinstance(self.program, str):
+            raise SpecError("program must be a command line")
         for name, low, high in (
             ("batch_size", 1, 1 << 16),
             ("seq_len", 2, 1 << 20),
-            ("steps", 1, 1 << 24),
+            ("steps", 0 if self.program else 1, 1 << 24),
             ("max_new_tokens", 1, 1 << 16),
         ):
             value = getattr(self, name)
@@ -91,4 +97,10 @@ class RunSpec:
         return cls(**data).validate()
 
     def label(self) -> str:
+        if self.program:
+            return f"{self.program} · {self.device}"
         return f"{self.model} · {self.mode} · b{self.batch_size}×{self.seq_len} · {self.device}"
+
+    def steps_done(self, done: int) -> str:
+        """``3/20 steps``, or ``3 steps`` for a program (its count is not known ahead)."""
+        return f"{done} steps" if self.program or not self.steps else f"{done}/{self.steps} steps"

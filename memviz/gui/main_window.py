@@ -586,7 +586,7 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _state_text(run: Run) -> str:
-        steps = f"{len(run.steps)}/{run.spec.steps} steps"
+        steps = run.spec.steps_done(len(run.steps))
         if run.state == "starting":
             return f"Run #{run.run_id}: starting the worker and loading {run.spec.model}…"
         if run.state == "running":

@@ -13,13 +13,15 @@ RUN_ID_ROLE = Qt.ItemDataRole.UserRole
 def describe(run: Run) -> str:
     state = run.state
     if run.steps:
-        state += f", {len(run.steps)}/{run.spec.steps} steps"
+        state += f", {run.spec.steps_done(len(run.steps))}"
     spec = run.spec
     techniques = " + ".join(_technique_label(t) for t in spec.techniques)
     if spec.mode == "train" and spec.optimizer != "adamw":
         techniques = " + ".join(filter(None, [techniques, spec.optimizer]))
     used = f" [{techniques}]" if techniques else ""
     rank = f" rank {run.rank}" if run.rank or run.ranks else ""
+    if spec.program:
+        return f"#{run.run_id} {spec.program}{used} — {state}"
     return (f"#{run.run_id}{rank} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}{used}"
             f" — {state}")
 

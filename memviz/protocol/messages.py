@@ -33,6 +33,8 @@ MESSAGE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "stop": {},
     # worker -> controller
     "run_started": {"spec": (dict,), "environment": (dict,), "model": (dict,), "t0_wall": _NUM},
+    # a tracked program's model and workload, once found (memviz.track)
+    "discovered": {"spec": (dict,), "model": (dict,)},
     "samples": {"columns": (dict,)},
     "phase": {"t": _NUM, "step": (int,), "name": (str,), "edge": (str,)},
     "step_done": {

@@ -19,13 +19,13 @@ import sys
 import tempfile
 import threading
 
-from ..core.recording import RecorderError
 from ..core.run import Run
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
 from ..protocol.framing import FrameError
 from ..protocol.messages import ProtocolError
 from ..protocol.transport import Connection, ConnectionClosed
+from .feed import Feed, serve
 from .memory_cap import AUTO, MemoryCap, parse_cap
 
 CONNECT_TIMEOUT_S = 60.0
@@ -42,36 +42,15 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "memviz", "worker"]
 
 
-def describe_exit(code: int) -> str:
+def describe_exit(code: int, what: str = "worker") -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
         hint = " (killed: out of memory, or stopped from outside)" if -code == 9 else ""
-        return f"the worker was killed by {name}{hint}"
-    return f"the worker exited with code {code}"
-
-
-def over_cap(messages: list[dict], cap: int, device_memory: bool) -> int | None:
-    """The highest sampled memory in ``messages`` if it passed ``cap``, else None.
-
-    The figure is the process's RSS and the kernel's high-water mark between
-    samples, or with ``device_memory`` the process's GPU memory (NVML) and torch's
-    reserved bytes."""
-    import numpy as np
-
-    names = ("gpu_process_used", "torch_reserved") if device_memory else ("rss", "peak_rss")
-    highest = None
-    for msg in messages:
-        if msg["type"] != "samples":
-            continue
-        for name in names:
-            column = msg["columns"].get(name)
-            if column is not None and len(column) and np.isfinite(column).any():
-                value = int(np.nanmax(column))
-                highest = value if highest is None else max(highest, value)
-    return highest if highest is not None and highest > cap else None
+        return f"the {what} was killed by {name}{hint}"
+    return f"the {what} exited with code {code}"
 
 
 class WorkerSession:
@@ -206,49 +185,17 @@ class WorkerSession:
             primary_done.set()
 
     def _serve_primary(self, conn: Connection) -> None:
+        feed = Feed(self.run, recorder=self.recorder, memory_cap=self.memory_cap,
+                    stop=self.request_stop, kill=self.kill)
         try:
             conn.send([{"type": "start", "spec": self.run.spec.to_dict()}])
             if self._stop_requested:
                 conn.send([{"type": "stop"}])
-            while True:
-                messages = conn.receive()
-                self.run.apply_all(messages)
-                if self.recorder is not None:
-                    self._record(messages)
-                if self.memory_cap.bytes is not None:
-                    self._enforce_cap(messages)
-        except ConnectionClosed:
-            pass
-        except (FrameError, ProtocolError) as exc:
-            self.run.fail("protocol", f"malformed data from the worker: {exc}")
-            self.proc.kill()
         except OSError as exc:
-            if not self.run.finished:
-                self.run.add_log("error", f"connection to the worker lost: {exc}")
-        finally:
+            self.run.add_log("error", f"connection to the worker lost: {exc}")
             conn.close()
-
-    def _record(self, messages: list[dict]) -> None:
-        """Write to the snapshot file; when it cannot be written, stop the run cleanly
-        and say why (the run in memory keeps everything)."""
-        try:
-            self.recorder.write(messages)
-        except RecorderError as exc:
-            self.run.fail("disk", str(exc))
-            self.request_stop()
-
-    def _enforce_cap(self, messages: list[dict]) -> None:
-        cap = self.memory_cap
-        highest = over_cap(messages, cap.bytes, cap.device_memory)
-        if highest is None:
             return
-        mib = 1 << 20
-        what = "GPU memory" if cap.device_memory else "RSS"
-        self._stop_requested = True
-        self.proc.kill()
-        self.run.fail("oom", f"out of memory: the run reached {highest / mib:,.0f} MiB of {what}, "
-                             f"over the memory cap of {cap.bytes / mib:,.0f} MiB, and was stopped",
-                      cap_bytes=cap.bytes, peak_bytes=highest)
+        serve(conn, feed, "worker", self.kill)
 
     def _accept_ranks(self, server, primary_done: threading.Event) -> None:
         """Take the other ranks' connections for as long as rank 0 streams."""

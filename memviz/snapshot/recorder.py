@@ -97,6 +97,9 @@ class Recorder:
         self._meta({"environment": msg["environment"], "model": msg["model"],
                     "t0_wall": msg["t0_wall"], "spec": msg["spec"]})
 
+    def _on_discovered(self, msg: dict) -> None:
+        self._meta({"model": msg["model"], "spec": msg["spec"]})
+
     def _on_samples(self, msg: dict) -> None:
         cols = msg["columns"]
         n = len(cols["t"])

@@ -25,14 +25,22 @@ _running_node = torch._C._current_autograd_node
 
 
 class ModuleScope:
-    def __init__(self, model: nn.Module) -> None:
-        root = type(model).__name__
-        self.names = {m: (name or root) for name, m in model.named_modules()}
+    def __init__(self, model: nn.Module | None = None) -> None:
+        self.names: dict[nn.Module, str] = {}
         self.stack: list[str] = []
         # forward's module changes: from sequence number _marks[i] on, _owners[i] was on top
         self._marks: list[int] = []
         self._owners: list[str] = []
         self._handles: list = []
+        if model is not None:
+            self.add_model(model)
+
+    def add_model(self, model: nn.Module, prefix: str = "") -> None:
+        """Name ``model``'s modules by their qualified names (the root by its class),
+        each under ``prefix`` (a second model of a program, say)."""
+        root = prefix.rstrip(".") or type(model).__name__
+        for name, module in model.named_modules():
+            self.names.setdefault(module, f"{prefix}{name}" if name else root)
 
     def current(self) -> str:
         node = _running_node()

@@ -157,15 +157,12 @@ class TensorTracker:
         self.new_stacks: list[list] = []
 
     # -- lifecycle ----------------------------------------------------------------
-    def start(self, model: torch.nn.Module) -> None:
-        """Report the model's existing tensors, then track everything from here on."""
-        for name, p in model.named_parameters():
-            self.retag(p, "parameter" if p.requires_grad else "parameter_frozen",
-                       module=name.rpartition(".")[0])
-            self._hook_gradient(p)
-        for name, b in model.named_buffers():
-            self.retag(b, "buffer", module=name.rpartition(".")[0])
-        self.scope = ModuleScope(model)
+    def start(self, model: torch.nn.Module | None = None) -> None:
+        """Report the model's existing tensors (if given), then track everything from here
+        on; more models can join with ``add_model``."""
+        self.scope = ModuleScope()
+        if model is not None:
+            self.add_model(model)
         self.scope.start()
         self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
         self._saved_hooks.__enter__()
@@ -214,6 +211,22 @@ class TensorTracker:
         held = getattr(optimizer, "held_tensors", None)  # fp32 master weights
         if held is not None:
             self.tag(held(), "optimizer_state")
+
+    def add_model(self, model: torch.nn.Module, prefix: str = "") -> None:
+        """Report a model's parameters and buffers (its modules named under ``prefix``),
+        and mark its gradients as they come."""
+        def owner(name: str) -> str:
+            module = name.rpartition(".")[0]
+            return f"{prefix}{module}" if module else prefix.rstrip(".")
+
+        for name, p in model.named_parameters():
+            self.retag(p, "parameter" if p.requires_grad else "parameter_frozen",
+                       module=owner(name))
+            self._hook_gradient(p)
+        for name, b in model.named_buffers():
+            self.retag(b, "buffer", module=owner(name))
+        if self.scope is not None:
+            self.scope.add_model(model, prefix)
 
     def track_parameters(self, model: torch.nn.Module) -> None:
         """Parameters added since start (a model that grew) get their category and hook."""

@@ -22,8 +22,13 @@ FLUSH_INTERVAL_S = 0.05
 
 
 class Emitter:
-    def __init__(self, conn: Connection) -> None:
+    """``conn``: where the frames go; or ``deliver``: a function that takes each flush's
+    messages in this process (a tracked program recording to its own file)."""
+
+    def __init__(self, conn: Connection | None,
+                 deliver: Callable[[list[dict]], None] | None = None) -> None:
         self.conn = conn
+        self.deliver = deliver
         self._lock = threading.Lock()
         self._messages: list[dict] = []
         self._rows: list[tuple[float, ...]] = []
@@ -57,7 +62,11 @@ class Emitter:
 
     def flush(self) -> None:
         messages = self._take()
-        if messages:
+        if not messages:
+            return
+        if self.deliver is not None:
+            self.deliver(messages)
+        if self.conn is not None:
             for frame in frames_of([pack_message(m) for m in messages]):
                 self.conn.send_frame(frame)
 

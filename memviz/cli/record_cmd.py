@@ -1,0 +1,137 @@
+"""``memviz record [-o FILE] [--summary JSON] [--connect ADDR] -- python train.py ARGS``:
+a user's own program, profiled as ``memviz run`` profiles memviz's runner.
+
+The program's output passes through unchanged, memviz speaks on stderr only, and
+the exit code is the program's. ``--connect`` streams it live to a window waiting
+for it (File → Wait for a program…), with the token the window showed
+(``MEMVIZ_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from ..core.categories import TRACK_LEVELS
+from ..core.spec import SpecError
+
+_PYTHON = re.compile(r"^python[0-9.]*(\.exe)?$")
+# Python's own options that take a value (the rest are flags)
+_VALUED = {"-X", "-W", "-Q"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", metavar="FILE.memviz", help="record to this file")
+    parser.add_argument("--summary", metavar="JSON", help="write the run's summary here")
+    parser.add_argument("--force", action="store_true", help="overwrite the output file")
+    parser.add_argument("--track", default="tensors", choices=TRACK_LEVELS,
+                        help="samples only, or every tensor (with Python stacks)")
+    parser.add_argument("--sample-hz", type=float, default=20.0)
+    parser.add_argument("--connect", metavar="ADDR",
+                        help="stream live to a window waiting at ADDR (its token in "
+                             "MEMVIZ_TOKEN)")
+    parser.add_argument("--memory-cap", default="none", metavar="SIZE|auto|none",
+                        help="kill the program if its memory passes this (default none: "
+                             "it is the user's own program)")
+    parser.add_argument("program_argv", nargs=argparse.REMAINDER, metavar="-- PROGRAM",
+                        help="-- python train.py ARGS, or -- python -m package.module ARGS")
+
+
+def program_command(argv: list[str]) -> tuple[list[str], str]:
+    """The command that runs ``argv`` under memviz.program.boot, and how to name it."""
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise SpecError("nothing to run: memviz record -- python train.py ARGS")
+    python = sys.executable
+    if _PYTHON.match(os.path.basename(argv[0])):
+        # a bare "python" means this Python (the one memviz is installed in); a path names
+        # another one, which must have memviz installed too
+        python = argv[0] if os.sep in argv[0] else sys.executable
+        argv = argv[1:]
+    flags: list[str] = []
+    while argv and argv[0].startswith("-") and argv[0] != "-m":
+        if argv[0] == "-c":
+            raise SpecError("memviz record runs a script or a module (-m), not -c code")
+        flags.append(argv.pop(0))
+        if flags[-1] in _VALUED and argv:
+            flags.append(argv.pop(0))
+    if not argv or (argv[0] == "-m" and len(argv) < 2):
+        raise SpecError("give a script (train.py ARGS) or a module (-m package.module ARGS)")
+    if argv[0] != "-m" and not Path(argv[0]).is_file():
+        raise SpecError(f"no such script: {argv[0]}")
+    name = " ".join(argv[1:2] if argv[0] == "-m" else argv[:1])
+    return [python, *flags, "-m", "memviz.program.boot", *argv], name
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from ..core.run import Run
+    from ..core.spec import RunSpec
+    from ..core.summary import build_summary
+    from ..session.memory_cap import parse_cap
+    from ..session.program import ProgramSession
+    from .outputs import check_output
+
+    try:
+        command, name = program_command(list(args.program_argv))
+        cap = parse_cap(args.memory_cap)
+        output = args.output
+        if output is None and args.connect is None:
+            output = f"{Path(name.split()[0]).stem}.memviz"
+        check_output(output, overwrite=args.force)
+        check_output(args.summary)
+        relay = _connect_to_window(args.connect) if args.connect else None
+    except (SpecError, OSError, ValueError) as exc:
+        print(f"memviz record: {exc}", file=sys.stderr)
+        return 2
+    spec = RunSpec(model=name, steps=0, track=args.track, sample_hz=args.sample_hz,
+                   program=" ".join(command[command.index("memviz.program.boot") + 1:]))
+    run = Run(spec)
+    recorder = None
+    if output:
+        from ..snapshot import Recorder
+
+        recorder = Recorder(output, spec.to_dict(), overwrite=args.force)
+    session = ProgramSession(command, run, recorder=recorder, relay=relay, memory_cap=cap)
+    # a Ctrl-C reaches the program itself (the same terminal): it ends as it would, and
+    # what it streamed until then is kept here
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        session.start()
+        session.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    summary = build_summary(run)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    where = f" to {output}" if output else ""
+    print(f"memviz record: {run.state}, {spec.steps_done(len(run.steps))} recorded{where}",
+          file=sys.stderr)
+    if run.error and run.error["kind"] not in ("program",):
+        print(f"memviz record: {run.error['message']}", file=sys.stderr)
+    code = session.exit_code
+    if code is None:
+        return 1
+    return 128 - code if code < 0 else code  # a signal's death as a shell reports it
+
+
+def _connect_to_window(where: str):
+    from ..protocol import address, handshake
+    from ..protocol.token import TOKEN_ENV
+    from ..protocol.transport import Connection
+
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise SpecError(f"--connect needs the window's token in {TOKEN_ENV}")
+    conn = Connection(address.connect(address.parse(where), timeout=10))
+    try:
+        handshake.perform(conn, token, "program")
+    except Exception:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,1 @@
+"""Callbacks for training frameworks, each importable only where its framework is."""

@@ -1,0 +1,269 @@
+"""A user's own program, profiled: ``memviz record``, ``memviz.track()`` and the Trainer
+callback, on scripts memviz never saw, exact to the byte."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from memviz.snapshot import open_run
+
+from .conftest import WORKER_DEADLINE_S
+
+ROOT = Path(__file__).resolve().parent.parent
+MEMVIZ = [sys.executable, "-m", "memviz"]
+ADAMW_STEP_BYTES = 4  # AdamW keeps each parameter's step count as a float32 scalar
+
+
+def _record(tmp_path, *program: str, name: str = "run") -> tuple[subprocess.CompletedProcess,
+                                                                   dict, Path]:
+    out, summary = tmp_path / f"{name}.memviz", tmp_path / f"{name}.json"
+    done = subprocess.run([*MEMVIZ, "record", "-o", str(out), "--summary", str(summary), "--",
+                           "python", *program], capture_output=True, text=True,
+                          timeout=WORKER_DEADLINE_S, cwd=ROOT)
+    return done, json.loads(summary.read_text()), out
+
+
+def _steps_in(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM steps").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _script(tmp_path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def _sizes(model) -> tuple[int, int, int]:
+    """(trainable bytes, frozen bytes, trainable tensors), tied weights once."""
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    return (sum(p.numel() * p.element_size() for p in trainable),
+            sum(p.numel() * p.element_size() for p in params if not p.requires_grad),
+            len(trainable))
+
+
+def test_a_script_memviz_never_saw_is_recorded_exactly(tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from train_loop import build_model
+    finally:
+        sys.path.pop(0)
+    trainable, _, tensors = _sizes(build_model())
+    done, summary, path = _record(tmp_path, "examples/train_loop.py", "--steps", "3",
+                                  "--accumulate", "2")
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stdout.splitlines() if line.startswith("step")] == \
+        [line for line in done.stdout.splitlines() if "loss" in line]  # its own output, whole
+    assert done.stdout.count("step ") == 3
+    assert "memviz record: finished, 3 steps recorded" in done.stderr
+    assert [s["step"] for s in summary["steps"]] == [0, 1, 2]  # one per optimizer step
+    assert all(s["tokens"] == 2 * 2 * 128 for s in summary["steps"])  # two micro-batches
+    assert summary["model"]["name"] == "GPT2LMHeadModel" and summary["mode"] == "train"
+    assert (summary["batch_size"], summary["seq_len"]) == (2, 128)
+    most = summary["max_by_category"]
+    assert most["parameter"] == trainable
+    assert most["gradient"] == trainable
+    assert most["optimizer_state"] == 2 * trainable + ADAMW_STEP_BYTES * tensors
+    assert most["input"] >= 2 * 128 * 8
+    back = open_run(path)
+    phases = [(p.step, p.name) for p in back.phases if p.step == 1]
+    assert phases == [(1, "forward"), (1, "backward"), (1, "forward"), (1, "backward"),
+                      (1, "optimizer")]
+
+
+def test_frozen_parts_tied_weights_and_two_groups_are_exact(tmp_path):
+    script = _script(tmp_path, "frozen.py", """
+        import sys, torch
+        from torch import nn
+        import memviz
+        sys.path.insert(0, sys.argv[2])
+        from track_in_script import TinyLM
+        model = TinyLM()
+        for p in model.blocks[0].parameters():
+            p.requires_grad_(False)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW([{"params": trainable[:2], "lr": 1e-3},
+                                       {"params": trainable[2:], "lr": 1e-4}])
+        with memviz.track(output=sys.argv[1], summary=sys.argv[1] + ".json", force=True):
+            for _ in range(2):
+                ids = torch.randint(0, 512, (2, 32))
+                out = model(ids)
+                out.float().pow(2).mean().backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+    """)
+    out = tmp_path / "frozen.memviz"
+    done = subprocess.run([sys.executable, script, str(out), str(ROOT / "examples")],
+                          capture_output=True, text=True, timeout=WORKER_DEADLINE_S)
+    assert done.returncode == 0, done.stderr
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from track_in_script import TinyLM
+    finally:
+        sys.path.pop(0)
+    model = TinyLM()
+    for p in model.blocks[0].parameters():
+        p.requires_grad_(False)
+    trainable, frozen, tensors = _sizes(model)
+    summary = json.loads((tmp_path / "frozen.memviz.json").read_text())
+    most = summary["max_by_category"]
+    assert most["parameter"] == trainable  # the tied head and embedding once
+    assert most["parameter_frozen"] == frozen > 0
+    assert most["gradient"] == trainable
+    assert most["optimizer_state"] == 2 * trainable + ADAMW_STEP_BYTES * tensors
+    assert len(summary["steps"]) == 2
+
+
+def test_the_same_loop_gives_memviz_runs_numbers(tmp_path):
+    """gpt2-tiny, batch 4 × 256, AdamW: the runner's step and a user's loop that does
+    what it does have the same peak, byte for byte, and the same categories there."""
+    run_summary = tmp_path / "run.json"
+    ran = subprocess.run([*MEMVIZ, "run", "--model", "gpt2-tiny", "--steps", "2",
+                          "--data", "random", "--summary", str(run_summary)],
+                         capture_output=True, text=True, timeout=WORKER_DEADLINE_S)
+    assert ran.returncode == 0, ran.stderr
+    script = _script(tmp_path, "loop.py", """
+        import torch
+        from memviz.models.presets import PRESETS
+        model = PRESETS["gpt2-tiny"].build(torch.float32)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        model.train()
+        for _ in range(2):
+            ids = torch.randint(0, 256, (4, 256))
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            del loss, ids
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    """)
+    done, summary, _ = _record(tmp_path, script, name="loop")
+    assert done.returncode == 0, done.stderr
+    expected = json.loads(run_summary.read_text())
+    assert summary["peak"]["tracked_bytes"] == expected["peak"]["tracked_bytes"]
+    assert summary["peak_by_category"] == expected["peak_by_category"]
+    assert [s["tracked_peak_bytes"] for s in summary["steps"]] == \
+        [s["tracked_peak_bytes"] for s in expected["steps"]]
+
+
+def test_inference_and_generation_loops_make_a_step_per_forward(tmp_path):
+    script = _script(tmp_path, "infer.py", """
+        import torch
+        from memviz.models.presets import PRESETS
+        model = PRESETS["gpt2-tiny"].build(torch.float32).eval()
+        with torch.no_grad():
+            for _ in range(4):
+                model(input_ids=torch.randint(0, 256, (2, 64)), use_cache=False)
+            model.generate(input_ids=torch.randint(0, 256, (2, 16)), max_new_tokens=5,
+                           min_new_tokens=5, do_sample=False, pad_token_id=0)
+    """)
+    done, summary, _ = _record(tmp_path, script, name="infer")
+    assert done.returncode == 0, done.stderr
+    assert len(summary["steps"]) == 4 + 5  # four forwards, then one per new token
+    assert summary["mode"] == "infer"
+    most = summary["max_by_category"]
+    assert most["gradient"] == 0 and most["optimizer_state"] == 0
+    layers, hidden = 4, 256
+    # the cache the last forward kept: keys and values of 16 + 4 positions, every layer
+    assert most["kv_cache"] == 2 * layers * 2 * (16 + 4) * hidden * 4
+    assert [s["tokens"] for s in summary["steps"][:4]] == [2 * 64] * 4
+
+
+def test_a_script_that_crashes_keeps_what_it_recorded(tmp_path):
+    script = _script(tmp_path, "crash.py", """
+        import torch
+        model = torch.nn.Linear(64, 64)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(5):
+            model(torch.randn(8, 64)).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if step == 1:
+                raise ValueError("the data ran out")
+    """)
+    done, summary, path = _record(tmp_path, script, name="crash")
+    assert done.returncode == 1
+    assert "ValueError: the data ran out" in done.stderr  # the program's own traceback
+    assert summary["state"] == "failed" and len(summary["steps"]) == 2
+    back = open_run(path)
+    assert back.state == "failed" and back.error["message"] == "ValueError: the data ran out"
+    assert len(back.steps) == 2
+
+
+def test_a_killed_script_keeps_what_it_streamed(tmp_path):
+    script = _script(tmp_path, "forever.py", """
+        import torch
+        model = torch.nn.Linear(64, 64)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        while True:
+            model(torch.randn(8, 64)).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    """)
+    out = tmp_path / "killed.memviz"
+    record = subprocess.Popen([*MEMVIZ, "record", "-o", str(out), "--", "python", script],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WORKER_DEADLINE_S
+        while _steps_in(out) < 3 and time.monotonic() < deadline and record.poll() is None:
+            time.sleep(0.1)
+        (program,) = psutil.Process(record.pid).children()
+        program.kill()  # as the kernel's OOM killer or a user's kill -9 would
+        _, err = record.communicate(timeout=WORKER_DEADLINE_S)
+    finally:
+        record.kill()
+    assert record.returncode == 128 + 9  # the program's fate, as a shell reports it
+    assert "the program was killed by SIGKILL" in err
+    back = open_run(out)
+    assert back.state == "failed" and len(back.steps) >= 3
+    assert len(back.tensors) > 0
+
+
+def test_the_trainer_callback_counts_trainer_steps_and_its_losses(tmp_path):
+    out = tmp_path / "trainer.memviz"
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "trainer_callback.py"),
+                           str(out)], capture_output=True, text=True, timeout=WORKER_DEADLINE_S)
+    assert done.returncode == 0, done.stderr
+    logged = [ast.literal_eval(line) for line in done.stdout.splitlines()
+              if line.startswith("{'loss'")]
+    run = open_run(out)
+    assert len(run.steps) == 3 == len(logged)
+    assert all(s.tokens == 2 * 2 * 128 for s in run.steps)  # two micro-batches of 2 × 128
+    for step, log in zip(run.steps, logged, strict=True):
+        assert f"{step.loss:.4g}" == f"{float(log['loss']):.4g}"
+    sys.path.insert(0, str(ROOT / "examples"))
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    sys.path.pop(0)
+    config = GPT2Config(vocab_size=256, n_positions=512, n_embd=128, n_layer=2, n_head=4)
+    trainable, _, _ = _sizes(GPT2LMHeadModel(config))
+    assert run.worker_summary["tracking"]["max_by_category"]["parameter"] == trainable
+    names = {p.name for p in run.phases}
+    assert names == {"forward", "backward", "optimizer"}
+
+
+@pytest.mark.parametrize("argv,says", [
+    ([], "nothing to run"),
+    (["python", "-c", "print(1)"], "not -c code"),
+    (["python", "missing.py"], "no such script: missing.py"),
+])
+def test_record_refuses_what_it_cannot_run(argv, says):
+    done = subprocess.run([*MEMVIZ, "record", "--", *argv], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and says in done.stderr
