@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run headless and print a summary")
     add_spec_arguments(run)
     add_cap_argument(run)
+    run.add_argument("--connect", metavar="ADDR",
+                     help="run on a worker waiting at ADDR (memviz worker --listen) instead "
+                          "of starting one here; its token in MEMVIZ_TOKEN or --token-file")
+    run.add_argument("--token-file", metavar="PATH", help="the worker's token (mode 600)")
     run.add_argument("--summary", metavar="JSON", help="write the summary here")
     run.add_argument("-o", "--output", metavar="FILE.memviz",
                      help="record the run to this snapshot file")

@@ -40,7 +40,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
                         help="apply a memory technique (repeatable; see `memviz techniques`)")
 
 
-def spec_from_args(args: argparse.Namespace) -> RunSpec:
+def spec_from_args(args: argparse.Namespace, check_device: bool = True) -> RunSpec:
     """The spec the arguments describe; techniques parsed and the whole set checked."""
     spec = RunSpec(
         model=args.model, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
@@ -49,7 +49,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         sample_hz=args.sample_hz, track=args.track,
         techniques=[parse_technique(text) for text in args.technique],
     )
-    preflight(spec)
+    preflight(spec, check_device=check_device)
     return spec
 
 
@@ -179,15 +179,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
+    from ..protocol.token import TokenError, token_from
     from ..session.memory_cap import parse_cap
     from .outputs import check_output
 
     try:
-        spec = spec_from_args(args)
-        cap = parse_cap(args.memory_cap, spec.device)
+        spec = spec_from_args(args, check_device=not args.connect)  # the remote one says
+        # "auto" is a share of this machine's memory: no measure of a remote one
+        cap = parse_cap("none" if args.connect and args.memory_cap == "auto"
+                        else args.memory_cap, spec.device)
         check_output(args.summary)
         check_output(args.output, overwrite=args.force)
-    except SpecError as exc:
+        token = token_from(args.token_file) if args.connect else ""
+        if args.connect and not token:
+            raise SpecError("--connect needs the worker's token: MEMVIZ_TOKEN or --token-file")
+    except (SpecError, TokenError) as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
     run = Run(spec)
@@ -200,7 +206,12 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
         except (FileExistsError, OSError) as exc:
             print(f"memviz: error: {exc}", file=sys.stderr)
             return 2
-    session = WorkerSession(run, recorder=recorder, memory_cap=cap)
+    if args.connect:
+        from ..session.attach import AttachedSession
+
+        session = AttachedSession(run, args.connect, token, recorder=recorder, memory_cap=cap)
+    else:
+        session = WorkerSession(run, recorder=recorder, memory_cap=cap)
     session.start()
     ctrl_c.session = session
     ctrl_c.apply()  # a Ctrl-C while it started

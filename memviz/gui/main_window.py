@@ -35,6 +35,7 @@ from .alloc_view import AllocationView
 from .axes import format_bytes
 from .comparison_view import ComparisonView, sets_from_text
 from .diff_view import DiffView
+from .external import ExternalRuns
 from .filters import FilterBar
 from .inspector import Inspector
 from .log_pane import LogPane
@@ -177,6 +178,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.gpu_label)
 
         self.setAcceptDrops(True)
+        self.external = ExternalRuns(self)
         self._build_menu()
 
         self.timer = QTimer(self)
@@ -199,6 +201,15 @@ class MainWindow(QMainWindow):
         menu.addAction(save_comparison)
         self.recent_menu = menu.addMenu("Open &recent")
         self._fill_recent()
+        menu.addSeparator()
+        wait = QAction("&Wait for a program…", self)
+        wait.setToolTip("Profile your own script: memviz shows the command to run it with")
+        wait.triggered.connect(self.external.wait_for_programs)
+        menu.addAction(wait)
+        attach = QAction("&Attach to a worker…", self)
+        attach.setToolTip("Run on a worker started elsewhere with memviz worker --listen")
+        attach.triggered.connect(self.external.attach_dialog)
+        menu.addAction(attach)
         menu.addSeparator()
         for label, view in (("timeline", lambda: self.timeline),
                             ("allocations view", lambda: self.alloc_view)):
@@ -376,19 +387,35 @@ class MainWindow(QMainWindow):
     def active_run(self) -> Run | None:
         return next((r for r in self.runs.values() if not r.finished and r.rank == 0), None)
 
-    def start_run(self, spec: RunSpec | None = None) -> Run | None:
+    def new_run_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def adopt(self, run: Run, session) -> None:
+        """A run that began elsewhere (a program that connected) joins the list, shown."""
+        self.runs[run.run_id] = run
+        self.sessions[run.run_id] = session
+        self.run_list.add_run(run)
+        self._shown_changed()
+
+    def start_run(self, spec: RunSpec | None = None, session_for=None) -> Run | None:
+        """Run ``spec`` (the run panel's) in a worker started here, or in the session
+        ``session_for(run, memory_cap)`` makes (a worker attached to)."""
         if self.active_run() is not None:
             return None
         spec = spec or self.run_panel.spec()
         try:
-            preflight(spec)  # what cannot run is refused before a worker starts
+            # what cannot run is refused before a worker starts (a remote worker's
+            # device is its own to check)
+            preflight(spec, check_device=session_for is None)
             cap = self.run_panel.cap()
         except SpecError as exc:
             self._show_error(f"Cannot run: {exc}")
             return None
         run = Run(spec, run_id=self._next_id)
         self._next_id += 1
-        session = WorkerSession(run, recorder=self._recorder_for(run), memory_cap=cap)
+        session = session_for(run, cap) if session_for else \
+            WorkerSession(run, recorder=self._recorder_for(run), memory_cap=cap)
         self.runs[run.run_id] = run
         self.sessions[run.run_id] = session
         try:
@@ -541,6 +568,7 @@ class MainWindow(QMainWindow):
         return self.runs.get(self.rank_parent.get(run.run_id, run.run_id))
 
     def refresh(self) -> None:
+        self.external.poll()
         self._adopt_ranks()
         if self.comparison is not None:
             if not self.comparison.finished:
@@ -597,6 +625,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.timer.stop()
+        self.external.close()
         for session in self.sessions.values():
             session.request_stop()
         for session in self.sessions.values():

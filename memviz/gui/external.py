@@ -1,0 +1,120 @@
+"""Runs that come from outside the window: a user's program that connects to it
+(File → Wait for a program…) and a worker someone started elsewhere (File → Attach to
+a worker…). Both speak the authenticated handshake; both become ordinary runs."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from ..core.run import Run
+from ..session.attach import AttachedSession
+from ..session.listener import ProgramListener
+
+
+class WaitDialog(QDialog):
+    """The command to paste, and how many programs have connected."""
+
+    def __init__(self, listener: ProgramListener, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Wait for a program")
+        self.command = QLineEdit(listener.command())
+        self.command.setReadOnly(True)
+        self.command.setMinimumWidth(640)
+        self.command.setToolTip("Run this in a terminal on this machine, with your own "
+                                "script and its arguments after --. The token in it lets "
+                                "only that program in")
+        copy = QPushButton("Copy")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.command.text()))
+        row = QHBoxLayout()
+        row.addWidget(self.command, 1)
+        row.addWidget(copy)
+        self.status = QLabel("Waiting for a program… Its run appears in the run list, live.")
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.hide)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Profile your own script: run it with this command"))
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(close)
+
+
+class AttachDialog(QDialog):
+    """Where a worker waits (``memviz worker --listen``) and its token."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Attach to a worker")
+        self.where = QLineEdit("tcp:127.0.0.1:7341")
+        self.where.setToolTip("The address the worker prints: memviz worker --listen ADDR "
+                              "(through an SSH tunnel for another machine)")
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setToolTip("The worker's MEMVIZ_TOKEN; it never travels: both sides prove "
+                              "they know it")
+        form = QFormLayout()
+        form.addRow("Address", self.where)
+        form.addRow("Token", self.token)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok |
+                                   QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("The run panel's workload runs on that worker"))
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+
+class ExternalRuns:
+    """Owns the listener for programs; hands each arrival to the window."""
+
+    def __init__(self, window) -> None:
+        self.window = window
+        self.listener: ProgramListener | None = None
+        self.dialog: WaitDialog | None = None
+        self.connected = 0
+
+    def wait_for_programs(self) -> ProgramListener:
+        if self.listener is None:
+            self.listener = ProgramListener(next_run_id=self.window.new_run_id,
+                                            recorder_for=self.window._recorder_for)
+            self.dialog = WaitDialog(self.listener, self.window)
+        self.dialog.show()
+        self.dialog.raise_()
+        return self.listener
+
+    def poll(self) -> None:
+        if self.listener is None:
+            return
+        for session in self.listener.take_arrivals():
+            self.connected += 1
+            self.window.adopt(session.run, session)
+            self.window.state_label.setText(
+                f"Program connected: {session.run.spec.program or session.run.spec.model}")
+        if self.dialog is not None:
+            self.dialog.status.setText(
+                f"{self.connected} program(s) connected; waiting for more. Each run is in "
+                "the run list, live." if self.connected else self.dialog.status.text())
+
+    def attach(self, where: str, token: str) -> Run | None:
+        """Run the run panel's workload on the worker waiting at ``where``."""
+        return self.window.start_run(session_for=lambda run, cap: AttachedSession(
+            run, where, token, recorder=self.window._recorder_for(run), memory_cap=cap))
+
+    def attach_dialog(self) -> None:
+        dialog = AttachDialog(self.window)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.attach(dialog.where.text().strip(), dialog.token.text().strip())
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
