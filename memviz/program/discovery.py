@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
     register_optimizer_step_pre_hook,
@@ -71,6 +71,11 @@ def live_models() -> list[nn.Module]:
 
 
 class Discovery:
+    """Process-wide module hooks slow every module call a little (PyTorch takes its slow
+    path for all of them), so they are armed only while no known model's forward runs:
+    they catch a model's first forward; from then on its own hooks (on that one module)
+    mark its forwards, and its submodules run untouched."""
+
     def __init__(self, listener: Listener, models: list[nn.Module] | None = None,
                  optimizers: list[torch.optim.Optimizer] | None = None) -> None:
         self.listener = listener
@@ -78,9 +83,11 @@ class Discovery:
         self.explicit_models = list(models or [])
         self.explicit_optimizers = list(optimizers or [])
         self._known: set[int] = set()  # ids of every module of the models seen
+        self._tops: set[int] = set()  # modules whose own hooks mark their forwards
         self._models: list[nn.Module] = []  # keeps them alive while tracked
         self._depth = 0
         self._optimizer_depth = 0
+        self._global: list = []  # the process-wide forward hook, while armed
         self._handles: list = []
         self._backward_hooks: list = []
         self._in_backward = False
@@ -89,8 +96,8 @@ class Discovery:
     def start(self, scan_heap: bool = True) -> None:
         for model in self.explicit_models or (live_models() if scan_heap else []):
             self._found(model)
-        self._handles = [register_module_forward_pre_hook(self._pre),
-                         register_module_forward_hook(self._post, always_call=True)]
+            self._hook_top(model)
+        self._arm()
         if self.explicit_optimizers:
             for optimizer in self.explicit_optimizers:
                 self._handles += [optimizer.register_step_pre_hook(self._optimizer_pre),
@@ -100,9 +107,19 @@ class Discovery:
                               register_optimizer_step_post_hook(self._optimizer_post)]
 
     def stop(self) -> None:
+        self._disarm()
         for handle in self._handles + self._backward_hooks:
             handle.remove()
         self._handles, self._backward_hooks = [], []
+
+    def _arm(self) -> None:
+        if not self._global:
+            self._global = [register_module_forward_pre_hook(self._global_pre)]
+
+    def _disarm(self) -> None:
+        for handle in self._global:
+            handle.remove()
+        self._global = []
 
     # -- models ---------------------------------------------------------------------
     def _found(self, model: nn.Module) -> None:
@@ -112,31 +129,58 @@ class Discovery:
         self._models.append(model)
         self.listener.model_found(model)
 
+    def _hook_top(self, module: nn.Module) -> None:
+        """Mark this module's forwards with its own hooks (they see keyword arguments)."""
+        if id(module) in self._tops:
+            return
+        self._tops.add(id(module))
+        self._handles += [
+            module.register_forward_pre_hook(self._top_pre, with_kwargs=True),
+            module.register_forward_hook(self._top_post, always_call=True)]
+
     # -- forward ----------------------------------------------------------------------
-    def _pre(self, module: nn.Module, args: tuple) -> None:
+    def _global_pre(self, module: nn.Module, args: tuple) -> None:
+        """A module called at the top while no known forward runs."""
+        if threading.get_ident() != self.thread or self._depth:
+            return
+        if id(module) in self._tops:  # its own pre-hook, next, takes it from here
+            self._disarm()
+            return
+        if id(module) not in self._known:
+            if next(module.parameters(), None) is None and next(module.buffers(), None) is None:
+                return  # a loss function or an activation: no model
+            self._found(module)
+        # its own hooks mark its later forwards; this one is begun here (its pre-hook was
+        # not yet there when PyTorch gathered them for this call; its post-hook is)
+        self._hook_top(module)
+        self._disarm()
+        self._depth = 1
+        self._begin(module, args, _caller_kwargs())
+
+    def _top_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if threading.get_ident() != self.thread:
             return
         self._depth += 1
-        if self._depth != 1:
-            return
-        if id(module) not in self._known:
-            self._found(module)
-        kwargs = _caller_kwargs()
-        # the call's own arguments (not a cache of tensors passed back in)
-        inputs = [t for t in tensors_in([list(args), kwargs], depth=2)
-                  if not t.requires_grad]
-        # transformers' Trainer passes num_items_in_batch under gradient accumulation: the
-        # model's loss is then already a share of the whole step's, to be added up
-        self.listener.forward_begins(module, inputs, "num_items_in_batch" in kwargs)
+        if self._depth == 1:
+            self._disarm()
+            self._begin(module, args, kwargs)
 
-    def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if threading.get_ident() != self.thread or self._depth == 0:
+    def _top_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if threading.get_ident() != self.thread or not self._depth:
             return
         self._depth -= 1
         if self._depth:
             return
         self._watch_backward(output)
         self.listener.forward_ends(module, output)
+        self._arm()
+
+    def _begin(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        # the call's own arguments (not a cache of tensors passed back in)
+        inputs = [t for t in tensors_in([list(args), kwargs], depth=2) if not t.requires_grad]
+        # transformers' Trainer passes num_items_in_batch under gradient accumulation: the
+        # model's loss is then already a share of the whole step's, to be added up
+        self.listener.forward_begins(module, inputs, "num_items_in_batch" in kwargs)
 
     # -- backward ----------------------------------------------------------------------
     def _watch_backward(self, output: Any) -> None:

@@ -18,8 +18,9 @@ from .gpu import NvmlDevice
 NAN = math.nan
 # Reading USS makes the kernel walk every page table under the mm lock, which
 # stalls the run's own page faults: at 20 Hz it cost 22 % of a gpt2-tiny step.
-# Once a second it costs about 1 %; between reads the last value carries on.
-USS_INTERVAL_S = 1.0
+# Once a second it still cost about 1 %; every five seconds it is lost in the noise,
+# and between reads the last value carries on (USS moves slowly).
+USS_INTERVAL_S = 5.0
 
 
 class MemorySampler(threading.Thread):
