@@ -267,3 +267,46 @@ def test_record_refuses_what_it_cannot_run(argv, says):
     done = subprocess.run([*MEMVIZ, "record", "--", *argv], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and says in done.stderr
+
+
+def test_the_lightning_callback_counts_optimizer_steps(tmp_path):
+    script = _script(tmp_path, "fit.py", """
+        import sys, torch
+        import lightning as L
+        from memviz.integrations.lightning import MemvizCallback
+
+        class Tiny(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(),
+                                               torch.nn.Linear(256, 64))
+            def training_step(self, batch, _):
+                (x,) = batch
+                return self.net(x).pow(2).mean()
+            def configure_optimizers(self):
+                return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+        data = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(torch.randn(48, 64)), batch_size=4)
+        trainer = L.Trainer(max_steps=3, accumulate_grad_batches=2, accelerator="cpu",
+                            logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(Tiny(), data)
+    """)
+    text = Path(script).read_text().replace(
+        "trainer = L.Trainer(max_steps=3,",
+        "trainer = L.Trainer(callbacks=[MemvizCallback(sys.argv[1], force=True)], max_steps=3,")
+    Path(script).write_text(text)
+    out = tmp_path / "fit.memviz"
+    done = subprocess.run([sys.executable, script, str(out)], capture_output=True, text=True,
+                          timeout=WORKER_DEADLINE_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = open_run(out)
+    assert len(run.steps) == 3  # six batches, two to each optimizer step
+    trainable = (64 * 256 + 256 + 256 * 64 + 64) * 4
+    most = run.worker_summary["tracking"]["max_by_category"]
+    assert most["parameter"] == trainable and most["gradient"] == trainable
+    assert most["optimizer_state"] == 2 * trainable + ADAMW_STEP_BYTES * 4
+    # Lightning runs the last micro-batch in the optimizer's closure, inside its step
+    assert [p.name for p in run.phases if p.step == 1] == \
+        ["forward", "backward", "optimizer", "forward", "backward", "optimizer"]

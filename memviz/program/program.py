@@ -69,6 +69,7 @@ class ProgramTracker:
         self._tokens = 0
         self._awaiting_backward = False  # the last forward built a graph, no backward yet
         self._loss_over_step = False
+        self._optimizer_open = False  # between an optimizer step's pre and post hooks
         self._stop_asked = threading.Event()
         self.stopped = False
 
@@ -204,18 +205,24 @@ class ProgramTracker:
         self._enter("backward")
 
     def backward_ends(self) -> None:
-        if not self.stopped:
+        if self.stopped:
+            return
+        if self._optimizer_open:  # a closure's backward (Lightning, LBFGS): the step goes on
+            self._enter("optimizer")
+        else:
             self._leave()
 
     def optimizer_begins(self, optimizer) -> None:
         if self._honour_stop():
             return
         self.trained = True
+        self._optimizer_open = True
         if not self.in_step:
             self._begin_step()
         self._enter("optimizer")
 
     def optimizer_ends(self, optimizer) -> None:
+        self._optimizer_open = False
         if self.stopped:
             return
         if self.tracker is not None:
