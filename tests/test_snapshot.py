@@ -333,7 +333,10 @@ def test_chrome_trace_has_memory_counters_and_phase_slices(recorded, tmp_path):
     counters = [e for e in events if e["ph"] == "C"]
     memory = [e for e in counters if e["name"] == "memory (bytes)"]
     assert len(memory) == len(live.samples)
-    assert memory[0]["ts"] == live.samples.column("t")[0] * 1e6
+    # on the wall clock, as torch.profiler's traces are (microseconds since the epoch)
+    assert memory[0]["ts"] == pytest.approx((live.t0_wall + live.samples.column("t")[0]) * 1e6,
+                                            abs=1)
+    assert abs(memory[0]["ts"] / 1e6 - time.time()) < 24 * 3600
     assert {"rss", "uss", "peak_rss"} <= set(memory[-1]["args"])
     by_cat = [e for e in counters if e["name"] == "tracked by category (bytes)"]
     assert by_cat and by_cat[-1]["args"]["parameter"] == live.model["parameter_bytes"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..techniques import GROUPS, TECHNIQUES
 from .formatting import table
@@ -11,6 +12,8 @@ from .formatting import table
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--model", help="also say which techniques apply to this model's "
+                                        "structure (it is loaded: a preset, directory or factory)")
 
 
 def catalogue() -> list[dict]:
@@ -24,16 +27,47 @@ def catalogue() -> list[dict]:
     } for t in sorted(TECHNIQUES.values(), key=lambda t: (GROUPS.index(t.group), t.name))]
 
 
+def _structure(model: str) -> dict:
+    """Load ``model`` here and read its structure (what the worker sends with a run)."""
+    from ..core.spec import RunSpec
+    from ..models import load_task
+    from ..techniques.structure import structure_of
+
+    return structure_of(load_task(RunSpec(model=model)).model)
+
+
 def cmd_techniques(args: argparse.Namespace) -> int:
+    from ..techniques.model_notes import structure_note
+
     entries = catalogue()
+    structure = None
+    if args.model:
+        from ..models import ModelLoadError
+
+        try:
+            structure = _structure(args.model)
+        except ModelLoadError as exc:
+            print(f"memviz: error: {exc}", file=sys.stderr)
+            return 2
+        for e in entries:
+            applies, note = structure_note(e["name"], structure)
+            e["on_model"] = {"applies": applies, "note": note}
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps(entries if structure is None else
+                         {"model": args.model, "structure": structure, "techniques": entries},
+                         indent=2))
         return 0
     rows = [[e["name"], e["group"], "/".join(e["modes"]), "/".join(e["devices"]),
              " ".join(p["name"] + "=" + str(p["default"]) for p in e["params"]) or "—",
              e["description"]] for e in entries]
-    print(table(["technique", "group", "modes", "devices", "parameters (defaults)",
-                 "what it does"], rows, numbers=False))
+    headers = ["technique", "group", "modes", "devices", "parameters (defaults)", "what it does"]
+    if structure is not None:
+        headers.append(f"on {args.model}")
+        for row, e in zip(rows, entries, strict=True):
+            on = e["on_model"]
+            row.append(("yes" if on["applies"] else "no") + (f": {on['note']}" if on["note"]
+                                                              else ""))
+    print(table(headers, rows, numbers=False))
     print("\nUse: memviz run --technique NAME[:key=value,...] (repeatable); "
           "optimizers: --optimizer adamw|sgd|sgd-momentum|adafactor|adamw-8bit|adamw-4bit")
     return 0

@@ -46,6 +46,7 @@ def entry(result: SetResult, baseline: dict[str, Any] | None) -> dict[str, Any]:
         "step_seconds_median": summary["step_seconds_median"],
         "tokens_per_second": summary["tokens_per_second"],
         "flops_per_step": summary["flops_per_step"],
+        "model_on_disk": summary.get("model_on_disk"),
         "loss_final": summary["loss_final"],
         "output_drift": summary["output_drift"],
         "predicted_peak_bytes": predicted,
@@ -98,8 +99,8 @@ def _pct(x: float | None, signed: bool = True) -> str:
 
 
 TABLE_HEADERS = ["set", "tracked MiB", "RSS MiB", "GPU MiB", "saving", "act MiB", "opt MiB",
-                 "step s", "time", "tok/s", "GFLOP/step", "loss (Δ) / drift", "predicted MiB",
-                 "pred. error"]
+                 "step s", "time", "tok/s", "GFLOP/step", "loss (Δ) / drift", "disk MiB",
+                 "zstd MiB", "predicted MiB", "pred. error"]
 
 
 def table_rows(items: list[dict[str, Any]]) -> list[list[str]]:
@@ -125,6 +126,8 @@ def table_rows(items: list[dict[str, Any]]) -> list[list[str]]:
             _pct(e.get("step_time_change")),
             "—" if e["tokens_per_second"] is None else f"{e['tokens_per_second']:.0f}",
             "—" if e["flops_per_step"] is None else f"{e['flops_per_step'] / 1e9:.2f}",
-            quality, _mib(e["predicted_peak_bytes"]), _pct(e["prediction_error"]),
+            quality, _mib((e.get("model_on_disk") or {}).get("bytes")),
+            _mib((e.get("model_on_disk") or {}).get("zstd_bytes")),
+            _mib(e["predicted_peak_bytes"]), _pct(e["prediction_error"]),
         ])
     return rows

@@ -44,6 +44,8 @@ class RunSpec:
     # runner: then the model, mode and sizes are what the program ran, and steps is 0
     # (as many as it makes).
     program: str = ""
+    # after the run, write the model as it would be shared and report its size
+    disk_size: bool = True
 
     def validate(self) -> RunSpec:
         if not self.model or not isinstance(self.model, str):

@@ -75,6 +75,7 @@ def build_summary(run: Run) -> dict[str, Any]:
             "output_drift": (run.worker_summary or {}).get("output_drift"),
             "distributed": (run.worker_summary or {}).get("distributed"),
             "flops_per_step": (run.worker_summary or {}).get("flops_per_step"),
+            "model_on_disk": (run.worker_summary or {}).get("model_on_disk"),
             "loss_final": next((s.loss for s in reversed(run.steps) if s.loss is not None),
                                None),
             "environment": run.environment,

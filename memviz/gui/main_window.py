@@ -599,6 +599,9 @@ class MainWindow(QMainWindow):
         self.run_panel.set_running(self.active_run() is not None)
         if run is None:
             return
+        structure = run.model.get("structure") if isinstance(run.model, dict) else None
+        if isinstance(structure, dict):
+            self.run_panel.technique_panel.set_structure(run.spec.model, structure)
         key = (run.run_id, run.revision)
         if key != self._banner_key:  # the OOM report walks the allocations: once a change
             self._banner_key = key

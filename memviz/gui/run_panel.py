@@ -122,6 +122,7 @@ class RunPanel(QWidget):
         layout.addLayout(buttons)
         self.mode.currentTextChanged.connect(self._mode_changed)
         self.device.currentTextChanged.connect(self._refresh_techniques)
+        self.model.currentTextChanged.connect(self._refresh_techniques)
         self.batch_size.valueChanged.connect(self._refresh_techniques)
         self.steps.valueChanged.connect(self._refresh_techniques)
         self._mode_changed(self.mode.currentText())

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from ..core.spec import RunSpec
 from ..techniques import GROUPS, TECHNIQUES, Param, applicability
+from ..techniques.model_notes import structure_note
 
 NAME_ROLE = Qt.ItemDataRole.UserRole
 
@@ -102,11 +103,22 @@ class TechniquePanel(QTreeWidget):
             top.setExpanded(True)
         self.setColumnWidth(0, 170)
         self.itemChanged.connect(self._item_changed)
+        self._spec: RunSpec | None = None
+        self._structures: dict[str, dict] = {}  # model name -> what its run said of it
 
     def _item_changed(self, item: QTreeWidgetItem, column: int) -> None:
         if column == 0 and item.data(0, NAME_ROLE):
             item.setExpanded(item.checkState(0) == Qt.CheckState.Checked)
+            if self._spec is not None:  # what applies depends on what else is ticked
+                self.update_applicability(self._spec)
             self.changed.emit()
+
+    def set_structure(self, model: str, structure: dict) -> None:
+        """What a loaded ``model`` allows (from a run's model summary)."""
+        if self._structures.get(model) != structure:
+            self._structures[model] = structure
+            if self._spec is not None:
+                self.update_applicability(self._spec)
 
     def set_checked(self, name: str, checked: bool = True, **params: Any) -> None:
         self._items[name].setCheckState(
@@ -137,10 +149,23 @@ class TechniquePanel(QTreeWidget):
         return chosen
 
     def update_applicability(self, spec: RunSpec) -> None:
-        """Grey out, and say why, what does not apply to this workload and device."""
+        """Grey out, and say why, what does not apply to this workload, device, the other
+        ticked techniques, and (once a run has loaded it) this model's structure."""
+        self._spec = spec
+        ticked = {n for n, item in self._items.items()
+                  if item.checkState(0) == Qt.CheckState.Checked}
+        structure = self._structures.get(spec.model)
+        self.blockSignals(True)
         for name, item in self._items.items():
-            reason = applicability(TECHNIQUES[name], spec)
+            reason = applicability(TECHNIQUES[name], spec, ticked | {name})
+            note = ""
+            if structure is not None and not reason:
+                applies, note = structure_note(name, structure)
+                reason = None if applies else note
             item.setText(1, f"({reason})" if reason else "")
             item.setForeground(0, self.palette().placeholderText() if reason
                                else self.palette().text())
-            item.setToolTip(1, reason or "")
+            item.setToolTip(1, reason or (f"On {spec.model}: {note}" if note else ""))
+            item.setToolTip(0, TECHNIQUES[name].description +
+                            (f"\nOn {spec.model}: {note}" if note else ""))
+        self.blockSignals(False)

@@ -50,6 +50,8 @@ def _tokens(spec: RunSpec, vocab_size: int, tokenizer: Any = None) -> TokenStrea
 
 
 def _hf_kind(model: nn.Module) -> str:
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return "seq2seq"
     return "masked" if "MaskedLM" in type(model).__name__ else "causal"
 
 
@@ -61,7 +63,12 @@ def _is_hf(model: nn.Module) -> bool:
 
 def load_hf_directory(path: str, spec: RunSpec, dtype: torch.dtype, name: str) -> Task:
     """Load a ``save_pretrained`` directory (safetensors; remote code never runs)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForSeq2SeqLM,
+    )
 
     directory = Path(path)
     if not (directory / "config.json").is_file():
@@ -69,11 +76,12 @@ def load_hf_directory(path: str, spec: RunSpec, dtype: torch.dtype, name: str) -
     try:
         config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
         archs = " ".join(config.architectures or [])
-        loaders = (
-            [AutoModelForMaskedLM, AutoModelForCausalLM]
-            if "MaskedLM" in archs or "Bert" in archs or config.model_type == "bert"
-            else [AutoModelForCausalLM, AutoModelForMaskedLM]
-        )
+        if getattr(config, "is_encoder_decoder", False):  # T5, BART, ...
+            loaders = [AutoModelForSeq2SeqLM]
+        elif "MaskedLM" in archs or "Bert" in archs or config.model_type == "bert":
+            loaders = [AutoModelForMaskedLM, AutoModelForCausalLM]
+        else:
+            loaders = [AutoModelForCausalLM, AutoModelForMaskedLM]
         model, last_error = None, None
         for loader in loaders:
             try:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..core.spec import RunSpec
+from ..tracking.caches import CacheTagger, cache_tensors, output_cache
 from ..worker import environment, model_summary
 from ..worker.emitter import Emitter, now
 from ..worker.gpu import open_nvml
@@ -61,6 +62,7 @@ class ProgramTracker:
                             sample_hz=sample_hz, track=level,
                             program=program or program_line())
         self.models: list[nn.Module] = []
+        self._taggers: list = []  # a generation's caches tagged as each block writes them
         self.step = 0
         self.in_step = False
         self.phase = ""
@@ -91,6 +93,8 @@ class ProgramTracker:
             return
         self.stopped = True
         self.discovery.stop()
+        for tagger in self._taggers:
+            tagger.detach()
         if self.in_step:
             self._end_step()
         reason = "finished"
@@ -134,6 +138,7 @@ class ProgramTracker:
         self.models.append(model)
         if self.tracker is not None:
             self.tracker.add_model(model, prefix)
+            self._taggers.append(CacheTagger(self.tracker).attach(model))
         if len(self.models) == 1:
             self._describe(model)
 
@@ -182,13 +187,11 @@ class ProgramTracker:
             (output if output.dim() == 0 else None)
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._losses.append(loss.detach())
-        cache = getattr(output, "past_key_values", None)
+        cache = output_cache(output)
         if cache is not None and self.tracker is not None and not self._awaiting_backward:
             # a cache kept for the next forward (generation); in training the same keys
             # and values are activations saved for backward
-            from ..worker.runner import _cache_tensors
-
-            self.tracker.tag(_cache_tensors(cache), "kv_cache")
+            self.tracker.tag(cache_tensors(cache), "kv_cache")
         if not self._awaiting_backward and not self.trained and self.steps_from != "callback":
             self._end_step()  # an inference or generation loop: a step per forward
 

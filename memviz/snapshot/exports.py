@@ -2,8 +2,11 @@
 
 Chrome trace: counter tracks for RSS, USS, peak RSS and every category's live
 bytes; complete slices for steps and their phases (forward, backward, optimizer,
-generate, load), on the worker's clock in microseconds.
-CSV: one file per table (samples, tensor events, steps and a summary), in a folder.
+generate, load). Timestamps are the wall clock (the run's ``t0_wall`` plus its own
+clock) in microseconds, as torch.profiler's traces are, so a profiler trace of the
+same process lines up with it in Perfetto.
+CSV: one file per table (samples, tensor events, steps and a summary), in a folder;
+shapes as ``4x256x256``.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ def chrome_trace(run: Run) -> dict:
         {"name": "thread_name", "ph": "M", "pid": 1, "tid": 2, "args": {"name": "phases"}},
     ]
     with run.lock:
-        t = np.asarray(run.samples.column("t"))
+        origin = run.t0_wall  # seconds since the epoch at the run's time 0
+        t = np.asarray(run.samples.column("t")) + origin
         memory = {c: np.asarray(run.samples.column(c)) for c in COUNTERS
                   if run.samples.has_data(c)}
         cats = {c: np.asarray(run.samples.column(SAMPLE_PREFIX + c)) for c in CATEGORIES
                 if run.samples.has_data(SAMPLE_PREFIX + c)}
-        phases = [(p.step, p.name, p.begin, p.end) for p in run.phases]
+        phases = [(p.step, p.name, p.begin + origin, p.end + origin) for p in run.phases]
         steps = list(run.steps)
     for i, ts in enumerate(t):
         us = float(ts) * 1e6
@@ -53,11 +57,16 @@ def chrome_trace(run: Run) -> dict:
                            "args": {"step": step}})
     for s in steps:
         events.append({"name": f"step {s.step}", "cat": "step", "ph": "X",
-                       "ts": (s.t - s.seconds) * 1e6, "dur": s.seconds * 1e6, "pid": 1,
+                       "ts": (origin + s.t - s.seconds) * 1e6, "dur": s.seconds * 1e6,
+                       "pid": 1,
                        "tid": 1, "args": {"loss": s.loss, "peak_rss_bytes": s.peak_rss_bytes,
                                           "tracked_peak_bytes": s.tracked_peak_bytes}})
-    return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"memviz_version": build_summary(run)["memviz_version"]}}
+    # torch.profiler (Kineto) writes ts relative to baseTimeNanoseconds; ours are absolute,
+    # so their base is 0 and the two line up: kineto ts + its base / 1000 = ours
+    return {"traceEvents": events, "displayTimeUnit": "ms", "baseTimeNanoseconds": 0,
+            "otherData": {"memviz_version": build_summary(run)["memviz_version"],
+                          "clock": "wall clock, microseconds since the epoch",
+                          "t0_wall": origin}}
 
 
 def write_chrome_trace(run: Run, out: Path) -> None:
@@ -87,8 +96,9 @@ def write_csv(run: Run, folder: Path) -> list[Path]:
             for i in range(len(rows)):
                 w.writerow([i, cols["t_alloc"][i], cols["t_free"][i], cols["nbytes"][i],
                             CATEGORIES[cols["category"][i]],
-                            *(log.string(k, cols[k][i]) for k in
-                              ("dtype", "shape", "device", "module", "op")),
+                            log.string("dtype", cols["dtype"][i]),
+                            log.string("shape", cols["shape"][i]).replace("×", "x"),
+                            *(log.string(k, cols[k][i]) for k in ("device", "module", "op")),
                             cols["phase"][i], cols["step"][i]])
         written.append(path)
         path = folder / "steps.csv"

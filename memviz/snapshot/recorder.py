@@ -26,6 +26,7 @@ from .. import __version__
 from ..core.categories import CATEGORIES, SAMPLE_PREFIX
 from ..core.recording import RecorderError
 from . import codec
+from .allocations_table import write_allocations
 from .schema import DDL, MAGIC, SCHEMA_VERSION
 
 COMMIT_INTERVAL_S = 0.5
@@ -185,6 +186,7 @@ class Recorder:
             try:
                 if self.failed is None:
                     self._flush_events()
+                    write_allocations(self.db)  # every allocation as a row, for SQL
                     items: dict = {"state": state}
                     if error is not None:
                         items["error"] = error

@@ -2,7 +2,12 @@
 and pytorch.org/memory_viz read.
 
 The layout is torch's (``segments`` with ``blocks``; ``device_traces`` with
-``alloc``, ``free_requested``, ``free_completed`` entries). Addresses come from
+``alloc``, ``free_requested``, ``free_completed`` entries). Every entry and block
+has frames: the top one says what memviz knows of it (``module · op``, its phase
+and category, the step as the line), then its Python stack where one was
+recorded; a backward allocation with no stack of its own gets the stack of the
+forward allocation its module made in that step (where the tensor came from).
+memviz's own frames are never shown. Addresses come from
 the tracker's first-fit layout, so allocations that are live together never
 overlap; one segment spans the whole layout and is allocated first. Every entry
 carries memviz's category. The web viewer insists that at least one entry is
@@ -20,23 +25,70 @@ from typing import Any
 
 import numpy as np
 
-from ..core.categories import CATEGORIES
+from ..core.categories import CATEGORIES, LABELS
 from ..core.run import Run
 
+# the tracker's phase codes (memviz.tracking.tracker.PHASES), in order
+PHASES = ("", "load", "forward", "backward", "optimizer", "generate")
 BASE_ADDRESS = 0x7F00_0000_0000  # any aligned base: the layout's offsets are added to it
 
 
-def _frames(run: Run, stack_id: int, cache: dict) -> list[dict]:
-    found = cache.get(stack_id)
-    if found is None:
-        found = []
-        for text in run.tensors.stack_text(stack_id):
-            filename, _, rest = text.rpartition(":")
-            filename, _, line = filename.rpartition(":")
-            found.append({"filename": filename, "line": int(line) if line.isdigit() else 0,
-                          "name": rest})
-        cache[stack_id] = found
-    return found
+_OWN_FRAMES = ("/memviz/", "\\memviz\\")
+
+
+def _stack_frames(run: Run, stack_id: int) -> list[dict]:
+    frames = []
+    for text in run.tensors.stack_text(stack_id):
+        filename, _, rest = text.rpartition(":")
+        filename, _, line = filename.rpartition(":")
+        if any(part in filename for part in _OWN_FRAMES):
+            continue
+        frames.append({"filename": filename, "line": int(line) if line.isdigit() else 0,
+                       "name": rest})
+    return frames
+
+
+class _Frames:
+    """Each allocation's frames, built once per distinct (module, op, phase, category,
+    step, stack)."""
+
+    def __init__(self, run: Run, columns: dict[str, np.ndarray]) -> None:
+        self.run = run
+        self.cols = columns
+        self.cache: dict[tuple, list[dict]] = {}
+        self.stacks: dict[int, list[dict]] = {}  # stack id -> its frames, memviz's left out
+        self.forward_stack: dict[tuple[int, int], int] = {}  # (module, step) -> stack
+        forward = PHASES.index("forward")
+        for i in np.flatnonzero((columns["phase"] == forward) & (columns["stack"] >= 0)):
+            key = (int(columns["module"][i]), int(columns["step"][i]))
+            if key not in self.forward_stack and self._stack(int(columns["stack"][i])):
+                self.forward_stack[key] = int(columns["stack"][i])
+
+    def _stack(self, stack: int) -> list[dict]:
+        found = self.stacks.get(stack)
+        if found is None:
+            found = self.stacks[stack] = _stack_frames(self.run, stack) if stack >= 0 else []
+        return found
+
+    def __call__(self, i: int) -> list[dict]:
+        c = self.cols
+        module, op, phase = int(c["module"][i]), int(c["op"][i]), int(c["phase"][i])
+        category, step, stack = int(c["category"][i]), int(c["step"][i]), int(c["stack"][i])
+        if phase == PHASES.index("backward") and not self._stack(stack):
+            # backward runs in autograd's engine: the stack that made it is its forward's
+            stack = self.forward_stack.get((module, step), -1)
+        key = (module, op, phase, category, step, stack)
+        found = self.cache.get(key)
+        if found is None:
+            log = self.run.tensors
+            module_name = log.string("module", module) or "(outside any module)"
+            op_name = log.string("op", op).removesuffix(".default") or "(unknown op)"
+            where = ", ".join(filter(None, [PHASES[phase] if 0 <= phase < len(PHASES) else "",
+                                            LABELS[CATEGORIES[category]]]))
+            top = {"filename": module_name, "line": max(step, 0),
+                   "name": f"{module_name} · {op_name} [{where}]"}
+            found = self.cache[key] = [top, *self._stack(stack)]
+        return found
 
 
 def to_torch_snapshot(run: Run) -> dict[str, Any]:
@@ -47,14 +99,13 @@ def to_torch_snapshot(run: Run) -> dict[str, Any]:
         nbytes = np.asarray(rows.column("nbytes"), dtype=np.int64)
         offset = np.asarray(rows.column("offset"), dtype=np.int64)
         category = np.asarray(rows.column("category"))
-        stack = np.asarray(rows.column("stack"))
+        frames = _Frames(run, {name: np.asarray(rows.column(name)) for name in
+                               ("module", "op", "phase", "category", "step", "stack")})
     extent = int((offset + nbytes).max()) if len(rows) else 0
-    cache: dict = {}
     events: list[tuple[float, int, dict]] = []
     for i in range(len(rows)):
         entry = {"addr": BASE_ADDRESS + int(offset[i]), "size": int(nbytes[i]), "stream": 0,
-                 "frames": _frames(run, int(stack[i]), cache) if stack[i] >= 0 else [],
-                 "category": CATEGORIES[int(category[i])]}
+                 "frames": frames(i), "category": CATEGORIES[int(category[i])]}
         events.append((float(t_alloc[i]), 1, {"action": "alloc", **entry,
                                               "time_us": int(t_alloc[i] * 1e6)}))
         if not np.isnan(t_free[i]):
@@ -77,7 +128,7 @@ def to_torch_snapshot(run: Run) -> dict[str, Any]:
                            "requested_size": 0, "state": "inactive", "frames": []})
         blocks.append({"address": BASE_ADDRESS + start, "size": int(nbytes[i]),
                        "requested_size": int(nbytes[i]), "state": "active_allocated",
-                       "frames": _frames(run, int(stack[i]), cache) if stack[i] >= 0 else []})
+                       "frames": frames(int(i))})
         cursor = start + int(nbytes[i])
     if cursor < extent:
         blocks.append({"address": BASE_ADDRESS + cursor, "size": extent - cursor,

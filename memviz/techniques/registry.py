@@ -98,12 +98,18 @@ def check_techniques(spec: RunSpec) -> list[tuple[Technique, dict[str, Any]]]:
     return sorted(resolved, key=lambda tp: tp[0].order)
 
 
-def applicability(technique: Technique, spec: RunSpec) -> str | None:
-    """Why ``technique`` (with defaults) does not apply to this workload, or None."""
+def applicability(technique: Technique, spec: RunSpec,
+                  present: set[str] | None = None) -> str | None:
+    """Why ``technique`` (with defaults) does not apply to this workload alongside the
+    ``present`` ones (default: alone), or None."""
     device = spec.device.partition(":")[0]
     if spec.mode not in technique.modes:
         return f"only for {'/'.join(sorted(technique.modes))}"
     if device not in technique.devices:
         return f"needs {'/'.join(sorted(technique.devices))}"
+    present = present or {technique.name}
+    clash = sorted(technique.conflicts & present)
+    if clash:
+        return f"cannot be combined with {', '.join(clash)}"
     _, params = resolve({"name": technique.name})
-    return technique.refusal(spec, params, {technique.name})
+    return technique.refusal(spec, params, present)

@@ -24,6 +24,7 @@ a third of what the same work costs spread between the ops.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 import weakref
@@ -46,7 +47,10 @@ PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
 STACK_DEPTH = 24
 CATEGORY_COLUMN = EVENT_COLUMNS.index("category")
 EVENTS_PER_MESSAGE = 65_536  # ~4 MiB a message: a burst never makes one oversized frame
-_SKIP_IN_STACKS = ("/torch/", "/memviz/tracking/", "/memviz/worker/runner.py", "<frozen")
+# frames a user never needs: torch's own, memviz's own (the whole package), the import
+# machinery's
+_SKIP_IN_STACKS = ("/torch/", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                   + os.sep, "<frozen")
 
 
 def _storage_key(t: torch.Tensor):

@@ -123,6 +123,10 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         plan.apply_model(task)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "end"})
+        if task.convention is not None:
+            emitter.send({"type": "log", "t": now() - t0, "level": "info",
+                          "text": f"{spec.model} is a plain module, run as "
+                                  f"{task.convention.description}"})
         summary = model_summary.summarize(spec.model, task.kind, task.model)
         tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index)
         emitter.send({"type": "run_started", "spec": spec.to_dict(),
@@ -131,7 +135,8 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                       "t0_wall": _wall_at(t0)})
         if spec.mode == "generate" and not task.can_generate:
             raise SpecError(f"{spec.model} cannot generate: generation needs a Hugging Face "
-                            "causal LM (gpt2-tiny, llama-tiny or your own)")
+                            "causal or encoder-decoder LM (gpt2-tiny, llama-tiny, a T5, "
+                            "or your own)")
         runner = Runner(ranks.local_spec(spec, plan.world_size), task, emitter, sampler, stop,
                         t0, tracker, plan)
         reason = runner.run()
@@ -149,21 +154,40 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         if tracker is not None:
             tracker.stop()
         sampler.stop()
-        output_drift = distributed = flops = None
+        output_drift = distributed = flops = on_disk = None
         if reason == "finished" and plan.world_size == 1:  # ranks would wait in collectives
             from .flops import flops_per_step
 
-            flops = flops_per_step(task, ranks.local_spec(spec, plan.world_size), plan)
+            flops = _after_run(emitter, t0, "counting FLOPs", lambda: flops_per_step(
+                task, ranks.local_spec(spec, plan.world_size), plan))
         if reference is not None and reason == "finished":
-            output_drift = drift.measure(task, reference)
+            output_drift = _after_run(emitter, t0, "measuring the output drift",
+                                      lambda: drift.measure(task, reference))
+        if reason == "finished" and spec.disk_size and plan.world_size == 1:
+            from .disk_size import model_on_disk
+
+            on_disk = _after_run(emitter, t0, "measuring the model on disk",
+                                 lambda: model_on_disk(task.model))
         if peers:
             distributed = _finish_ranks(peers, reason, tracker, runner)
         emitter.send({"type": "run_done", "t": now() - t0, "reason": reason,
                       "summary": {"tracking": tracker.summary() if tracker else None,
                                   "techniques": plan.record(), "output_drift": output_drift,
-                                  "distributed": distributed, "flops_per_step": flops}})
+                                  "distributed": distributed, "flops_per_step": flops,
+                                  "model_on_disk": on_disk}})
         emitter.close()
     return exit_code
+
+
+def _after_run(emitter, t0: float, what: str, extra):
+    """An extra figure after the run: a failure says so in the log and loses nothing
+    that was measured."""
+    try:
+        return extra()
+    except Exception as exc:
+        emitter.send({"type": "log", "t": now() - t0, "level": "warning",
+                      "text": f"skipped {what}: {type(exc).__name__}: {one_line(exc)}"})
+        return None
 
 
 def _start_tracking(spec: RunSpec, task, plan: Plan, sampler, emitter, t0: float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..techniques.structure import structure_of
 from ..tracking.components import storages, stored_bytes
 
 
@@ -48,4 +49,5 @@ def summarize(name: str, kind: str, model: nn.Module) -> dict:
         "buffer_bytes": sum(b.numel() * b.element_size() for b in model.buffers()),
         "dtype": str(params[0].dtype).removeprefix("torch.") if params else None,
         "module_tree": tree,
+        "structure": structure_of(model),
     }

@@ -16,6 +16,7 @@ import torch
 from ..core.spec import RunSpec
 from ..models.task import Task
 from ..techniques.plan import Plan
+from ..tracking.caches import CacheTagger
 from .emitter import Emitter, now
 from .optimizers import make_optimizer
 from .samplers import MemorySampler
@@ -143,39 +144,24 @@ class Runner:
     def _generate_step(self, step: int) -> None:
         self._begin_step()
         batch = self._batch()
-        hook = None
-        if self.tracker is not None:
-            hook = self.task.model.register_forward_hook(self._tag_kv_cache)
+        tagger = CacheTagger(self.tracker).attach(self.task.model) if self.tracker else None
         try:
             with self.phase(step, "generate"), torch.no_grad():
                 out = self.task.generate(batch, self.spec.max_new_tokens,
                                          **self.plan.generate_kwargs())
         finally:
-            if hook is not None:
-                hook.remove()
+            if tagger is not None:
+                tagger.detach()
         self.plan.after_step()
-        new_tokens = int(out.shape[0] * (out.shape[1] - batch["input_ids"].shape[1]))
+        new_tokens = int(out.shape[0] * (out.shape[1] - _prompt_length(self.task, batch)))
         del out, batch
         self._end_step(step, None, new_tokens)
 
 
-    def _tag_kv_cache(self, _module, _args, output) -> None:
-        cache = getattr(output, "past_key_values", None)
-        if cache is not None:
-            self.tracker.tag(_cache_tensors(cache), "kv_cache")
-
-
-def _cache_tensors(cache) -> list[torch.Tensor]:
-    """The key/value tensors of a transformers cache (Cache object or legacy tuples)."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        return [t for layer in layers for t in (getattr(layer, "keys", None),
-                                                 getattr(layer, "values", None))
-                if isinstance(t, torch.Tensor)]
-    if isinstance(cache, tuple | list):
-        return [t for item in cache for t in (_cache_tensors(item) if isinstance(item, tuple | list)
-                                               else [item]) if isinstance(t, torch.Tensor)]
-    return []
+def _prompt_length(task: Task, batch) -> int:
+    """What generate's output starts with: the prompt (a decoder-only model), or the
+    decoder's start token (an encoder-decoder's output is the new text alone)."""
+    return 1 if task.kind == "seq2seq" else int(batch["input_ids"].shape[1])
 
 
 def _finite_or_none(value: float) -> float | None:
