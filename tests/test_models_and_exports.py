@@ -38,7 +38,7 @@ def _trainable_bytes(model) -> int:
 
 
 def test_a_nanogpt_style_module_trains_on_its_own_loss_exactly():
-    run, session = run_worker(model=NANOGPT, steps=2, batch_size=2, seq_len=64)
+    run, _ = run_worker(model=NANOGPT, steps=2, batch_size=2, seq_len=64)
     assert run.state == "finished", run.error
     assert any("forward(idx, targets)" in line.text for line in run.log)
     most = run.worker_summary["tracking"]["max_by_category"]
