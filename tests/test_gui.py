@@ -176,7 +176,7 @@ def test_compare_tab_shows_what_grew_between_two_runs(window, qtbot):
     assert result["a"]["label"] == small.spec.label() and result["b"]["label"] == big.spec.label()
     table = window.diff_view.tables["categories"]
     assert table.rowCount() >= 1
-    assert table.item(0, 0).text() == "activation"
+    assert table.item(0, 0).text() == "activations (saved for backward)"  # one label everywhere
     assert table.item(0, 3).text().startswith("+")
 
 

@@ -39,8 +39,28 @@ def profile(run: Run) -> Profile:
             frames = log.stack_text(stack) if stack >= 0 else []
             site = f"{op} @ {frames[0]}" if frames else op
             sites[site] += int(rows.column("nbytes")[row])
+        modules: Counter = Counter()
+        for name, nbytes in moment.by_module:
+            modules[aligned_module(name)] += nbytes
         return Profile(peak_rss_bytes(run), peak, t_peak, Counter(moment.by_category),
-                       Counter(dict(moment.by_module)), sites)
+                       modules, sites)
+
+
+_WRAPPERS = ("base_model.model.",)  # peft puts the model it adapts under this
+_WRAPPED = (".base_layer",)  # and each adapted layer's own weights under this
+
+
+def aligned_module(name: str) -> str:
+    """A module's name as the unwrapped model calls it, so a LoRA run's modules line up
+    with the base model's (its adapters, ``lora_A`` and ``lora_B``, stay new)."""
+    for prefix in _WRAPPERS:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    for part in _WRAPPED:
+        name = name.replace(part + ".", ".")
+        if name.endswith(part):
+            name = name[: -len(part)]
+    return name
 
 
 def _compare(a: Counter, b: Counter) -> list[dict]:

@@ -16,6 +16,12 @@ DEFAULT_MODEL = "gpt2-tiny"
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
+def technique_label(entry: dict[str, Any]) -> str:
+    """``lora:r=4`` for a technique entry (its parameters that differ from defaults)."""
+    params = ",".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
+    return f"{entry['name']}:{params}" if params else str(entry["name"])
+
+
 class SpecError(ValueError):
     """An option that cannot be run, with a message meant for the user."""
 
@@ -99,9 +105,15 @@ class RunSpec:
         return cls(**data).validate()
 
     def label(self) -> str:
+        """What a run is, in one line: model, workload, sizes, device and techniques."""
+        used = " + ".join(technique_label(t) for t in self.techniques)
+        if self.mode == "train" and self.optimizer != "adamw" and not self.program:
+            used = " + ".join(filter(None, [used, self.optimizer]))
+        tail = f" · {used}" if used else ""
         if self.program:
-            return f"{self.program} · {self.device}"
-        return f"{self.model} · {self.mode} · b{self.batch_size}×{self.seq_len} · {self.device}"
+            return f"{self.program} · {self.device}{tail}"
+        return (f"{self.model} · {self.mode} · b{self.batch_size}×{self.seq_len} · "
+                f"{self.device}{tail}")
 
     def steps_done(self, done: int) -> str:
         """``3/20 steps``, or ``3 steps`` for a program (its count is not known ahead)."""

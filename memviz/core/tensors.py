@@ -12,6 +12,7 @@ import numpy as np
 from ..protocol.messages import STRING_TABLES
 from .categories import CATEGORIES
 from .columns import Columns
+from .module_totals import ModuleTotals
 
 ALLOC, FREE, RETAG = 0, 1, 2
 ROW_COLUMNS = {
@@ -33,6 +34,7 @@ class TensorLog:
         self.stacks: dict[int, list[int]] = {}
         self.marks: list[dict] = []
         self.event_count = 0
+        self.modules = ModuleTotals()  # per-module figures, kept as events arrive
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,12 +74,23 @@ class TensorLog:
         known = ids < len(self.rows)
         if not known.all() or (ids < 0).any():
             raise TrackingError("an event names an allocation that never arrived")
+        # each event's category before it: the row's before this batch, or that of the
+        # event before it on the same allocation in this batch
+        old_category = self.rows.column("category")[ids].copy()
+        order = np.argsort(ids, kind="stable")
+        same = ids[order][1:] == ids[order][:-1]
+        before = old_category[order]
+        before[1:][same] = cols["category"][order][:-1][same]
+        old_category[order] = before
         retag = kind == RETAG
         if retag.any():
             self.rows.writable("category")[ids[retag]] = cols["category"][retag]
         free = kind == FREE
         if free.any():
             self.rows.writable("t_free")[ids[free]] = cols["t"][free]
+        rows = self.rows
+        self.modules.apply(kind, rows.column("module")[ids], rows.column("phase")[ids],
+                           rows.column("nbytes")[ids], cols["category"], old_category)
 
     def string(self, table: str, ident: int) -> str:
         values = self.strings[table]

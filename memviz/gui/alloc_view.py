@@ -16,6 +16,7 @@ from ..core import analysis
 from ..core.categories import CATEGORIES, COLOURS, LABELS
 from ..core.run import Run
 from .axes import BytesAxis, format_bytes
+from .empty_state import EmptyState
 
 MODULE_PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
                   "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd", "#1b9e77", "#d95f02"]
@@ -70,6 +71,8 @@ class AllocationView(pg.PlotWidget):
                                          brush=pg.mkBrush(None), pen=pg.mkPen("k", width=2))
         self.selection.setZValue(10)
         plot.addItem(self.selection, ignoreBounds=True)
+        self.empty = EmptyState(plot, "Every allocation appears here: run with Tracking set "
+                                      "to tensors", autorange=False)
 
     def set_run(self, run: Run | None) -> None:
         if run is not self.run:
@@ -101,11 +104,12 @@ class AllocationView(pg.PlotWidget):
 
     def redraw(self) -> None:
         run = self.run
-        if run is None:
-            self._draw({})
-            return
         plot = self.getPlotItem()
         if plot is None:  # closed while a redraw was scheduled
+            return
+        self.empty.show(run is None or not len(run.tensors))
+        if run is None:
+            self._draw({})
             return
         vb = plot.getViewBox()
         if not self.isVisible() or vb.height() < 2:

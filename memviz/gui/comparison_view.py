@@ -30,6 +30,7 @@ from ..compare.series import aligned
 from ..core.categories import COLOURS, LABELS
 from ..core.spec import RunSpec
 from .axes import BytesAxis
+from .empty_state import EmptyState
 from .fit_panel import FitPanel
 from .tables import read_only_table
 
@@ -100,6 +101,9 @@ class ComparisonView(QWidget):
         self.scatter = pg.PlotWidget(background="w", axisItems={"left": BytesAxis("left")})
         self.scatter.setLabel("bottom", "median step time", units="s")
         self.scatter.getViewBox().setDefaultPadding(0.12)  # room for the labels
+        hint = "Compare sets (above) to draw them here"
+        self.empty = [EmptyState(self.bars, hint), EmptyState(self.timelines, hint),
+                      EmptyState(self.scatter, hint)]
         self.charts = QTabWidget()
         self.charts.addTab(self.bars, "Peak by category")
         self.charts.addTab(self.timelines, "Over time")
@@ -195,6 +199,8 @@ class ComparisonView(QWidget):
     def _draw_bars(self, items) -> None:
         self.bars.clear()
         self.bars_legend.clear()
+        for state in self.empty:
+            state.show(not items)
         names = [e["name"] for e in items]
         base = np.zeros(len(items))
         for cat in CATEGORIES_SHOWN:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.categories import LABELS
 from ..core.diff import diff
 from ..core.run import Run
 from .axes import format_bytes
@@ -41,7 +42,7 @@ class DiffView(QWidget):
             header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
             for column in (1, 2, 3):  # the numbers always show in full
                 header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-            table.setTextElideMode(Qt.TextElideMode.ElideLeft)  # keep a name's tail
+            table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # both ends of a name
             split.addWidget(table)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -75,7 +76,8 @@ class DiffView(QWidget):
             rows = [r for r in result[key_] if r["delta"]][:MAX_ROWS]
             table.setRowCount(len(rows))
             for i, r in enumerate(rows):
-                cells = [r["name"], format_bytes(r["a"]), format_bytes(r["b"]),
+                name = LABELS.get(r["name"], r["name"]) if key_ == "categories" else r["name"]
+                cells = [name, format_bytes(r["a"]), format_bytes(r["b"]),
                          _signed(r["delta"])]
                 for j, text in enumerate(cells):
                     item = QTableWidgetItem(text)
@@ -85,5 +87,5 @@ class DiffView(QWidget):
                     if j == 3:
                         item.setForeground(GREW if r["delta"] > 0 else SHRANK)
                     if j == 0:
-                        item.setToolTip(r["name"])
+                        item.setToolTip(name)
                     table.setItem(i, j, item)

@@ -40,7 +40,8 @@ def describe(run: Run, row: int) -> dict[str, str]:
         "allocated at": f"{get['t_alloc']:.4f} s",
         "freed at": f"{get['t_free']:.4f} s" if freed else "still live",
         "lifetime": f"{(get['t_free'] - get['t_alloc']) * 1000:.2f} ms" if freed else "—",
-        "stack": "\n".join(stack) if stack else "(run with --track tensors+stacks)",
+        "stack": "\n".join(stack) if stack else
+        "(set Tracking to tensors+stacks in the run panel to record stacks)",
     }
 
 

@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -33,23 +32,25 @@ from ..session import WorkerSession
 from ..techniques import preflight
 from .alloc_view import AllocationView
 from .axes import format_bytes
+from .banner import Banner
 from .comparison_view import ComparisonView, sets_from_text
 from .diff_view import DiffView
 from .external import ExternalRuns
+from .file_actions import FileActions
 from .filters import FilterBar
 from .inspector import Inspector
 from .log_pane import LogPane
+from .menus import WindowMenus
 from .modules_view import ModulesView
 from .moment_view import MomentView
 from .ranks_view import RanksView
 from .run_list import RunList
 from .run_panel import RunPanel
 from .step_table import StepTable
-from .style import ERROR_STYLE
+from .story_view import StoryView
 from .timeline import TimelineView
 
 REFRESH_MS = 50
-MAX_RECENT = 8
 SNAPSHOT_SUFFIXES = (".memviz", ".pickle", ".pkl", ".json")
 
 
@@ -86,6 +87,10 @@ class MainWindow(QMainWindow):
         self.sessions: dict[int, WorkerSession] = {}
         self._next_id = 1
         self._banner_key: tuple[int, int] | None = None
+        self._stopping: set[int] = set()  # runs asked to stop once
+        self._cursors: dict[int, float] = {}  # each run's cursor, where it was left
+        self._cursor_run: int | None = None  # the run the cursor belongs to now
+        self._moment_shown_at: tuple[int, int] | None = None
 
         self.run_panel = RunPanel()
         if model:
@@ -96,16 +101,15 @@ class MainWindow(QMainWindow):
         self.run_list.shown_changed.connect(self._shown_changed)
         runs_box = QGroupBox("Runs")
         QVBoxLayout(runs_box).addWidget(self.run_list)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.addWidget(self.run_panel)
-        left_layout.addWidget(runs_box, 1)
+        left = QSplitter(Qt.Orientation.Vertical)  # the user sizes the form and the runs
+        left.addWidget(self.run_panel)
+        left.addWidget(runs_box)
+        left.setChildrenCollapsible(False)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 1)
+        self.left_split = left
 
-        self.error_banner = QLabel()
-        self.error_banner.setStyleSheet(ERROR_STYLE)
-        self.error_banner.setWordWrap(True)
-        self.error_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_banner.hide()
+        self.error_banner = Banner()
         self.timeline = TimelineView()
         self.step_table = StepTable()
         self.log_pane = LogPane()
@@ -118,6 +122,7 @@ class MainWindow(QMainWindow):
         self.filter_bar = FilterBar()
         self.moment_view = MomentView()
         self.modules_view = ModulesView()
+        self.story_view = StoryView()
         self.diff_view = DiffView()
         self.ranks_view = RanksView()
         self.comparison_view = ComparisonView(
@@ -140,6 +145,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(alloc_tab, "Allocations")
         self.tabs.addTab(self.moment_view, "At a moment")
         self.tabs.addTab(self.modules_view, "Modules")
+        self.tabs.addTab(self.story_view, "Memory story")
         self.tabs.addTab(self.comparison_view, "Technique comparison")
         self.tabs.addTab(self.diff_view, "Diff two runs")
         self.tabs.addTab(self.ranks_view, "Ranks")
@@ -148,6 +154,7 @@ class MainWindow(QMainWindow):
         self.moment_view.row_selected.connect(self._inspect)
         self.moment_view.jump_requested.connect(self.set_cursor)
         self.timeline.cursor.sigPositionChanged.connect(lambda *_: self._cursor_moved())
+        self.timeline.clicked_at.connect(self.set_cursor)
         self.filter_bar.changed.connect(self._filter_changed)
         self.filter_bar.colour_by.currentTextChanged.connect(self.alloc_view.set_colour_by)
         self._keep = None
@@ -179,52 +186,14 @@ class MainWindow(QMainWindow):
 
         self.setAcceptDrops(True)
         self.external = ExternalRuns(self)
-        self._build_menu()
+        self.files = FileActions(self)
+        self.menus = WindowMenus(self)
 
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
         self.timer.start(REFRESH_MS)
 
     # -- files ------------------------------------------------------------------
-    def _build_menu(self) -> None:
-        menu = self.menuBar().addMenu("&File")
-        open_action = QAction("&Open snapshot…", self)
-        open_action.setShortcut(QKeySequence.StandardKey.Open)
-        open_action.triggered.connect(self._open_dialog)
-        menu.addAction(open_action)
-        save_as = QAction("&Save run as…", self)
-        save_as.setShortcut(QKeySequence.StandardKey.SaveAs)
-        save_as.triggered.connect(self._save_as_dialog)
-        menu.addAction(save_as)
-        save_comparison = QAction("Save the &comparison as…", self)
-        save_comparison.triggered.connect(self._save_comparison_dialog)
-        menu.addAction(save_comparison)
-        self.recent_menu = menu.addMenu("Open &recent")
-        self._fill_recent()
-        menu.addSeparator()
-        wait = QAction("&Wait for a program…", self)
-        wait.setToolTip("Profile your own script: memviz shows the command to run it with")
-        wait.triggered.connect(self.external.wait_for_programs)
-        menu.addAction(wait)
-        attach = QAction("&Attach to a worker…", self)
-        attach.setToolTip("Run on a worker started elsewhere with memviz worker --listen")
-        attach.triggered.connect(self.external.attach_dialog)
-        menu.addAction(attach)
-        menu.addSeparator()
-        for label, view in (("timeline", lambda: self.timeline),
-                            ("allocations view", lambda: self.alloc_view)):
-            action = QAction(f"Save the {label} as PNG or SVG…", self)
-            action.triggered.connect(lambda _=False, v=view, n=label: self._save_view(v(), n))
-            menu.addAction(action)
-        menu.addSeparator()
-        show_runs = QAction("Where are runs recorded?", self)
-        show_runs.triggered.connect(self._say_runs_dir)
-        menu.addAction(show_runs)
-        help_menu = self.menuBar().addMenu("&Help")
-        about = QAction("&About memviz", self)
-        about.triggered.connect(self.show_about)
-        help_menu.addAction(about)
-
     def show_about(self):
         from .about import show_about
 
@@ -234,78 +203,18 @@ class MainWindow(QMainWindow):
         self.state_label.setText(f"Every run is recorded in {runs_dir()} "
                                  "(set MEMVIZ_RUNS_DIR to change it)")
 
-    def _save_as_dialog(self) -> None:
-        run = self.current_run()
-        if run is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(  # the dialog asks before replacing a file
-            self, "Save the run", f"memviz-run-{run.run_id}.memviz",
-            "memviz snapshots (*.memviz)")
-        if path:
-            self.save_run_as(run, path, overwrite=True)
-
     def save_run_as(self, run: Run, path: str, overwrite: bool = False) -> bool:
-        """Copy the run's recording to ``path`` (never over a file unless told to)."""
-        from ..snapshot.copy import copy_snapshot
-
-        try:
-            copy_snapshot(run.snapshot_path, path, overwrite=overwrite)
-        except (OSError, ValueError) as exc:
-            self._show_error(f"Cannot save run #{run.run_id}: {exc}")
-            return False
-        self._remember(str(Path(path).resolve()))
-        self.state_label.setText(f"Saved run #{run.run_id} to {path}")
-        return True
-
-    def _save_comparison_dialog(self) -> None:
-        if self.comparison is None or not self.comparison.finished:
-            self._show_error("No finished comparison to save")
-            return
-        path, _ = QFileDialog.getSaveFileName(  # the dialog asks before replacing a file
-            self, "Save the comparison", "memviz-comparison.memviz",
-            "memviz snapshots (*.memviz)")
-        if path:
-            self.save_comparison_as(path, overwrite=True)
+        return self.files.save_run_as(run, path, overwrite)
 
     def save_comparison_as(self, path: str, overwrite: bool = False) -> bool:
-        """The whole comparison (every set's recorded run) in one file."""
-        from ..compare import save_comparison
-
-        try:
-            save_comparison(self.comparison, path, overwrite=overwrite)
-        except (OSError, ValueError) as exc:
-            self._show_error(f"Cannot save the comparison: {exc}")
-            return False
-        self._remember(str(Path(path).resolve()))
-        self.state_label.setText(f"Saved the comparison to {path}")
-        return True
-
-    def _save_view(self, widget, name: str) -> None:
-        from .plot_export import save
-
-        path, _ = QFileDialog.getSaveFileName(self, f"Save the {name}", f"memviz-{name}.png",
-                                              "PNG image (*.png);;SVG drawing (*.svg)")
-        if path:  # the dialog itself asks before replacing a file
-            try:
-                save(widget, path, f"memviz {name}")
-            except OSError as exc:
-                self._show_error(str(exc))
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        for path in self.recent_files():
-            action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _=False, p=path: self.open_snapshot(p))
+        return self.files.save_comparison_as(path, overwrite)
 
     @staticmethod
     def recent_files() -> list[str]:
-        value = QSettings().value("recent_files", [])
-        return [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+        return FileActions.recent_files()
 
     def _remember(self, path: str) -> None:
-        recent = [path] + [p for p in self.recent_files() if p != path]
-        QSettings().setValue("recent_files", recent[:MAX_RECENT])
-        self._fill_recent()
+        self.files.remember(path)
 
     def _open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -319,12 +228,13 @@ class MainWindow(QMainWindow):
         from ..snapshot import SnapshotError, open_run
         from ..snapshot.comparison_file import is_comparison
 
+        self.error_banner.user_acted()
         if is_comparison(path):
             return self._open_comparison(path)
         try:
             run = open_run(path, run_id=self._next_id)
         except SnapshotError as exc:
-            self._show_error(f"Cannot open {exc}")
+            self.error_banner.action_error(f"Cannot open {exc}")
             return None
         self._next_id += 1
         self.runs[run.run_id] = run
@@ -346,7 +256,7 @@ class MainWindow(QMainWindow):
         try:
             comparison = load_comparison(path, next_id)
         except SnapshotError as exc:
-            self._show_error(f"Cannot open {exc}")
+            self.error_banner.action_error(f"Cannot open {exc}")
             return None
         for result in comparison.results:
             self.runs[result.run.run_id] = result.run
@@ -401,7 +311,9 @@ class MainWindow(QMainWindow):
     def start_run(self, spec: RunSpec | None = None, session_for=None) -> Run | None:
         """Run ``spec`` (the run panel's) in a worker started here, or in the session
         ``session_for(run, memory_cap)`` makes (a worker attached to)."""
+        self.error_banner.user_acted()
         if self.active_run() is not None:
+            self.error_banner.action_error("A run is going: stop it (Esc) or wait for it")
             return None
         spec = spec or self.run_panel.spec()
         try:
@@ -410,7 +322,7 @@ class MainWindow(QMainWindow):
             preflight(spec, check_device=session_for is None)
             cap = self.run_panel.cap()
         except SpecError as exc:
-            self._show_error(f"Cannot run: {exc}")
+            self.error_banner.action_error(f"Cannot run: {exc}")
             return None
         run = Run(spec, run_id=self._next_id)
         self._next_id += 1
@@ -432,8 +344,9 @@ class MainWindow(QMainWindow):
         from ..compare import Comparison, each_alone
         from ..compare.sets import runnable
 
+        self.error_banner.user_acted()
         if self.active_run() is not None:
-            self._show_error("A run is going: stop it or wait before comparing")
+            self.error_banner.action_error("A run is going: stop it or wait before comparing")
             return None
         base = replace(self.run_panel.spec(), techniques=[])
         try:
@@ -444,9 +357,8 @@ class MainWindow(QMainWindow):
                 if why:
                     raise SpecError(f"set {candidate.name!r}: {why}")
         except SpecError as exc:
-            self._show_error(f"Cannot compare: {exc}")
+            self.error_banner.action_error(f"Cannot compare: {exc}")
             return None
-        self._show_error(None)
 
         def next_id() -> int:
             self._next_id += 1
@@ -485,9 +397,17 @@ class MainWindow(QMainWindow):
         if self.comparison is not None and not self.comparison.finished:
             self.comparison.cancel()
         run = self.active_run()
-        if run is not None:
-            self.sessions[run.run_id].request_stop()
-            self.state_label.setText(f"Stopping run #{run.run_id}…")
+        if run is None:
+            return
+        session = self.sessions[run.run_id]
+        if run.run_id in self._stopping:  # asked twice: at once
+            session.kill()
+            self.state_label.setText(f"Run #{run.run_id} ended at once")
+            return
+        self._stopping.add(run.run_id)
+        session.request_stop()
+        self.state_label.setText(f"Stopping run #{run.run_id} at its next phase (Esc again: "
+                                 "at once)…")
 
     def current_run(self) -> Run | None:
         run_id = self.run_list.current_run_id()
@@ -495,8 +415,21 @@ class MainWindow(QMainWindow):
 
     # -- drawing ----------------------------------------------------------------
     def _shown_changed(self) -> None:
+        """Every view follows the selected run: its timeline, allocations, cursor (each
+        run keeps its own), moment and modules."""
+        run = self.current_run()
         self.timeline.show_runs([self.runs[i] for i in self.run_list.shown_run_ids()])
-        self.alloc_view.set_run(self.current_run())
+        self.alloc_view.set_run(run)
+        self.moment_view.run = run
+        t = self._cursors.get(run.run_id) if run is not None else None
+        self._cursor_run = None  # no cursor moves are taken while it is placed
+        if t is None:
+            self.timeline.cursor.hide()
+            self.moment_view.clear()
+        else:
+            self.timeline.cursor.show()
+            self.timeline.cursor.setValue(t)
+        self._cursor_run = None if run is None else run.run_id
         self._filter_changed()
         self.refresh()
 
@@ -539,14 +472,14 @@ class MainWindow(QMainWindow):
         self._cursor_moved()
 
     def _cursor_moved(self) -> None:
-        if self.timeline.cursor.isVisible():
-            self.moment_view.show_moment(self.current_run(), self.timeline.cursor.value(),
-                                         self._keep)
+        run = self.current_run()
+        if run is None or self._cursor_run != run.run_id or not self.timeline.cursor.isVisible():
+            return
+        t = self.timeline.cursor.value()
+        self._cursors[run.run_id] = t
+        self.moment_view.show_moment(run, t, self._keep)
+        self._moment_shown_at = (run.run_id, run.revision)
 
-    def _show_error(self, text: str | None) -> None:
-        self.error_banner.setVisible(bool(text))
-        if text and self.error_banner.text() != text:
-            self.error_banner.setText(text)
 
     def _adopt_ranks(self) -> None:
         """A sharded run's other ranks join the run list as runs of their own."""
@@ -582,6 +515,10 @@ class MainWindow(QMainWindow):
         self.log_pane.show_run(run)
         self.alloc_view.update_run()
         self.modules_view.show_run(run)
+        if self.tabs.currentWidget() is self.story_view:
+            cursor = self._cursors.get(run.run_id) if run is not None else None
+            if run is None or run.finished or cursor is not None:
+                self.story_view.show_moment(run, cursor)
         if self.tabs.currentWidget() is self.diff_view:
             shown = self.run_list.shown_run_ids()
             other = self.runs[shown[1]] if len(shown) > 1 else None
@@ -598,14 +535,19 @@ class MainWindow(QMainWindow):
                 self.moment_view.jump_to_peak()
         self.run_panel.set_running(self.active_run() is not None)
         if run is None:
+            self.error_banner.run_failure(None)
             return
+        if not run.finished and self.timeline.cursor.isVisible() and \
+                self.tabs.currentWidget() is self.moment_view and \
+                self._moment_shown_at != (run.run_id, run.revision):
+            self._cursor_moved()  # a live run: what is live at the cursor keeps changing
         structure = run.model.get("structure") if isinstance(run.model, dict) else None
         if isinstance(structure, dict):
             self.run_panel.technique_panel.set_structure(run.spec.model, structure)
         key = (run.run_id, run.revision)
         if key != self._banner_key:  # the OOM report walks the allocations: once a change
             self._banner_key = key
-            self._show_error(failure_text(run))
+            self.error_banner.run_failure(failure_text(run))
         self.state_label.setText(self._state_text(run))
         with run.lock:
             rss = run.samples.column("rss")[-1] if len(run.samples) else None

@@ -1,54 +1,122 @@
-"""Per module: its parameters and their gradients, what it allocated, what it kept
-for backward, and its own peaks in forward and backward."""
+"""Per module: its parameters and their gradients, what it allocated (itself, and with
+what runs inside it), what it kept for backward, and its own peaks in forward and
+backward. Live: the figures are kept up to date as events arrive
+(``core.module_totals``), so following a run of any length costs little."""
 
 from __future__ import annotations
+
+import time
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem
 
-from ..core import analysis
 from ..core.run import Run
 from .axes import format_bytes
 
-FORWARD, BACKWARD = 2, 3  # phase codes of the tracker
+REDRAW_S = 0.5  # a live run's table is refreshed at most this often
 HEADERS = ["module", "class", "parameters", "parameter bytes", "gradients",
-           "allocated", "kept for backward", "peak forward", "peak backward"]
+           "allocated (own)", "allocated (with children)", "kept for backward",
+           "peak forward", "peak backward"]
+TIPS = [
+    "The module's name (the full name in its tooltip)",
+    "Its class",
+    "Its own parameters (not its children's)",
+    "Bytes of its own parameters",
+    "Bytes of its own parameters' gradients (one for each trainable parameter)",
+    "Bytes allocated while this module ran and none of its children did: its own ops",
+    "Bytes allocated while this module or anything inside it ran: its own plus its "
+    "children's, so never less than any child's",
+    "Of what it allocated itself, the bytes autograd kept for backward (activations)",
+    "Its own allocations live at once, at their highest, in forward",
+    "Its own allocations live at once, at their highest, in backward",
+]
 
 
 class ModulesView(QTreeWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setHeaderLabels(HEADERS)
+        for column, tip in enumerate(TIPS):
+            self.headerItem().setToolTip(column, tip)
         self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.setColumnWidth(0, 260)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self._key = None
+        self._drawn_at = 0.0
 
     def show_run(self, run: Run | None) -> None:
-        if run is None or not run.finished:
-            return  # computed once the run is over: it walks every allocation
+        """The selected run, live (at most every REDRAW_S while it runs)."""
+        if run is None:
+            if self._key is not None:
+                self.clear()
+                self._key = None
+            return
         key = (run.run_id, run.revision)
         if key == self._key:
             return
+        switched = self._key is None or self._key[0] != run.run_id
+        if not switched and not run.finished and time.monotonic() - self._drawn_at < REDRAW_S:
+            return
         self._key = key
+        self._drawn_at = time.monotonic()
         with run.lock:
-            stats = {s.name: s for s in analysis.module_stats(run.tensors, FORWARD, BACKWARD)}
-            tree = run.model.get("module_tree", [])
+            log = run.tensors
+            names = list(log.strings["module"])
+            figures = log.modules.figures(len(names))
+            tree = list(run.model.get("module_tree", []))
+        ids = {name: i for i, name in enumerate(names)}
+        own = {name: int(figures["allocated"][i + 1]) for name, i in ids.items()}
+        inclusive: dict[str, int] = {}
+        for name, value in own.items():  # add each module's own bytes to its ancestors
+            for parent in _ancestors(name):
+                inclusive[parent] = inclusive.get(parent, 0) + value
+        self._fill(tree, ids, figures, own, inclusive)
+
+    def _fill(self, tree, ids, figures, own, inclusive) -> None:
+        expanded = {self._path(item) for item in self._all_items() if item.isExpanded()}
         self.clear()
         items: dict[str, QTreeWidgetItem] = {}
         for name, cls, params, trainable, frozen in tree:
             parent_name = name.rpartition(".")[0] if name else None
             parent = items.get(parent_name) if parent_name is not None else None
             label = name.rpartition(".")[2] if name else f"{cls} (root)"
-            s = stats.get(name or tree[0][1])
+            key = name or tree[0][1]
+            i = ids.get(key)
+            mine = [int(figures[c][i + 1]) if i is not None else 0
+                    for c in ("activations", "peak_forward", "peak_backward")]
             cells = [label, cls, f"{params:,}" if params else "",
                      format_bytes(trainable + frozen) if params else "",
-                     format_bytes(trainable) if trainable else "",  # one gradient each
+                     format_bytes(trainable) if trainable else "",
                      *(format_bytes(v) if v else "" for v in (
-                         (s.allocated, s.activations, s.peak_forward, s.peak_backward)
-                         if s else (0, 0, 0, 0)))]
+                         own.get(key, 0), inclusive.get(name, 0) if name else
+                         sum(own.values()), *mine))]
             item = QTreeWidgetItem(cells)
+            item.setToolTip(0, name or f"{cls}: the whole model")
             for col in range(2, len(HEADERS)):
                 item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
             (parent.addChild(item) if parent else self.addTopLevelItem(item))
             items[name] = item
-        self.expandToDepth(1)
+        if expanded:
+            for path, item in items.items():
+                item.setExpanded(path in expanded)
+        else:
+            self.expandToDepth(1)
+
+    def _all_items(self):
+        stack = [self.topLevelItem(i) for i in range(self.topLevelItemCount())]
+        while stack:
+            item = stack.pop()
+            yield item
+            stack.extend(item.child(i) for i in range(item.childCount()))
+
+    @staticmethod
+    def _path(item: QTreeWidgetItem) -> str:
+        tip = item.toolTip(0)
+        return "" if ":" in tip and " " in tip else tip
+
+
+def _ancestors(name: str):
+    """``a.b.c`` → ``a.b.c``, ``a.b``, ``a`` (the module itself and every one around it)."""
+    while name:
+        yield name
+        name = name.rpartition(".")[0]

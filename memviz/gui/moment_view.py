@@ -30,6 +30,7 @@ def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
     for r, cells in enumerate(rows):
         for c, text in enumerate(cells):
             item = QTableWidgetItem(text)
+            item.setToolTip(text)  # a long module name in full
             if c == 0:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             table.setItem(r, c, item)
@@ -66,6 +67,13 @@ class MomentView(QWidget):
         self.run: Run | None = None
         self.keep: np.ndarray | None = None
         self.moment: analysis.Moment | None = None
+
+    def clear(self) -> None:
+        """No moment chosen on the selected run (yet)."""
+        self.moment = None
+        self.title.setText("Click the timeline (or move its cursor), or jump to the peak")
+        for table in (self.tensors, self.categories, self.modules):
+            table.setRowCount(0)
 
     def jump_to_peak(self) -> None:
         if self.run is None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSize
+from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QGraphicsView, QWidget
 
 
 def save_png(widget: QWidget, path: str | Path) -> None:
@@ -28,7 +28,10 @@ def save_svg(widget: QWidget, path: str | Path, title: str = "memviz") -> None:
     generator.setTitle(title)
     painter = QPainter(generator)
     try:
-        widget.render(painter)
+        if isinstance(widget, QGraphicsView):  # a plot's own view: its scene's render
+            widget.render(painter)
+        else:  # a composed widget (the timeline with its legend): every child
+            widget.render(painter, QPoint(0, 0))
     finally:
         painter.end()
 

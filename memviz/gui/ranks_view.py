@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from ..core.ranks import all_ranks, column_for, rank_series, rank_table, summed
 from ..core.run import Run
 from .axes import BytesAxis, format_bytes
+from .empty_state import EmptyState
 from .tables import read_only_table
 
 RANK_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
@@ -38,6 +39,8 @@ class RanksView(QWidget):
         self.plot.setLabel("bottom", "time since rank 0 started", units="s")
         self.plot.getAxis("left").setWidth(64)  # room for "512 MiB" before the first draw
         self.plot.addLegend(offset=(10, 5), labelTextSize="8pt")
+        self.empty = EmptyState(self.plot, "Run with zero or fsdp (world_size 2 or more) to "
+                                           "see each rank here")
         self.table = read_only_table(HEADERS, fit_contents=True)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.plot)
@@ -64,6 +67,7 @@ class RanksView(QWidget):
         self._drawn_at = time.monotonic()
         self.plot.clear()
         self.table.setRowCount(0)
+        self.empty.show(not runs)
         if not runs:
             self.note.setText(NOT_SHARDED)
             return

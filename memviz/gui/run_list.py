@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
 from ..core.run import Run
+from ..core.spec import technique_label
 
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole
 
@@ -15,7 +16,7 @@ def describe(run: Run) -> str:
     if run.steps:
         state += f", {run.spec.steps_done(len(run.steps))}"
     spec = run.spec
-    techniques = " + ".join(_technique_label(t) for t in spec.techniques)
+    techniques = " + ".join(technique_label(t) for t in spec.techniques)
     if spec.mode == "train" and spec.optimizer != "adamw":
         techniques = " + ".join(filter(None, [techniques, spec.optimizer]))
     used = f" [{techniques}]" if techniques else ""
@@ -29,11 +30,6 @@ def describe(run: Run) -> str:
 def _tooltip(text: str) -> str:
     """The whole description (a long one is cut off in the list) and how to use the list."""
     return f"{text}\nSelect to show this run; tick other runs to overlay them"
-
-
-def _technique_label(entry: dict) -> str:
-    params = ",".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
-    return f"{entry['name']}:{params}" if params else entry["name"]
 
 
 class RunList(QListWidget):

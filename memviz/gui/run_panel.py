@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QPushButton,
     QSpinBox,
+    QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -115,10 +116,14 @@ class RunPanel(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.stop_button)
 
+        self.split = QSplitter(Qt.Orientation.Vertical)  # the user sizes form and techniques
+        self.split.addWidget(group)
+        self.split.addWidget(techniques_box)
+        self.split.setChildrenCollapsible(False)
+        self.split.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(group)
-        layout.addWidget(techniques_box, 1)
+        layout.addWidget(self.split, 1)
         layout.addLayout(buttons)
         self.mode.currentTextChanged.connect(self._mode_changed)
         self.device.currentTextChanged.connect(self._refresh_techniques)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget
 
 
@@ -17,4 +18,5 @@ def read_only_table(headers: list[str], fit_contents: bool = False) -> QTableWid
         QHeaderView.ResizeMode.ResizeToContents if fit_contents
         else QHeaderView.ResizeMode.Interactive)
     table.horizontalHeader().setStretchLastSection(True)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a module's both ends show
     return table
