@@ -54,18 +54,31 @@ def window_rows(log: TensorLog, x0: float, x1: float,
 
 
 def level_of_detail(log: TensorLog, window: np.ndarray, bytes_per_pixel: float,
-                    seconds_per_pixel: float = 0.0, now: float = 0.0) -> np.ndarray:
+                    seconds_per_pixel: float = 0.0, now: float = 0.0,
+                    x0: float = 0.0) -> np.ndarray:
     """Of ``window``, the rows that make a visible mark: at least one pixel tall, or
     at least two pixels long (a long-lived small tensor is a line, and many such
-    lines, parameters or optimizer state, make a region). What is left out is tiny
-    and brief; it appears as soon as the user zooms in: nothing is dropped from the
-    data, only from this frame."""
+    lines, parameters or optimizer state, make a region). Of the rows narrower than
+    a pixel, one per screen cell (the column of its start, the row of its offset) is
+    enough: the rest would paint the same pixels. What is left out appears as soon as
+    the user zooms in: nothing is dropped from the data, only from this frame."""
     rows = log.rows
     keep = rows.column("nbytes")[window] >= bytes_per_pixel
-    if seconds_per_pixel > 0:
-        t_free = rows.column("t_free")[window]
-        lifetime = np.where(np.isnan(t_free), now, t_free) - rows.column("t_alloc")[window]
-        keep |= lifetime >= 2 * seconds_per_pixel
+    if seconds_per_pixel <= 0:
+        return window[keep]
+    t_alloc = rows.column("t_alloc")[window]
+    t_free = rows.column("t_free")[window]
+    lifetime = np.where(np.isnan(t_free), now, t_free) - t_alloc
+    keep |= lifetime >= 2 * seconds_per_pixel
+    narrow = keep & (lifetime < seconds_per_pixel)
+    if narrow.any():
+        cols = np.floor((t_alloc[narrow] - x0) / seconds_per_pixel).astype(np.int64)
+        cells = np.floor(rows.column("offset")[window][narrow] /
+                         max(bytes_per_pixel, 1.0)).astype(np.int64)
+        _, first = np.unique(cols * (1 << 32) + cells, return_index=True)
+        chosen = np.zeros(int(narrow.sum()), dtype=bool)
+        chosen[first] = True
+        keep[np.flatnonzero(narrow)[~chosen]] = False
     return window[keep]
 
 

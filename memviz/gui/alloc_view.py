@@ -133,7 +133,7 @@ class AllocationView(pg.PlotWidget):
             width = max(vb.width(), 1.0)
             seconds = (x1 - x0) / width if np.isfinite(x1 - x0) else 0.0
             rows = analysis.level_of_detail(log, window, (y1 - y0) / height, seconds,
-                                            self._now())
+                                            self._now(), x0 if np.isfinite(x0) else 0.0)
             self.shown_rows = rows
             cols = log.rows
             t_alloc = cols.column("t_alloc")[rows]

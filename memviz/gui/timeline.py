@@ -29,7 +29,7 @@ from .timeline_legend import SeriesLegend, swatch
 # value drawn, and autorange ignores them. (A fixed astronomically tall bar
 # overflows Qt's rasteriser and draws nothing.)
 SHADE_HEADROOM = 4.0
-POINTS_PER_PIXEL = 4  # what an envelope returns at most per pixel of width
+POINTS_PER_PIXEL = 2  # what an envelope returns at most per pixel of width
 MARKS_PER_PIXEL = 1 / 4  # phases or step marks denser than this are left out of a frame
 MIN_HEIGHT = 220
 EMPTY_TEXT = "No run yet: press Run (Ctrl+R), or open a .memviz file (Ctrl+O)"
