@@ -21,7 +21,7 @@ class StoryView(QWidget):
         self.title.setWordWrap(True)
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(HEADERS)
-        self.tree.setColumnWidth(0, 320)
+        self.tree.setColumnWidth(0, 400)
         self.tree.setColumnWidth(1, 110)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         layout = QVBoxLayout(self)

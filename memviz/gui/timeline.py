@@ -294,7 +294,8 @@ class TimelineView(QWidget):
             if column == "peak_rss":  # nearly equal to RSS: keep it under the RSS line
                 curve.setZValue(-1)
             layers.curves[column] = curve
-            self.legend.ensure(column, label, swatch(colour), column not in self._hidden)
+            self.legend.ensure(column, label, swatch(colour), column not in self._hidden,
+                               order=list(SERIES).index(column))
         return curve
 
     def _area(self, layers: _RunLayers, name: str) -> pg.PlotDataItem:
@@ -310,7 +311,8 @@ class TimelineView(QWidget):
             self.plot_item.addItem(area)
             layers.areas[name] = area
             self.legend.ensure(f"cat:{name}", LABELS[name], swatch(COLOURS[name], filled=True),
-                               f"cat:{name}" not in self._hidden)
+                               f"cat:{name}" not in self._hidden,  # the stack's top first
+                               order=100 + len(STACK_ORDER) - STACK_ORDER.index(name))
         return area
 
     def _draw_phases(self, layers: _RunLayers, x0: float, x1: float, marks: int) -> None:
@@ -346,7 +348,8 @@ class TimelineView(QWidget):
             self.plot_item.addItem(item, ignoreBounds=True)
             layers.shades[name] = item
             self.legend.ensure(f"phase:{name}", f"{name} (phase)",
-                               swatch(PHASES.get(name, "#cccccc"), filled=True, alpha=90))
+                               swatch(PHASES.get(name, "#cccccc"), filled=True, alpha=90),
+                               order=200 + list(PHASES).index(name) if name in PHASES else 299)
         return item
 
     def _draw_steps(self, layers: _RunLayers, x0: float, x1: float, marks: int) -> None:

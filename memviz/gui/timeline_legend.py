@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 KEY_ROLE = Qt.ItemDataRole.UserRole
+ORDER_ROLE = Qt.ItemDataRole.UserRole + 1
 SWATCH = QSize(22, 12)
 
 
@@ -57,7 +58,7 @@ class SeriesLegend(QWidget):
         layout.setSpacing(0)
         layout.addWidget(self.fold, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(self.list, 1)
-        self.list.setFixedWidth(210)
+        self.list.setFixedWidth(250)
         self._items: dict[str, QListWidgetItem] = {}
         self._runs: list[QListWidgetItem] = []
 
@@ -67,16 +68,23 @@ class SeriesLegend(QWidget):
         self.fold.setArrowType(Qt.ArrowType.LeftArrow if folded else Qt.ArrowType.RightArrow)
         self.fold.setToolTip("Show the legend" if folded else "Hide the legend")
 
-    def ensure(self, key: str, label: str, icon: QIcon, shown: bool = True) -> None:
+    def ensure(self, key: str, label: str, icon: QIcon, shown: bool = True,
+               order: float = 0.0) -> None:
+        """An entry for ``key`` (once), placed by ``order`` among the others."""
         if key in self._items:
             return
         item = QListWidgetItem(icon, label)
         item.setData(KEY_ROLE, key)
+        item.setData(ORDER_ROLE, order)
         item.setToolTip(label)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         self.list.blockSignals(True)
         item.setCheckState(Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
-        self.list.addItem(item)
+        row = len(self._runs)
+        while row < self.list.count() and self.list.item(row).data(ORDER_ROLE) is not None \
+                and self.list.item(row).data(ORDER_ROLE) <= order:
+            row += 1
+        self.list.insertItem(row, item)
         self.list.blockSignals(False)
         self._items[key] = item
 
