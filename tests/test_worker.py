@@ -102,14 +102,18 @@ def _long_run_after_first_step() -> tuple[Run, WorkerSession]:
 
 
 def test_stop_ends_the_run_and_the_process_promptly():
+    from memviz.worker.main import STOP_ASKED
+
     run, session = _long_run_after_first_step()
-    with run.lock:
-        steps_when_asked = len(run.steps)
     session.request_stop()
     assert session.wait(WORKER_DEADLINE_S)
-    # promptly: at the next phase boundary, so at most the step under way completes
-    assert len(run.steps) <= steps_when_asked + 1
     assert run.state == "stopped" and run.end_reason == "stopped"
+    # promptly: at the next phase boundary after the worker heard it, so within a step's
+    # time of that moment (on the worker's own clock: a loaded machine slows both alike)
+    asked = next(line.t for line in run.log if line.text == STOP_ASKED)
+    ended = run.worker_summary and max(s.t for s in run.steps)
+    longest = max(s.seconds for s in run.steps)
+    assert ended - asked <= longest + 0.05
     assert session.exit_code == 0
     assert not psutil.pid_exists(session.pid)
 

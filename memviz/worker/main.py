@@ -58,11 +58,17 @@ def _receive_spec(conn: Connection) -> RunSpec:
     return spec
 
 
-def _listen_for_stop(conn: Connection, stop: threading.Event) -> None:
-    """Any stop message, or the controller going away, stops the run."""
+STOP_ASKED = "stop asked"
+
+
+def _listen_for_stop(conn: Connection, stop: threading.Event, emitter, t0: float) -> None:
+    """Any stop message, or the controller going away, stops the run (and the log says
+    when, so how promptly it stopped can be read off the stream)."""
     try:
         while not stop.is_set():
             if any(m["type"] == "stop" for m in conn.receive()):
+                emitter.send({"type": "log", "t": now() - t0, "level": "info",
+                              "text": STOP_ASKED})
                 break
     except (ConnectionClosed, OSError, ValueError):
         pass
@@ -76,7 +82,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     t0 = now()
     emitter = Emitter(conn)
     stop = threading.Event()
-    threading.Thread(target=_listen_for_stop, args=(conn, stop), daemon=True,
+    threading.Thread(target=_listen_for_stop, args=(conn, stop, emitter, t0), daemon=True,
                      name="memviz-control").start()
     plan = Plan(spec)
     plan.prepare_process()  # allocator settings: before torch allocates anything
