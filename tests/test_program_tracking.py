@@ -255,7 +255,9 @@ def test_the_trainer_callback_counts_trainer_steps_and_its_losses(tmp_path):
     trainable, _, _ = _sizes(GPT2LMHeadModel(config))
     assert run.worker_summary["tracking"]["max_by_category"]["parameter"] == trainable
     names = {p.name for p in run.phases}
-    assert names == {"forward", "backward", "optimizer"}
+    # the first two steps with every op tracked, the third with the cheap signals
+    assert names == {"forward", "backward", "optimizer", "untracked"}
+    assert [s.detailed for s in run.steps] == [True, True, False]
 
 
 @pytest.mark.parametrize("argv,says", [

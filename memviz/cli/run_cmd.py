@@ -36,6 +36,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", default=d.track,
                         choices=["samples", "tensors", "tensors+stacks"],
                         help="samples only, or every tensor (with Python stacks)")
+    parser.add_argument("--detail", default=d.detail, metavar="all|first:K,every:N",
+                        help="which steps the per-op tracker sees (every temporary, every "
+                             "op); the others get the cheap signals (default %(default)s)")
     parser.add_argument("--technique", action="append", default=[], metavar="NAME[:k=v,...]",
                         help="apply a memory technique (repeatable; see `memviz techniques`)")
 
@@ -46,7 +49,7 @@ def spec_from_args(args: argparse.Namespace, check_device: bool = True) -> RunSp
         model=args.model, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
         steps=args.steps, optimizer=args.optimizer, lr=args.lr, device=args.device,
         seed=args.seed, data=args.data, max_new_tokens=args.max_new_tokens,
-        sample_hz=args.sample_hz, track=args.track,
+        sample_hz=args.sample_hz, track=args.track, detail=args.detail,
         techniques=[parse_technique(text) for text in args.technique],
     )
     preflight(spec, check_device=check_device)

@@ -56,12 +56,15 @@ class Comparison:
                  greedy: bool = False,
                  make_session: Callable[[Run], WorkerSession] | None = None,
                  next_run_id: Callable[[], int] | None = None,
-                 record_to: str | None = None, memory_cap: MemoryCap | None = None) -> None:
+                 record_to: str | None = None, memory_cap: MemoryCap | None = None,
+                 warm_start: bool = True) -> None:
         """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack.
         ``record_to``: a folder where each set's run is recorded (to save the whole
         comparison in one file afterwards). ``memory_cap``: each set's (default: a
         share of the memory available when the set starts)."""
         self.memory_cap = memory_cap
+        self.warm_start = warm_start
+        self.warm = None  # the warm parent each set's worker is forked from (while running)
         self.base = base.validate()
         self.greedy = greedy
         self.pending: list[TechniqueSet] = list(sets or [TechniqueSet("baseline")])
@@ -92,6 +95,8 @@ class Comparison:
         self.pending.clear()
         if self.session is not None:
             self.session.request_stop()
+        else:
+            self._cool_down()
 
     # -- driving ----------------------------------------------------------------
     def poll(self) -> SetResult | None:
@@ -106,6 +111,7 @@ class Comparison:
             if self.greedy and not self.pending and not self.cancelled:
                 self._plan_greedy_round()
         if self.cancelled or not self.pending:
+            self._cool_down()
             return None
         chosen = self.pending.pop(0)
         self._tried.add(chosen.name)
@@ -114,12 +120,30 @@ class Comparison:
         run = Run(spec, run_id=self._next_id())
         self.current = SetResult(chosen, run, estimate, why)
         self.session = self.make_session(run)
+        self.session.warm = self._warm()
         try:
             self.session.start()
         except OSError as exc:
             run.fail("start", f"could not start the worker: {exc}")
             self.session.done.set()
         return self.current
+
+    def _warm(self):
+        """The warm parent, started with the first set (None where it cannot start: each
+        set then starts cold, as a fresh worker)."""
+        if self.warm is None and self.warm_start:
+            from ..session.warm import WarmStart
+
+            try:
+                self.warm = WarmStart()
+            except OSError:
+                self.warm_start = False
+        return self.warm
+
+    def _cool_down(self) -> None:
+        if self.warm is not None:
+            self.warm.close()
+            self.warm = None
 
     def _recorded_session(self, run: Run) -> WorkerSession:
         if self.record_to is None:

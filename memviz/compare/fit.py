@@ -71,10 +71,13 @@ def measured_peak(run: Run, summary: dict | None = None) -> int | None:
     return summary["peak"]["rss_bytes"]
 
 
-def run_capped(spec: RunSpec, limit: int, cancel: threading.Event | None = None) -> Run:
-    """Run ``spec`` in a fresh worker that is killed if its memory passes ``limit``."""
+def run_capped(spec: RunSpec, limit: int, cancel: threading.Event | None = None,
+               warm=None) -> Run:
+    """Run ``spec`` in a fresh worker (forked from ``warm``, a WarmStart, if given) that
+    is killed if its memory passes ``limit``."""
     run = Run(spec)
-    session = WorkerSession(run, memory_cap=MemoryCap(limit, spec.device.startswith("cuda")))
+    session = WorkerSession(run, memory_cap=MemoryCap(limit, spec.device.startswith("cuda")),
+                            warm=warm)
     session.start()
     while not session.wait(0.2):
         if cancel is not None and cancel.is_set():
@@ -108,6 +111,7 @@ class FitSearch:
         self.cancel = cancel or threading.Event()
         self.probes: dict[int, Probe] = {}
         self.overhead: int | None = None  # measured by the first run that finishes
+        self.warm = None  # the warm parent the probes fork from, while searching
 
     def _spec(self, value: int) -> RunSpec:
         return replace(self.base, **{self.dimension: value})
@@ -117,7 +121,7 @@ class FitSearch:
             return self.probes[value]
         spec = self._spec(value)
         predicted = _predict_tracked(spec)
-        run = run_capped(spec, self.limit, self.cancel)
+        run = run_capped(spec, self.limit, self.cancel, self.warm)
         summary = build_summary(run)
         peak = measured_peak(run, summary)
         fits = run.state == "finished" and peak is not None and peak <= self.limit
@@ -146,6 +150,20 @@ class FitSearch:
         return lo or None
 
     def run(self) -> FitResult:
+        """The search, its probes forked from one warm parent."""
+        from ..session.warm import WarmStart
+
+        try:
+            self.warm = WarmStart()
+        except OSError:
+            self.warm = None
+        try:
+            return self._search()
+        finally:
+            if self.warm is not None:
+                self.warm.close()
+
+    def _search(self) -> FitResult:
         first = self.probe(1)
         overhead = self.overhead
         result = FitResult(self.dimension, self.limit, None, None, None, overhead)

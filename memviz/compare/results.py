@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.story import runtime_bytes
 from ..core.summary import build_summary
 from .comparison import SetResult
 
@@ -47,6 +48,9 @@ def entry(result: SetResult, baseline: dict[str, Any] | None) -> dict[str, Any]:
         "tokens_per_second": summary["tokens_per_second"],
         "flops_per_step": summary["flops_per_step"],
         "model_on_disk": summary.get("model_on_disk"),
+        # RSS before the model loaded: alike across sets (each worker forked from one warm
+        # parent, or each started fresh), so their RSS peaks compare
+        "rss_at_start_bytes": runtime_bytes(result.run),
         "loss_final": summary["loss_final"],
         "output_drift": summary["output_drift"],
         "predicted_peak_bytes": predicted,
@@ -98,7 +102,8 @@ def _pct(x: float | None, signed: bool = True) -> str:
     return "—" if x is None else (f"{x:+.0%}" if signed else f"{x:.0%}")
 
 
-TABLE_HEADERS = ["set", "tracked MiB", "RSS MiB", "GPU MiB", "saving", "act MiB", "opt MiB",
+TABLE_HEADERS = ["set", "tracked MiB", "RSS MiB", "RSS at start", "GPU MiB", "saving",
+                 "act MiB", "opt MiB",
                  "step s", "time", "tok/s", "GFLOP/step", "loss (Δ) / drift", "disk MiB",
                  "zstd MiB", "predicted MiB", "pred. error"]
 
@@ -119,7 +124,7 @@ def table_rows(items: list[dict[str, Any]]) -> list[list[str]]:
             quality = "—" if e["state"] == "finished" else e["state"]
         rows.append([
             e["name"], _mib(e["peak"]["tracked_bytes"]), _mib(e["peak"]["rss_bytes"]),
-            _mib(e["peak"]["gpu_bytes"]),
+            _mib(e.get("rss_at_start_bytes")), _mib(e["peak"]["gpu_bytes"]),
             "—" if not saving or saving["percent"] is None else f"{saving['percent']:+.0f}%",
             _mib(cats.get("activation")), _mib(cats.get("optimizer_state")),
             "—" if e["step_seconds_median"] is None else f"{e['step_seconds_median']:.3f}",

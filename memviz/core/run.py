@@ -39,6 +39,7 @@ class Step:
     peak_gpu_bytes: int | None
     t: float
     tracked_peak_bytes: int | None = None
+    detailed: bool | None = None  # whether the per-op tracker saw this step
 
 
 @dataclass
@@ -127,6 +128,7 @@ class Run:
                 peak_gpu_bytes=msg["peak_gpu_bytes"],
                 t=float(msg["t"]),
                 tracked_peak_bytes=msg.get("tracked_peak_bytes"),
+                detailed=msg.get("detailed"),
             )
         )
 

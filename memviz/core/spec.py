@@ -52,6 +52,8 @@ class RunSpec:
     program: str = ""
     # after the run, write the model as it would be shared and report its size
     disk_size: bool = True
+    # which steps the per-op tracker sees (core.detail): the rest get the cheap signals
+    detail: str = "first:2,every:50"
 
     def validate(self) -> RunSpec:
         if not self.model or not isinstance(self.model, str):
@@ -74,6 +76,11 @@ class RunSpec:
             raise SpecError(f"device must be cpu, cuda or cuda:N, not {self.device!r}")
         if not isinstance(self.program, str):
             raise SpecError("program must be a command line")
+        if not isinstance(self.detail, str):
+            raise SpecError("detail must be text like first:2,every:50")
+        from .detail import parse_detail
+
+        parse_detail(self.detail)
         for name, low, high in (
             ("batch_size", 1, 1 << 16),
             ("seq_len", 2, 1 << 20),

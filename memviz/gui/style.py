@@ -22,6 +22,7 @@ PHASES = {
     "backward": "#fd8d3c",
     "optimizer": "#74c476",
     "generate": "#9e9ac8",
+    "untracked": "#525252",  # a step without the per-op tracker: temporaries unseen
 }
 
 # Runs overlaid on one timeline are told apart by line style.

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.categories import CATEGORIES, COLOURS, LABELS, SAMPLE_PREFIX
@@ -347,7 +347,13 @@ class TimelineView(QWidget):
             item.setZValue(-10)
             self.plot_item.addItem(item, ignoreBounds=True)
             layers.shades[name] = item
-            self.legend.ensure(f"phase:{name}", f"{name} (phase)",
+            label = "temporaries not tracked (step)" if name == "untracked" \
+                else f"{name} (phase)"
+            if name == "untracked":  # drawn as a light hatch across the step
+                hatch = QColor(colour)
+                hatch.setAlpha(110)
+                item.setOpts(brush=QBrush(hatch, Qt.BrushStyle.BDiagPattern))
+            self.legend.ensure(f"phase:{name}", label,
                                swatch(PHASES.get(name, "#cccccc"), filled=True, alpha=90),
                                order=200 + list(PHASES).index(name) if name in PHASES else 299)
         return item

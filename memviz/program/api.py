@@ -42,7 +42,8 @@ class Tracking:
                  summary: str | os.PathLike | None = None, track: str = "tensors",
                  sample_hz: float = 20.0, model=None, optimizer=None,
                  force: bool = False, steps: str = "optimizer", token: str | None = None,
-                 program: str | None = None, scan_heap: bool = True) -> None:
+                 program: str | None = None, scan_heap: bool = True,
+                 detail: str = "first:2,every:50") -> None:
         if track not in TRACK_LEVELS:
             raise SpecError(f"track must be one of {', '.join(TRACK_LEVELS)}, not {track!r}")
         if output is None and connect is None:
@@ -59,6 +60,7 @@ class Tracking:
         self.token = token
         self.program = program
         self.scan_heap = scan_heap
+        self.detail = detail
         self.program_tracker = None
         self._recorder = None
         self._conn = None
@@ -80,7 +82,7 @@ class Tracking:
                 level=self.level, sample_hz=self.sample_hz, conn=self._conn,
                 deliver=self._recorder.write if self._recorder else None,
                 models=self.models, optimizers=self.optimizers, steps=self.steps,
-                program=self.program)
+                program=self.program, detail=self.detail)
             self.program_tracker.start(self.scan_heap)
         except BaseException:
             self._close_outputs("failed")

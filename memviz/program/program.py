@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.detail import DEFAULT as DEFAULT_DETAIL
+from ..core.detail import parse_detail
 from ..core.spec import RunSpec
 from ..tracking.caches import CacheTagger, cache_tensors, output_cache
 from ..worker import environment, model_summary
@@ -42,7 +44,8 @@ class ProgramTracker:
                  conn=None, deliver: Callable[[list[dict]], None] | None = None,
                  models: list[nn.Module] | None = None,
                  optimizers: list[torch.optim.Optimizer] | None = None,
-                 steps: str = "optimizer", program: str | None = None) -> None:
+                 steps: str = "optimizer", program: str | None = None,
+                 detail: str = DEFAULT_DETAIL) -> None:
         self.level = level
         self.t0 = now()
         self.emitter = Emitter(conn, deliver)
@@ -55,11 +58,12 @@ class ProgramTracker:
             from ..tracking import TensorTracker
 
             self.tracker = TensorTracker(now, self.t0, stacks=level == "tensors+stacks")
-        self.meter = StepMeter(self.emitter, self.sampler, self.t0, self.tracker)
+        self.meter = StepMeter(self.emitter, self.sampler, self.t0, self.tracker,
+                               detail=parse_detail(detail))
         self.discovery = Discovery(self, models, optimizers)
         self.steps_from = steps
         self.spec = RunSpec(model=program or program_line(), mode="infer", steps=0,
-                            sample_hz=sample_hz, track=level,
+                            sample_hz=sample_hz, track=level, detail=detail,
                             program=program or program_line())
         self.models: list[nn.Module] = []
         self._taggers: list = []  # a generation's caches tagged as each block writes them
@@ -248,7 +252,7 @@ class ProgramTracker:
     def _begin_step(self) -> None:
         self.in_step = True
         self._losses, self._tokens = [], 0
-        self.meter.begin()
+        self.meter.begin(self.step)
 
     def _end_step(self) -> None:
         self._leave()

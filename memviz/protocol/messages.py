@@ -31,6 +31,11 @@ MESSAGE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     # controller -> worker
     "start": {"spec": (dict,)},
     "stop": {},
+    "detail": {},  # record the next step with the per-op tracker
+    # controller <-> warm parent (worker/zygote.py)
+    "fork": {"connect": (str,), "token": (str,), "log": (str,)},
+    "forked": {"pid": (int,), "started": _NUM},
+    "exited": {"pid": (int,), "code": (int,)},
     # worker -> controller
     "run_started": {"spec": (dict,), "environment": (dict,), "model": (dict,), "t0_wall": _NUM},
     # a tracked program's model and workload, once found (memviz.track)

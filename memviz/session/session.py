@@ -55,13 +55,14 @@ def describe_exit(code: int, what: str = "worker") -> str:
 
 class WorkerSession:
     def __init__(self, run: Run, extra_env: dict[str, str] | None = None,
-                 recorder=None, memory_cap: MemoryCap | None = None) -> None:
+                 recorder=None, memory_cap: MemoryCap | None = None, warm=None) -> None:
         """``recorder`` (a memviz.snapshot.Recorder) gets every frame the Run gets.
         ``memory_cap`` (default: a share of the memory available now): a worker whose
         memory passes it is stopped and its run fails with kind ``oom`` (the machine
         keeps its memory)."""
         self.run = run
         self.memory_cap = memory_cap if memory_cap is not None else parse_cap(AUTO)
+        self.warm = warm  # a session.warm.WarmStart to fork the worker from, or None
         self.extra_env = extra_env or {}
         self.recorder = recorder
         self.proc: subprocess.Popen | None = None
@@ -89,7 +90,19 @@ class WorkerSession:
         })
         env.pop("QT_QPA_PLATFORM", None)
         env.update(self.extra_env)
-        self.proc = subprocess.Popen(
+        if self.warm is not None and not self.extra_env:
+            self.proc = self.warm.spawn(str(addr), self._token)
+        else:
+            self.proc = self._spawn(addr, env)
+        for target, args in ((self._serve, (server,)), (self._pump_output, ()),
+                             (self._watch_exit, ())):
+            thread = threading.Thread(target=target, args=args, daemon=True,
+                                      name=f"memviz-session-{target.__name__}")
+            thread.start()
+            self._threads.append(thread)
+
+    def _spawn(self, addr, env: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(
             [*worker_command(), "--connect", str(addr)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
@@ -97,12 +110,6 @@ class WorkerSession:
             # which stops the worker cleanly (a worker still importing would die of it)
             start_new_session=True,
         )
-        for target, args in ((self._serve, (server,)), (self._pump_output, ()),
-                             (self._watch_exit, ())):
-            thread = threading.Thread(target=target, args=args, daemon=True,
-                                      name=f"memviz-session-{target.__name__}")
-            thread.start()
-            self._threads.append(thread)
 
     def request_stop(self) -> None:
         """Ask the worker to stop at the next phase boundary; kill it if it lingers."""
@@ -126,6 +133,12 @@ class WorkerSession:
             self.proc.wait(TERMINATE_GRACE_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+    def request_detail(self) -> None:
+        """Record the next step with the per-op tracker (every temporary, every op)."""
+        if self.conn is not None:
+            with contextlib.suppress(OSError):
+                self.conn.send([{"type": "detail"}])
 
     def kill(self) -> None:
         """End the worker at once (a second Ctrl-C); what it streamed is kept."""

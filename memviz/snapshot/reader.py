@@ -205,13 +205,16 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
     for step, name, edge, t in db.execute("SELECT step, name, edge, t FROM phases"
                                           f"{where} ORDER BY rowid", args):
         messages.append({"type": "phase", "t": t, "step": step, "name": name, "edge": edge})
+    has_detail = any(c[1] == "detailed" for c in db.execute("PRAGMA table_info(steps)"))
+    detail = "detailed" if has_detail else "NULL"  # files from before it was recorded
     for row in db.execute("SELECT step, t, loss, seconds, tokens, peak_rss_bytes, "
-                          f"peak_gpu_bytes, tracked_peak_bytes FROM steps{where} ORDER BY step",
-                          args):
-        step, t, loss, seconds, tokens, peak_rss, peak_gpu, tracked = row
+                          f"peak_gpu_bytes, tracked_peak_bytes, {detail} FROM steps{where} "
+                          "ORDER BY step", args):
+        step, t, loss, seconds, tokens, peak_rss, peak_gpu, tracked, detailed = row
         messages.append({"type": "step_done", "t": t, "step": step, "loss": loss,
                          "seconds": seconds, "tokens": tokens, "peak_rss_bytes": peak_rss,
-                         "peak_gpu_bytes": peak_gpu, "tracked_peak_bytes": tracked})
+                         "peak_gpu_bytes": peak_gpu, "tracked_peak_bytes": tracked,
+                         "detailed": None if detailed is None else bool(detailed)})
     for t, level, text in db.execute("SELECT t, level, text FROM log ORDER BY rowid"):
         messages.append({"type": "log", "t": t, "level": _text(level), "text": _text(text)})
     for t, step, label, live in db.execute("SELECT t, step, label, live_by_category FROM marks"):

@@ -120,10 +120,12 @@ class Recorder:
                         (msg["step"], msg["name"], msg["edge"], msg["t"]))
 
     def _on_step_done(self, msg: dict) -> None:
-        self.db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        detailed = msg.get("detailed")
+        self.db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (msg["step"], msg["t"], msg["loss"], msg["seconds"], msg["tokens"],
                          msg["peak_rss_bytes"], msg["peak_gpu_bytes"],
-                         msg.get("tracked_peak_bytes")))
+                         msg.get("tracked_peak_bytes"),
+                         None if detailed is None else int(bool(detailed))))
 
     def _on_log(self, msg: dict) -> None:
         self.db.execute("INSERT INTO log VALUES (?, ?, ?)", (msg["t"], msg["level"], msg["text"]))

@@ -23,7 +23,8 @@ CREATE INDEX IF NOT EXISTS samples_t ON samples (t);
 CREATE TABLE IF NOT EXISTS phases (step INTEGER, name TEXT, edge TEXT, t REAL);
 CREATE TABLE IF NOT EXISTS steps (
     step INTEGER PRIMARY KEY, t REAL, loss REAL, seconds REAL, tokens INTEGER,
-    peak_rss_bytes INTEGER, peak_gpu_bytes INTEGER, tracked_peak_bytes INTEGER
+    peak_rss_bytes INTEGER, peak_gpu_bytes INTEGER, tracked_peak_bytes INTEGER,
+    detailed INTEGER
 );
 CREATE TABLE IF NOT EXISTS log (t REAL, level TEXT, text TEXT);
 CREATE TABLE IF NOT EXISTS marks (t REAL, step INTEGER, label TEXT, live_by_category TEXT);

@@ -33,7 +33,9 @@ PHASES = ("", "load", "forward", "backward", "optimizer", "generate")
 BASE_ADDRESS = 0x7F00_0000_0000  # any aligned base: the layout's offsets are added to it
 
 
-_OWN_FRAMES = ("/memviz/", "\\memviz\\")
+# memviz's machinery (its built-in models' own code is the user's model, and kept)
+_OWN_FRAMES = tuple(f"{sep}memviz{sep}{part}{sep}" for sep in ("/", "\\") for part in (
+    "tracking", "worker", "program", "session", "techniques", "cli"))
 
 
 def _stack_frames(run: Run, stack_id: int) -> list[dict]:

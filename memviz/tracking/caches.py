@@ -59,16 +59,23 @@ class CacheTagger:
                   for m in lst}
         self._handles = [block.register_forward_hook(self._after_block, with_kwargs=True)
                          for block in blocks.values()]
+        # and the model's own output, for a cache no block was handed as an argument
+        self._handles.append(model.register_forward_hook(self._after_model))
         return self
 
     def _after_block(self, _module, args, kwargs, _output) -> None:
         if torch.is_grad_enabled():
             return
-        for name in CACHE_KWARGS:
-            cache = kwargs.get(name)
-            if cache is not None:
-                self.tracker.tag(cache_tensors(cache), "kv_cache")
-                return
+        cache = next((kwargs[n] for n in CACHE_KWARGS if kwargs.get(n) is not None), None)
+        if cache is None:  # handed positionally (GPT-2's blocks)
+            cache = next((a for a in args if type(a).__name__.endswith("Cache")), None)
+        if cache is not None:
+            self.tracker.tag(cache_tensors(cache), "kv_cache")
+
+    def _after_model(self, _module, _args, output) -> None:
+        cache = output_cache(output)
+        if cache is not None and not torch.is_grad_enabled():
+            self.tracker.tag(cache_tensors(cache), "kv_cache")
 
     def detach(self) -> None:
         for handle in self._handles:

@@ -47,10 +47,11 @@ PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
 STACK_DEPTH = 24
 CATEGORY_COLUMN = EVENT_COLUMNS.index("category")
 EVENTS_PER_MESSAGE = 65_536  # ~4 MiB a message: a burst never makes one oversized frame
-# frames a user never needs: torch's own, memviz's own (the whole package), the import
-# machinery's
-_SKIP_IN_STACKS = ("/torch/", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-                   + os.sep, "<frozen")
+# frames a user never needs: torch's own, memviz's machinery (its models' own code is
+# kept: a preset's forward is the model a user runs), the import machinery's
+_MEMVIZ = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_SKIP_IN_STACKS = ("/torch/", "<frozen", *(_MEMVIZ + part + os.sep for part in (
+    "tracking", "worker", "program", "session", "techniques", "cli")))
 
 
 def _storage_key(t: torch.Tensor):
@@ -127,6 +128,7 @@ class TensorTracker:
         self.strings = Interner()
         self._existing_op = self.strings.id("op", "(existing)")  # tensors made before tracking
         self._packed_op = self.strings.id("op", "(packed)")  # bytes behind a C++ object
+        self._saved_op = self.strings.id("op", "(saved for backward)")  # found by autograd
         # Guards the pass over the log and the taking of events. Re-entrant: a GC
         # pass can run a free callback on the thread that holds it.
         self.lock = threading.RLock()
@@ -151,7 +153,9 @@ class TensorTracker:
         self.phase = 0
         self.step = -1
         self.scope: ModuleScope | None = None
-        self._mode: _Dispatch | None = None
+        self._dispatch = _Dispatch(self)  # one, entered and left (its op cache stays)
+        self._mode: _Dispatch | None = None  # the dispatch mode while it is entered
+        self.detailed = False
         self._saved_hooks = None
         self._grad_hooks: list = []
         self._hooked: set[int] = set()  # ids of parameters whose gradient is hooked
@@ -170,8 +174,18 @@ class TensorTracker:
         self.scope.start()
         self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
         self._saved_hooks.__enter__()
-        self._mode = _Dispatch(self)
-        self._mode.__enter__()
+        self.set_detail(True)
+
+    def set_detail(self, detailed: bool) -> None:
+        """Per-op tracking (every temporary, every op) on or off; the cheap signals stay.
+        Call it on the thread that started the tracker (dispatch modes are per thread)."""
+        if detailed and self._mode is None:
+            self._mode = self._dispatch
+            self._mode.__enter__()
+        elif not detailed and self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+        self.detailed = detailed
 
     def stop(self) -> None:
         if self._mode is not None:
@@ -196,9 +210,16 @@ class TensorTracker:
 
     # -- signals ------------------------------------------------------------------
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        """Autograd keeps ``t`` for backward: an activation. Seen by the per-op tracker
+        already, it is retagged; in a step without it, this is where it is found."""
         if not t.is_meta and is_plain(t):
-            entry = self._live.get(t.untyped_storage()._cdata)
-            if entry is not None and entry[CATEGORY] == CODE["temporary"]:
+            st, key = _storage_key(t)
+            entry = self._live.get(key)
+            if entry is None:
+                nbytes = st.nbytes()
+                if nbytes:
+                    self._register(t, st, key, nbytes, CODE["activation"], self._saved_op)
+            elif entry[CATEGORY] == CODE["temporary"]:
                 self._set_category(entry, CODE["activation"])
         return t
 

@@ -61,12 +61,17 @@ def _receive_spec(conn: Connection) -> RunSpec:
 STOP_ASKED = "stop asked"
 
 
-def _listen_for_stop(conn: Connection, stop: threading.Event, emitter, t0: float) -> None:
+def _listen_for_stop(conn: Connection, stop: threading.Event, emitter, t0: float,
+                     detail_next: threading.Event) -> None:
     """Any stop message, or the controller going away, stops the run (and the log says
-    when, so how promptly it stopped can be read off the stream)."""
+    when, so how promptly it stopped can be read off the stream); ``detail`` asks for
+    the next step with the per-op tracker."""
     try:
         while not stop.is_set():
-            if any(m["type"] == "stop" for m in conn.receive()):
+            kinds = {m["type"] for m in conn.receive()}
+            if "detail" in kinds:
+                detail_next.set()
+            if "stop" in kinds:
                 emitter.send({"type": "log", "t": now() - t0, "level": "info",
                               "text": STOP_ASKED})
                 break
@@ -82,8 +87,9 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     t0 = now()
     emitter = Emitter(conn)
     stop = threading.Event()
-    threading.Thread(target=_listen_for_stop, args=(conn, stop, emitter, t0), daemon=True,
-                     name="memviz-control").start()
+    detail_next = threading.Event()
+    threading.Thread(target=_listen_for_stop, args=(conn, stop, emitter, t0, detail_next),
+                     daemon=True, name="memviz-control").start()
     plan = Plan(spec)
     plan.prepare_process()  # allocator settings: before torch allocates anything
 
@@ -144,7 +150,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                             "causal or encoder-decoder LM (gpt2-tiny, llama-tiny, a T5, "
                             "or your own)")
         runner = Runner(ranks.local_spec(spec, plan.world_size), task, emitter, sampler, stop,
-                        t0, tracker, plan)
+                        t0, tracker, plan, detail_next)
         reason = runner.run()
     except BaseException as exc:
         failed_at = now() - t0  # the frames of the failure still hold their tensors
@@ -309,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # a distributed run's peer
     where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
     where.add_argument("--listen", help="wait for a controller here (e.g. tcp:127.0.0.1:7341)")
+    parser.add_argument("--zygote", action="store_true", help=argparse.SUPPRESS)  # warm parent
     parser.add_argument("--token-file", metavar="PATH",
                         help="read the shared secret from this file (mode 600); "
                              "default: the MEMVIZ_TOKEN environment variable")
@@ -333,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if not token:
         parser.error("a token is required: set MEMVIZ_TOKEN or pass --token-file")
+    if args.zygote:
+        from .zygote import serve
+
+        return serve(args.connect, token)
     conn = None
     try:
         conn = _open_connection(args, token)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import torch
 
+from ..core.detail import parse_detail
 from ..core.spec import RunSpec
 from ..models.task import Task
 from ..techniques.plan import Plan
@@ -31,6 +32,7 @@ class Runner:
     def __init__(
         self, spec: RunSpec, task: Task, emitter: Emitter, sampler: MemorySampler,
         stop: threading.Event, t0: float, tracker=None, plan: Plan | None = None,
+        detail_next: threading.Event | None = None,
     ) -> None:
         self.spec = spec
         self.task = task
@@ -42,7 +44,10 @@ class Runner:
         self.cuda = self.device.type == "cuda"
         self.tracker = tracker
         self.plan = plan or Plan(spec)
-        self.meter = StepMeter(emitter, sampler, t0, tracker, self.device)
+        # a controller's "record the next step in full"
+        self.detail_next = detail_next or threading.Event()
+        self.meter = StepMeter(emitter, sampler, t0, tracker, self.device,
+                               parse_detail(spec.detail), self.detail_next)
         self.done = self.meter.done  # every step_done message, for a rank's final figures
         self.scaler = self.plan.grad_scaler()
 
@@ -72,8 +77,8 @@ class Runner:
     def mark(self, step: int, label: str) -> None:
         self.meter.mark(step, label)
 
-    def _begin_step(self) -> None:
-        self.meter.begin()
+    def _begin_step(self, step: int) -> None:
+        self.meter.begin(step)
 
     def _end_step(self, step: int, loss: float | None, tokens: int) -> None:
         self.meter.end(step, loss, tokens)
@@ -104,7 +109,7 @@ class Runner:
             if self.tracker is not None:
                 self.tracker.track_parameters(self.task.model)
             self._new_optimizer()
-        self._begin_step()
+        self._begin_step(step)
         k = self.plan.micro_batches
         loss_value = 0.0
         for micro in range(k):
@@ -132,7 +137,7 @@ class Runner:
                        self.spec.batch_size * self.spec.seq_len)
 
     def _infer_step(self, step: int) -> None:
-        self._begin_step()
+        self._begin_step(step)
         batch = self._batch()
         with self.phase(step, "forward"), torch.no_grad(), self.plan.forward_context():
             loss_value = float(self.task.loss(batch))
@@ -142,7 +147,7 @@ class Runner:
                        self.spec.batch_size * self.spec.seq_len)
 
     def _generate_step(self, step: int) -> None:
-        self._begin_step()
+        self._begin_step(step)
         batch = self._batch()
         tagger = CacheTagger(self.tracker).attach(self.task.model) if self.tracker else None
         try:

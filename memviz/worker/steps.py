@@ -8,20 +8,31 @@ tracker told, so each allocation knows its phase), the exact peaks per step
 
 from __future__ import annotations
 
+import threading
 import time
 
 import torch
 
+from ..core.detail import DetailPolicy
 from .emitter import now
+
+# the phase a step without the per-op tracker is marked with (temporaries unseen)
+UNTRACKED = "untracked"
 
 
 class StepMeter:
     def __init__(self, emitter, sampler, t0: float, tracker=None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, detail: DetailPolicy | None = None,
+                 detail_next: threading.Event | None = None) -> None:
+        """``detail``: which steps the per-op tracker sees (all, without one);
+        ``detail_next``: set from outside (a window's "record the next step in full")."""
         self.emitter = emitter
         self.sampler = sampler
         self.t0 = t0
         self.tracker = tracker
+        self.detail = detail or DetailPolicy(everything=True)
+        self.detail_next = detail_next or threading.Event()
+        self._untracked: int | None = None  # the step whose temporaries go untracked
         self.device = device or torch.device("cpu")
         self.cuda = self.device.type == "cuda"
         self.done: list[dict] = []  # every step_done message, for a rank's final figures
@@ -50,10 +61,18 @@ class StepMeter:
             self.emitter.send({"type": "mark", "t": self.t(), "step": step, "label": label,
                                "live_by_category": self.tracker.live_bytes()})
 
-    def begin(self) -> None:
-        """A step begins: every per-step peak starts over."""
+    def begin(self, step: int = 0) -> None:
+        """A step begins: every per-step peak starts over, and the per-op tracker is on
+        or off for it."""
         self.sampler.take_step_peak()
         if self.tracker is not None:
+            detailed = self.detail.detailed(step) or self.detail_next.is_set()
+            self.detail_next.clear()
+            self.tracker.set_detail(detailed)
+            if not detailed:  # the timeline says so: temporaries are not seen this step
+                self._untracked = step
+                self.emitter.send({"type": "phase", "t": self.t(), "step": step,
+                                   "name": UNTRACKED, "edge": "begin"})
             self.tracker.take_step_peak()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -62,6 +81,10 @@ class StepMeter:
     def end(self, step: int, loss: float | None, tokens: int) -> dict:
         if self.cuda and self.tracker is not None:
             self._send_cuda_memory(step)
+        if self._untracked is not None:
+            self.emitter.send({"type": "phase", "t": self.t(), "step": self._untracked,
+                               "name": UNTRACKED, "edge": "end"})
+            self._untracked = None
         self.done.append({
             "type": "step_done",
             "t": self.t(),
@@ -76,6 +99,7 @@ class StepMeter:
             "tracked_peak_bytes": (
                 self.tracker.take_step_peak() if self.tracker is not None else None
             ),
+            "detailed": bool(self.tracker is not None and self.tracker.detailed),
         })
         self.emitter.send(self.done[-1])
         return self.done[-1]

@@ -1,0 +1,125 @@
+"""The warm parent: a process that has imported torch and transformers once and forks
+a fresh worker for each run of a comparison or a fit search.
+
+Started as ``memviz worker --zygote --connect ADDR`` by ``session.warm.WarmStart``;
+it proves the token like any worker, then waits for ``fork`` messages. Each child
+is a new process (its own memory, its own measurements) that skips the seconds of
+imports: it connects to the address the message names, with the token it names,
+and runs exactly as a worker started from scratch. The zygote never touches CUDA
+and runs no torch op, and forks from its only thread, so a child starts clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+
+from ..protocol import address, handshake
+from ..protocol.transport import Connection, ConnectionClosed
+
+POLL_S = 0.2
+
+
+def _warm_up() -> None:
+    """Import what every worker imports, once, here: torch, transformers and the model
+    classes the presets build (their modules take seconds to import the first time;
+    building a model after that takes a few tens of ms), and peft for LoRA."""
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from transformers import (  # noqa: F401
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForSeq2SeqLM,
+        BertForMaskedLM,
+        GPT2LMHeadModel,
+        LlamaForCausalLM,
+    )
+
+    from ..models import load_task  # noqa: F401
+    from ..tracking import TensorTracker  # noqa: F401
+    from . import environment, model_summary, runner  # noqa: F401
+
+
+def _child(conn: Connection, message: dict) -> None:
+    """In the forked child: become a worker for ``message``'s controller, then exit."""
+    code = 1
+    try:
+        conn.sock.close()  # the zygote's own line (closing, not shutting down: it stays up)
+        os.setsid()
+        fd = os.open(message["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.environ["MEMVIZ_TOKEN"] = message["token"]
+        from .main import main
+
+        code = main(["--connect", message["connect"]])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _reap(conn: Connection) -> None:
+    """Tell the controller how each child that ended ended."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        conn.send([{"type": "exited", "pid": pid, "code": code}])
+
+
+def serve(where: str, token: str) -> int:
+    _warm_up()
+    conn = Connection(address.connect(address.parse(where)))
+    handshake.perform(conn, token, "worker")
+    conn.send([{"type": "log", "t": 0.0, "level": "info", "text": "warm parent ready"}])
+    while True:
+        conn.sock.settimeout(POLL_S)
+        try:
+            messages = conn.receive()
+        except TimeoutError:
+            _reap(conn)
+            continue
+        except (ConnectionClosed, OSError):
+            break
+        finally:
+            conn.sock.settimeout(None)
+        for message in messages:
+            if message["type"] == "stop":
+                conn.close()
+                return 0
+            if message["type"] == "fork":
+                pid = os.fork()
+                if pid == 0:
+                    _child(conn, message)
+                conn.send([{"type": "forked", "pid": pid, "started": time.time()}])
+        _reap(conn)
+    for pid in _children():  # the controller went away: so do the runs it asked for
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    return 0
+
+
+def _children() -> list[int]:
+    try:
+        import psutil
+
+        return [p.pid for p in psutil.Process().children()]
+    except Exception:
+        return []
