@@ -88,7 +88,7 @@ def synthetic_run(seconds: float) -> Run:
 
 def grow(run: Run, t0: float, t1: float) -> None:
     """What arrives between ``t0`` and ``t1`` of the run's clock."""
-    first, last = int(round(t0 / STEP_S)), int(round(t1 / STEP_S))
+    first, last = round(t0 / STEP_S), round(t1 / STEP_S)
     run.apply_all([_samples(t0, t1), *_steps(first, last, len(run.tensors))])
 
 
