@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.sizes import parse_size
@@ -24,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: technique sets that make this batch fit, cheapest "
                              "expected cost first, the top ones verified")
     parser.add_argument("--json", metavar="FILE", help="write the answer as JSON")
+    parser.add_argument("--simulate-only", action="store_true",
+                        help="with --simulate: no real runs to confirm the boundary")
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -39,12 +42,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     def heard(probe) -> None:
         verdict = "fits" if probe.fits else f"does not fit ({probe.message})"
-        predicted = "" if probe.predicted_bytes is None else \
-            f", predicted {human_bytes(probe.predicted_bytes)}"
-        print(f"  {dimension} {probe.value}: peak {human_bytes(probe.peak_bytes)}{predicted}: "
-              f"{verdict}", file=sys.stderr, flush=True)
+        word = "simulated" if base.simulate else "predicted"
+        if probe.peak_bytes is None:  # a simulation's probe
+            figures = f"simulated {human_bytes(probe.predicted_bytes)}"
+        else:
+            figures = f"peak {human_bytes(probe.peak_bytes)}" + (
+                "" if probe.predicted_bytes is None
+                else f", {word} {human_bytes(probe.predicted_bytes)}")
+        print(f"  {dimension} {probe.value}: {figures}: {verdict}", file=sys.stderr,
+              flush=True)
 
-    search = FitSearch(base, limit, dimension, on_probe=heard)
+    if base.simulate:
+        from ..compare.fit import SimulatedFit
+
+        search = SimulatedFit(replace(base, simulate=False), limit, dimension, on_probe=heard,
+                              confirm=not args.simulate_only)
+    else:
+        search = FitSearch(base, limit, dimension, on_probe=heard)
     result = search.run()
     answer: dict = {"fit": result.to_dict()}
     if args.rank_sets:
@@ -64,9 +78,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"{result.probes[0].message if result.probes else ''}")
     else:
         refused = "" if result.refused is None else f"; {result.refused} did not"
-        guess = "" if result.predicted is None else f" (the estimator said {result.predicted})"
+        if base.simulate:
+            how = " (simulated, confirmed by real runs)" if getattr(search, "confirmed", None) \
+                else " (simulated; not confirmed: " + ("asked not to)" if args.simulate_only
+                                                     else f"no {base.device} here)")
+        else:
+            how = "" if result.predicted is None else \
+                f" (the estimator said {result.predicted})"
         print(f"Largest {dimension} under {human_bytes(limit)}: {result.largest}"
-              f"{refused}{guess}")
+              f"{refused}{how}")
     if args.json:
         Path(args.json).write_text(json.dumps(answer, indent=1), encoding="utf-8")
     return 0 if result.largest is not None else 1

@@ -36,6 +36,10 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", default=d.track,
                         choices=["samples", "tensors", "tensors+stacks"],
                         help="samples only, or every tensor (with Python stacks)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="run the step on fake tensors: every tensor and op, no data, no "
+                             "arithmetic (a model too large for this machine; --device cuda "
+                             "without a GPU)")
     parser.add_argument("--detail", default=d.detail, metavar="all|first:K,every:N",
                         help="which steps the per-op tracker sees (every temporary, every "
                              "op); the others get the cheap signals (default %(default)s)")
@@ -50,9 +54,10 @@ def spec_from_args(args: argparse.Namespace, check_device: bool = True) -> RunSp
         steps=args.steps, optimizer=args.optimizer, lr=args.lr, device=args.device,
         seed=args.seed, data=args.data, max_new_tokens=args.max_new_tokens,
         sample_hz=args.sample_hz, track=args.track, detail=args.detail,
+        simulate=args.simulate,
         techniques=[parse_technique(text) for text in args.technique],
     )
-    preflight(spec, check_device=check_device)
+    preflight(spec, check_device=check_device and not spec.simulate)
     return spec
 
 

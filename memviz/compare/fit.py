@@ -94,6 +94,131 @@ def _predict_tracked(spec: RunSpec) -> int | None:
         return None
 
 
+def simulated_peak(run: Run, summary: dict | None = None) -> int | None:
+    """What a simulated run says the cap would see: on CUDA the caching allocator's
+    reserved bytes plus the CUDA context and cuBLAS workspace (assumed); on CPU the
+    tracked peak plus the runtime (RSS before the model loaded)."""
+    from ..core.story import runtime_bytes
+
+    summary = summary or build_summary(run)
+    if run.state != "finished":
+        return None
+    if run.spec.device.startswith("cuda"):
+        model = summary.get("simulated_cuda") or {}
+        return model.get("process_peak")
+    tracked = summary["peak"]["tracked_bytes"]
+    runtime = runtime_bytes(run)
+    return None if tracked is None or runtime is None else int(tracked + runtime)
+
+
+def simulate_spec(spec: RunSpec, warm=None) -> Run:
+    """``spec`` on fake tensors, in a worker (forked from ``warm`` if given)."""
+    run = Run(replace(spec, simulate=True, track="tensors", detail="all",
+                      disk_size=False))
+    session = WorkerSession(run, warm=warm)
+    session.start()
+    session.wait()
+    return run
+
+
+CONFIRM_RUNS = 5  # real runs at most, to confirm a simulated boundary
+
+
+class SimulatedFit:
+    """The largest ``dimension`` whose simulated step fits under ``limit``: any batch,
+    any sequence, any device size, in seconds a probe; then, where the hardware is here
+    (the CPU), the boundary confirmed by real runs under the cap."""
+
+    def __init__(self, base: RunSpec, limit: int, dimension: str = "batch_size",
+                 upper: int = 1 << 16, on_probe: Callable[[Probe], None] | None = None,
+                 confirm: bool = True) -> None:
+        self.base = replace(base, steps=PROBE_STEPS).validate()
+        self.limit = limit
+        self.dimension = dimension
+        self.upper = upper
+        self.on_probe = on_probe
+        self.confirm = confirm and self.base.device == "cpu"
+        self.simulated: dict[int, Probe] = {}
+        self.confirmed: list[Probe] = []
+        self.warm = None
+
+    def _spec(self, value: int) -> RunSpec:
+        return replace(self.base, **{self.dimension: value})
+
+    def simulate(self, value: int) -> Probe:
+        if value not in self.simulated:
+            run = simulate_spec(self._spec(value), self.warm)
+            peak = simulated_peak(run)
+            fits = peak is not None and peak <= self.limit
+            message = "" if fits else (run.error or {}).get("message") or \
+                f"simulated {peak / (1 << 20):,.0f} MiB"
+            self.simulated[value] = Probe(value, fits, None, peak, message)
+            if self.on_probe is not None:
+                self.on_probe(self.simulated[value])
+        return self.simulated[value]
+
+    def run(self) -> FitResult:
+        from ..session.warm import WarmStart
+
+        try:
+            self.warm = WarmStart()
+        except OSError:
+            self.warm = None
+        try:
+            return self._search()
+        finally:
+            if self.warm is not None:
+                self.warm.close()
+
+    def _search(self) -> FitResult:
+        result = FitResult(self.dimension, self.limit, None, None, None, None)
+        if not self.simulate(1).fits:
+            result.refused = 1
+        else:
+            lo, hi = 1, 2
+            while hi <= self.upper and self.simulate(hi).fits:  # 1, 2, 4, … until one fails
+                lo, hi = hi, hi * 2
+            hi = min(hi, self.upper + 1)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if self.simulate(mid).fits else (lo, mid)
+            result.predicted = lo
+            result.largest, result.refused = lo, hi if hi <= self.upper else None
+            if self.confirm:
+                self._confirm(result)
+        result.probes = [*self.simulated.values(), *self.confirmed]
+        return result
+
+    def _confirm(self, result: FitResult) -> None:
+        """Real runs at the simulated boundary, under the cap: the answer is what they say.
+        Down from the simulated largest while reality refuses; if it fits at once, the
+        value above it once too (a simulation can be cautious)."""
+        value = result.largest
+        while value >= 1 and len(self.confirmed) < CONFIRM_RUNS:
+            if self._real(value).fits:
+                break
+            result.refused, value = value, value - 1
+        else:
+            result.largest = None
+            return
+        walked = value != result.largest
+        result.largest = value
+        if not walked and result.refused == value + 1 and self._real(value + 1).fits:
+            result.largest, result.refused = value + 1, None
+
+    def _real(self, value: int) -> Probe:
+        run = run_capped(self._spec(value), self.limit, None, self.warm)
+        peak = measured_peak(run)
+        fits = run.state == "finished" and peak is not None and peak <= self.limit
+        probe = Probe(value, fits, peak, self.simulated.get(value, Probe(0, False, None, None,
+                                                                          "")).predicted_bytes,
+                      "" if fits else (run.error or {}).get("message", run.state))
+        self.confirmed.append(probe)
+        if self.on_probe is not None:
+            self.on_probe(probe)
+        return probe
+
+
 class FitSearch:
     """The largest ``dimension`` (batch_size or seq_len) of ``base`` that runs under
     ``limit`` bytes. ``on_probe`` hears of every real run as it ends."""

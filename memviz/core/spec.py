@@ -54,6 +54,8 @@ class RunSpec:
     disk_size: bool = True
     # which steps the per-op tracker sees (core.detail): the rest get the cheap signals
     detail: str = "first:2,every:50"
+    # run the real step on fake tensors: every storage and op, no data and no arithmetic
+    simulate: bool = False
 
     def validate(self) -> RunSpec:
         if not self.model or not isinstance(self.model, str):
@@ -76,6 +78,14 @@ class RunSpec:
             raise SpecError(f"device must be cpu, cuda or cuda:N, not {self.device!r}")
         if not isinstance(self.program, str):
             raise SpecError("program must be a command line")
+        if not isinstance(self.simulate, bool):
+            raise SpecError("simulate must be true or false")
+        if self.simulate and self.track == "samples":
+            raise SpecError("a simulation is what the tensor tracker sees: set track to "
+                            "tensors")
+        if self.simulate and self.mode == "generate":
+            raise SpecError("generation stops on values a simulation does not have: "
+                            "simulate training or inference")
         if not isinstance(self.detail, str):
             raise SpecError("detail must be text like first:2,every:50")
         from .detail import parse_detail

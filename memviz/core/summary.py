@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from . import cuda_model
 from .oom import last_moment
 from .run import Run
 
@@ -76,6 +77,12 @@ def build_summary(run: Run) -> dict[str, Any]:
             "distributed": (run.worker_summary or {}).get("distributed"),
             "flops_per_step": (run.worker_summary or {}).get("flops_per_step"),
             "model_on_disk": (run.worker_summary or {}).get("model_on_disk"),
+            "simulated": bool(run.spec.simulate),
+            # what CUDA's caching allocator would reserve for these allocations (a
+            # simulation of a CUDA run, or any run read as if on a GPU)
+            "simulated_cuda": cuda_model.replay(run.tensors)
+            if run.spec.simulate and run.spec.device.startswith("cuda") and len(run.tensors)
+            else None,
             "loss_final": next((s.loss for s in reversed(run.steps) if s.loss is not None),
                                None),
             "environment": run.environment,

@@ -25,6 +25,7 @@ from .presets import BERT_MASK_ID, PRESETS, PRETRAINED_PRESETS, pretrained_path
 from .task import Task
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 
 
 class ModelLoadError(RuntimeError):
@@ -82,12 +83,16 @@ def load_hf_directory(path: str, spec: RunSpec, dtype: torch.dtype, name: str) -
             loaders = [AutoModelForMaskedLM, AutoModelForCausalLM]
         else:
             loaders = [AutoModelForCausalLM, AutoModelForMaskedLM]
+        # a directory of config.json alone (or a simulation, which reads no weights): the
+        # architecture with random weights, built in the target dtype
+        from_config = spec.simulate or not any(
+            next(directory.glob(pattern), None) for pattern in WEIGHT_FILES)
         model, last_error = None, None
         for loader in loaders:
             try:
-                model = loader.from_pretrained(
-                    directory, dtype=dtype, trust_remote_code=False, local_files_only=True
-                )
+                model = loader.from_config(config, dtype=dtype) if from_config else \
+                    loader.from_pretrained(directory, dtype=dtype, trust_remote_code=False,
+                                           local_files_only=True)
                 break
             except ValueError as exc:  # this architecture has no such head
                 last_error = exc
@@ -187,8 +192,8 @@ def _guess_vocab(model: nn.Module) -> int:
 
 def load_task(spec: RunSpec, dtype_name: str = "fp32") -> Task:
     """Build the model named by ``spec.model`` on ``spec.device``, in its target dtype."""
-    dtype = DTYPES[dtype_name]
     device = torch.device(spec.device)
+    dtype = DTYPES[dtype_name]
     name = spec.model
     with torch.device(device):
         if name in PRESETS:

@@ -11,9 +11,12 @@ from .registry import check_techniques
 
 
 class Plan:
-    def __init__(self, spec: RunSpec) -> None:
+    def __init__(self, spec: RunSpec, checked: RunSpec | None = None) -> None:
+        """``checked``: the spec the techniques are checked against, where it differs from
+        the one that runs (a simulation of CUDA runs on fake CPU tensors)."""
         self.spec = spec
-        self.entries: list[tuple[Technique, dict[str, Any]]] = check_techniques(spec)
+        self.entries: list[tuple[Technique, dict[str, Any]]] = check_techniques(
+            checked or spec)
         self.applied = [Applied(t.name, dict(p)) for t, p in self.entries]
 
     def _each(self):

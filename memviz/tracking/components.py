@@ -10,6 +10,7 @@ the float scales and zero points beside it are ``quantization_state``.
 from __future__ import annotations
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 
 DATA, SCALE = "data", "scale"
 _SPARSE = (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
@@ -36,8 +37,13 @@ def dense_parts(t: torch.Tensor) -> list[tuple[torch.Tensor, str]]:
     return parts
 
 
+# A fake tensor (a simulated step, torch._subclasses.fake_tensor) is as plain as a real
+# one: a storage of known size, only without data.
+_PLAIN = (torch.Tensor, torch.nn.Parameter, FakeTensor)
+
+
 def is_plain(t: torch.Tensor) -> bool:
-    return t.layout == torch.strided and type(t) in (torch.Tensor, torch.nn.Parameter)
+    return t.layout == torch.strided and type(t) in _PLAIN
 
 
 def storages(t: torch.Tensor) -> list[tuple[int, int]]:

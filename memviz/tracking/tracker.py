@@ -32,6 +32,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..core.categories import CATEGORIES, CODE
@@ -326,8 +327,9 @@ class TensorTracker:
         """A new live storage; ``op`` is the string id of the op that made it."""
         if module is None:
             module = self.scope.current() if self.scope else ""
+        address = 0 if type(t) is FakeTensor else st.data_ptr()  # a fake one has no data
         self._add(key, nbytes, category, weakref.ref(st, lambda _r, key=key: self._freed(key)),
-                  st.data_ptr(), t.dtype, t.device, t.shape, module, op,
+                  address, t.dtype, t.device, t.shape, module, op,
                   self._stack_id() if self.stacks else -1)
 
     def _add(self, key: int, nbytes: int, category: int, ref, data_ptr: int, dtype, device,

@@ -90,9 +90,6 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     detail_next = threading.Event()
     threading.Thread(target=_listen_for_stop, args=(conn, stop, emitter, t0, detail_next),
                      daemon=True, name="memviz-control").start()
-    plan = Plan(spec)
-    plan.prepare_process()  # allocator settings: before torch allocates anything
-
     import torch
 
     from ..models import load_task
@@ -102,11 +99,20 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     from .samplers import MemorySampler
 
     cuda_index = None
-    if spec.device.startswith("cuda"):
+    fake = None
+    reported = spec  # what the run says it is; ``spec`` below is what executes
+    if spec.simulate:  # the real step on fake tensors: everything but data and arithmetic
+        from .simulation import enter_fake_mode, run_spec_for
+
+        fake = enter_fake_mode(spec)
+        spec = run_spec_for(spec)
+    elif spec.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise SpecError(f"device {spec.device} asked for, but this torch "
                             f"({torch.__version__}) has no usable CUDA device")
         cuda_index = torch.device(spec.device).index or 0
+    plan = Plan(spec, reported)
+    plan.prepare_process()  # allocator settings: before torch allocates anything
     nvml = open_nvml(cuda_index or 0)
     sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, nvml, cuda_index)
     sampler.start()
@@ -123,7 +129,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
             emitter.send({"type": "log", "t": now() - t0, "level": "info",
                           "text": f"started ranks 1..{plan.world_size - 1} "
                                   f"(pids {', '.join(str(p.pid) for p in peers)})"})
-        measure_drift = spec.mode != "train" and bool(plan.entries)
+        measure_drift = spec.mode != "train" and bool(plan.entries) and not spec.simulate
         if measure_drift and plan.model_dtype() != "fp32":
             reference = drift.reference_for(spec, plan.model_dtype())
         task = load_task(spec, plan.model_dtype())
@@ -141,7 +147,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                                   f"{task.convention.description}"})
         summary = model_summary.summarize(spec.model, task.kind, task.model)
         tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index)
-        emitter.send({"type": "run_started", "spec": spec.to_dict(),
+        emitter.send({"type": "run_started", "spec": reported.to_dict(),
                       "environment": environment.describe(nvml, spec.device),
                       "model": summary, "techniques": plan.record(),
                       "t0_wall": _wall_at(t0)})
@@ -154,6 +160,10 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         reason = runner.run()
     except BaseException as exc:
         failed_at = now() - t0  # the frames of the failure still hold their tensors
+        if fake is not None:
+            from .simulation import explain
+
+            exc = explain(exc)
         kind, exit_code = classify(exc)
         reason = "error"
         error = {"type": "error", "kind": kind, "message": one_line(exc),
@@ -167,15 +177,16 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
             tracker.stop()
         sampler.stop()
         output_drift = distributed = flops = on_disk = None
-        if reason == "finished" and plan.world_size == 1:  # ranks would wait in collectives
-            from .flops import flops_per_step
+        if reason == "finished" and plan.world_size == 1 and not spec.simulate:
+            from .flops import flops_per_step  # (ranks would wait in collectives)
 
             flops = _after_run(emitter, t0, "counting FLOPs", lambda: flops_per_step(
                 task, ranks.local_spec(spec, plan.world_size), plan))
         if reference is not None and reason == "finished":
             output_drift = _after_run(emitter, t0, "measuring the output drift",
                                       lambda: drift.measure(task, reference))
-        if reason == "finished" and spec.disk_size and plan.world_size == 1:
+        if reason == "finished" and spec.disk_size and plan.world_size == 1 and \
+                not spec.simulate:
             from .disk_size import model_on_disk
 
             on_disk = _after_run(emitter, t0, "measuring the model on disk",
@@ -186,8 +197,10 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                       "summary": {"tracking": tracker.summary() if tracker else None,
                                   "techniques": plan.record(), "output_drift": output_drift,
                                   "distributed": distributed, "flops_per_step": flops,
-                                  "model_on_disk": on_disk}})
+                                  "model_on_disk": on_disk, "simulated": spec.simulate}})
         emitter.close()
+        if fake is not None:
+            fake.__exit__(None, None, None)
     return exit_code
 
 

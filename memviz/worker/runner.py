@@ -41,12 +41,15 @@ class Runner:
         self.stop = stop
         self.t0 = t0
         self.device = torch.device(spec.device)
-        self.cuda = self.device.type == "cuda"
+        # a simulation's tensors are fake: no device to wait for, no value to read
+        self.simulated = spec.simulate
+        self.cuda = self.device.type == "cuda" and not self.simulated
         self.tracker = tracker
         self.plan = plan or Plan(spec)
         # a controller's "record the next step in full"
         self.detail_next = detail_next or threading.Event()
-        self.meter = StepMeter(emitter, sampler, t0, tracker, self.device,
+        self.meter = StepMeter(emitter, sampler, t0, tracker,
+                               torch.device("cpu") if self.simulated else self.device,
                                parse_detail(spec.detail), self.detail_next)
         self.done = self.meter.done  # every step_done message, for a rank's final figures
         self.scaler = self.plan.grad_scaler()
@@ -118,7 +121,8 @@ class Runner:
                 loss = self.task.loss(batch) / k
             with self.phase(step, "backward"):
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
-            loss_value += float(loss.detach())
+            if not self.simulated:
+                loss_value += float(loss.detach())
             del loss, batch
             if micro < k - 1:
                 self._check_stop()
@@ -133,14 +137,16 @@ class Runner:
             self.mark(step, "after_optimizer_step")
             self.optimizer.zero_grad(set_to_none=True)
         self.plan.after_step()
-        self._end_step(step, _finite_or_none(loss_value),
+        self._end_step(step, None if self.simulated else _finite_or_none(loss_value),
                        self.spec.batch_size * self.spec.seq_len)
 
     def _infer_step(self, step: int) -> None:
         self._begin_step(step)
         batch = self._batch()
         with self.phase(step, "forward"), torch.no_grad(), self.plan.forward_context():
-            loss_value = float(self.task.loss(batch))
+            loss = self.task.loss(batch)
+            loss_value = math.nan if self.simulated else float(loss)
+            del loss
         del batch
         self.plan.after_step()
         self._end_step(step, _finite_or_none(loss_value),

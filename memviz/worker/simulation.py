@@ -1,0 +1,62 @@
+"""A run on fake tensors: the real step, with every storage and op, and no data.
+
+Under ``torch._subclasses.fake_tensor.FakeTensorMode`` every tensor has its shape,
+dtype, device and storage size, and every op runs its fake kernel: no memory for
+data is allocated and no arithmetic is done. The tensor tracker, entered above the
+fake mode, sees the same ops and storages as in a real run, so categories,
+modules, phases and the timeline come out as measured, and a 7B model's step fits
+on a laptop. ``--device cuda`` is simulated on fake CPU tensors: a CPU build of
+torch cannot run ops on fake CUDA ones (its autograd asks for the device), so the
+same shapes and dtypes go through the CPU's kernels, and ``core.cuda_model`` turns
+the allocations into what CUDA's caching allocator would reserve. Where a CUDA
+kernel would allocate differently (attention kernels, cuBLAS workspaces), the
+figure is marked unverified.
+
+What cannot be simulated says so, naming the op: a kernel without a fake
+implementation, or an op whose output depends on values (which a fake tensor does
+not have).
+"""
+
+from __future__ import annotations
+
+from ..core.spec import RunSpec, SpecError
+
+
+class SimulationError(SpecError):
+    """This run cannot be simulated; the message names the op."""
+
+
+def run_spec_for(spec: RunSpec) -> RunSpec:
+    """The spec the simulated run executes: on the CPU, whatever device it stands for."""
+    from dataclasses import replace
+
+    return replace(spec, device="cpu")
+
+
+def enter_fake_mode(spec: RunSpec):
+    """Enter (and return) the fake mode every tensor of the run is made under."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    # real tensors made outside it (a tokenizer's ids, say) are taken in as fake
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    mode.__enter__()
+    return mode
+
+
+def explain(exc: BaseException) -> BaseException:
+    """A fake-mode failure as the one line a user can act on; anything else unchanged."""
+    from torch._subclasses import fake_tensor
+
+    name = type(exc).__name__
+    func = getattr(exc, "func", None)
+    op = str(func) if func is not None else "an op"
+    if isinstance(exc, fake_tensor.UnsupportedOperatorException):
+        return SimulationError(f"cannot simulate: {op} has no fake implementation (run it "
+                               "for real, or without the technique that uses it)")
+    if isinstance(exc, fake_tensor.DataDependentOutputException |
+                  fake_tensor.DynamicOutputShapeException):
+        return SimulationError(f"cannot simulate: {op} needs the tensors' values "
+                               f"({name}), which a simulation does not have")
+    if "data-dependent" in str(exc).lower() or "FakeTensor" in str(exc):
+        return SimulationError(f"cannot simulate: {str(exc).strip().splitlines()[0]}")
+    return exc
