@@ -319,7 +319,7 @@ class MainWindow(QMainWindow):
         try:
             # what cannot run is refused before a worker starts (a remote worker's
             # device is its own to check)
-            preflight(spec, check_device=session_for is None)
+            preflight(spec, check_device=session_for is None and not spec.simulate)
             cap = self.run_panel.cap()
         except SpecError as exc:
             self.error_banner.action_error(f"Cannot run: {exc}")

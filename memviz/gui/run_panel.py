@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -76,6 +77,11 @@ class RunPanel(QWidget):
         self.track.setCurrentText(d.track)
         self.track.setToolTip("samples: memory counters only; tensors: every allocation, "
                               "categorised; tensors+stacks: with Python stacks (slower)")
+        self.simulate = QCheckBox("on fake tensors (no data, no arithmetic)")
+        self.simulate.setToolTip(
+            "Simulate: the real step on fake tensors, every tensor and op counted, nothing "
+            "allocated for data. A model too large for this machine, or --device cuda "
+            "without a GPU (CUDA's caching allocator modelled)")
         self.memory_cap = QComboBox()
         self.memory_cap.setEditable(True)
         self.memory_cap.addItems(["auto", "none", "2GiB", "8GiB", "32GiB"])
@@ -99,6 +105,7 @@ class RunPanel(QWidget):
         form.addRow("Samples / s", self.sample_hz)
         form.addRow("Tracking", self.track)
         form.addRow("Memory cap", self.memory_cap)
+        form.addRow("Simulate", self.simulate)
         group = QGroupBox("Run")
         group.setLayout(form)
         self.technique_panel = TechniquePanel()
@@ -158,7 +165,7 @@ class RunPanel(QWidget):
             seed=self.seed.value(), data=self.data.currentText(),
             max_new_tokens=self.max_new_tokens.value(), sample_hz=float(self.sample_hz.value()),
             track=self.track.currentText(),
-            techniques=self.technique_panel.techniques(),
+            techniques=self.technique_panel.techniques(), simulate=self.simulate.isChecked(),
         )
 
     def cap(self) -> MemoryCap:

@@ -37,10 +37,40 @@ def enter_fake_mode(spec: RunSpec):
     """Enter (and return) the fake mode every tensor of the run is made under."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    _allow_moves_that_change_nothing()
     # real tensors made outside it (a tokenizer's ids, say) are taken in as fake
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     mode.__enter__()
     return mode
+
+
+def _allow_moves_that_change_nothing() -> None:
+    """``module.to(device, dtype)`` on fake parameters: torch swaps each one for its
+    converted copy, and the swap fails while anything else holds the parameter (peft
+    moves every adapted layer this way). A move to the device and dtype they already
+    have changes nothing, so it is let through as the no-op it is; any real change
+    still raises."""
+    from torch import nn
+
+    original = nn.Module._apply
+    if getattr(original, "memviz_simulation", False):
+        return
+
+    def _apply(self, fn, recurse=True):
+        try:
+            return original(self, fn, recurse)
+        except RuntimeError as exc:
+            if "Couldn't swap" not in str(exc):
+                raise
+            for tensor in (*self.parameters(), *self.buffers()):
+                applied = fn(tensor)
+                if applied is not tensor and (applied.dtype != tensor.dtype
+                                              or applied.device != tensor.device):
+                    raise
+            return self
+
+    _apply.memviz_simulation = True
+    nn.Module._apply = _apply
 
 
 def explain(exc: BaseException) -> BaseException:
