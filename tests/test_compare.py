@@ -40,7 +40,7 @@ def test_compare_cli_writes_the_table_json_and_an_offline_report(tmp_path):
          "--save", str(saved)],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "[1/3] baseline: running, predicted peak" in done.stderr
+    assert "[1/3] baseline: running, simulated peak" in done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("set ") and [ln.split()[0] for ln in lines[2:]] == [
         "baseline", "amp", "amp,optimizer=sgd"]
@@ -53,6 +53,11 @@ def test_compare_cli_writes_the_table_json_and_an_offline_report(tmp_path):
                     "flops_per_step"):
             assert s[key] is not None, (s["name"], key)
     base, amp, sgd = sets
+    # each set's prediction is its step simulated on fake tensors: the same bytes
+    for s in sets:
+        assert s["prediction_source"] == "simulation"
+        assert s["predicted_peak_bytes"] == s["peak"]["tracked_bytes"], s["name"]
+        assert s["predicted_by_category"] == s["peak_by_category"], s["name"]
     assert base["saving_vs_baseline"] == {"bytes": 0, "percent": 0.0}
     assert sgd["peak_by_category"].get("optimizer_state", 0) == 0
     assert sgd["saving_vs_baseline"]["bytes"] > amp["saving_vs_baseline"]["bytes"] > 0
@@ -98,6 +103,28 @@ def test_greedy_stack_keeps_what_helps_and_stops():
     assert all(r.ok for r in results)
     assert results[1].peak() < results[0].peak() * 0.98
     assert comparison.stack.name == "quantize" and comparison.finished
+    # int8 weights simulate too: each prediction is the measured peak to the byte
+    assert all(r.estimate["source"] == "simulation"
+               and r.estimate["peak_bytes"] == r.run.worker_summary["tracking"]["tracked_bytes"]
+               for r in results)
+
+
+def test_a_set_that_cannot_be_simulated_is_predicted_by_the_closed_form():
+    from memviz.compare.comparison import _simulable, _simulated_estimate
+    from memviz.core.run import Run
+
+    base = RunSpec(model="gpt2-tiny", steps=2)
+    assert _simulable(base)
+    for unsimulable in (RunSpec(model="gpt2-tiny", mode="generate"),
+                        RunSpec(model="gpt2-tiny", track="samples"),
+                        parse_set("zero").spec(base)):
+        assert not _simulable(unsimulable)
+    simulated = Run(base)
+    simulated.fail("simulation", "cannot simulate: aten.nonzero (its output's size "
+                   "depends on the values)")
+    estimate, why = _simulated_estimate(base, simulated)
+    assert estimate["peak_bytes"] > 0 and "source" not in estimate
+    assert why.startswith("simulation did not finish (cannot simulate: aten.nonzero")
 
 
 @pytest.mark.slow

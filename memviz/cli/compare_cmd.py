@@ -67,7 +67,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     def started(result, number: int, planned: int) -> None:
         estimate = result.estimate
-        guess = f", predicted peak {estimate['peak_bytes'] / 2**20:.1f} MiB" if estimate else ""
+        guess = "" if not estimate else (
+            f", {'simulated' if estimate.get('source') == 'simulation' else 'predicted'} peak "
+            f"{estimate['peak_bytes'] / 2**20:.1f} MiB")
         print(f"[{number}/{planned}] {result.name}: running{guess}", file=sys.stderr,
               flush=True)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.run import Run
 from ..core.spec import RunSpec
@@ -42,6 +42,27 @@ class SetResult:
         return summary["peak"]["tracked_bytes"] or summary["peak"]["rss_bytes"]
 
 
+def _simulable(spec: RunSpec) -> bool:
+    """Whether the set's prediction can be its simulation (a sharded run's ranks, a
+    generation and an untracked run are predicted by the closed form)."""
+    names = {t["name"] for t in spec.techniques}
+    return spec.track != "samples" and spec.mode != "generate" and not names & {"zero", "fsdp"}
+
+
+def _simulated_estimate(spec: RunSpec, simulated: Run) -> tuple[dict | None, str]:
+    """The prediction a simulation makes, with the closed-form terms beside it as the
+    explanation of why each category is what it is."""
+    closed, why = _predict(spec)
+    tracking = (simulated.worker_summary or {}).get("tracking")
+    if simulated.state != "finished" or not tracking:
+        reason = (simulated.error or {}).get("message", simulated.state)
+        return closed, f"simulation did not finish ({reason}); the closed form instead" + (
+            f": {why}" if why else "")
+    return {"peak_bytes": tracking["tracked_bytes"],
+            "by_category": tracking["peak_by_category"], "source": "simulation",
+            "closed_form": closed}, ""
+
+
 def _predict(spec: RunSpec) -> tuple[dict | None, str]:
     from ..estimate import EstimateError, predict
 
@@ -57,7 +78,7 @@ class Comparison:
                  make_session: Callable[[Run], WorkerSession] | None = None,
                  next_run_id: Callable[[], int] | None = None,
                  record_to: str | None = None, memory_cap: MemoryCap | None = None,
-                 warm_start: bool = True) -> None:
+                 warm_start: bool = True, simulate_predictions: bool = True) -> None:
         """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack.
         ``record_to``: a folder where each set's run is recorded (to save the whole
         comparison in one file afterwards). ``memory_cap``: each set's (default: a
@@ -65,6 +86,8 @@ class Comparison:
         self.memory_cap = memory_cap
         self.warm_start = warm_start
         self.warm = None  # the warm parent each set's worker is forked from (while running)
+        self.simulate_predictions = simulate_predictions
+        self._simulation: tuple | None = None  # the set being simulated before it runs
         self.base = base.validate()
         self.greedy = greedy
         self.pending: list[TechniqueSet] = list(sets or [TechniqueSet("baseline")])
@@ -84,15 +107,25 @@ class Comparison:
     # -- progress -------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.current is None and (self.cancelled or not self.pending)
+        return self.current is None and self._simulation is None and (
+            self.cancelled or not self.pending)
+
+    @property
+    def simulating(self) -> str | None:
+        """The name of the set whose step is being simulated before it runs, if any."""
+        return None if self._simulation is None else self._simulation[0].name
 
     def planned(self) -> int:
-        return len(self.results) + (self.current is not None) + len(self.pending)
+        return (len(self.results) + (self.current is not None) + (self._simulation is not None)
+                + len(self.pending))
 
     def cancel(self) -> None:
         """Stop the running set and run no more."""
         self.cancelled = True
         self.pending.clear()
+        if self._simulation is not None:
+            self._simulation[3].request_stop()
+            self._simulation = None
         if self.session is not None:
             self.session.request_stop()
         else:
@@ -100,8 +133,15 @@ class Comparison:
 
     # -- driving ----------------------------------------------------------------
     def poll(self) -> SetResult | None:
-        """Advance: start the next set, or collect the running one. Returns a set that
-        has just started (so a caller can show it), else None."""
+        """Advance: simulate the next set, start it, or collect the running one. Returns
+        a set that has just started (so a caller can show it), else None."""
+        if self._simulation is not None:
+            chosen, spec, simulated, session = self._simulation
+            if not session.done.is_set():
+                return None
+            self._simulation = None
+            estimate, why = _simulated_estimate(spec, simulated)
+            return self._start(chosen, spec, estimate, why)
         if self.current is not None:
             if not self.session.done.is_set():
                 return None
@@ -116,7 +156,17 @@ class Comparison:
         chosen = self.pending.pop(0)
         self._tried.add(chosen.name)
         spec = chosen.spec(self.base)
+        if self.simulate_predictions and _simulable(spec):
+            simulated = Run(replace(spec, simulate=True, detail="all", steps=2,
+                                    disk_size=False))
+            session = WorkerSession(simulated, warm=self._warm(), memory_cap=self.memory_cap)
+            session.start()
+            self._simulation = (chosen, spec, simulated, session)
+            return None
         estimate, why = _predict(spec)
+        return self._start(chosen, spec, estimate, why)
+
+    def _start(self, chosen: TechniqueSet, spec: RunSpec, estimate, why: str) -> SetResult:
         run = Run(spec, run_id=self._next_id())
         self.current = SetResult(chosen, run, estimate, why)
         self.session = self.make_session(run)

@@ -58,6 +58,9 @@ def entry(result: SetResult, baseline: dict[str, Any] | None) -> dict[str, Any]:
         "prediction_error": None if predicted is None or not tracked
         else predicted / tracked - 1.0,
         "prediction_note": result.estimate_error or None,
+        # "simulation" (the step run on fake tensors) or "closed form" (the estimate)
+        "prediction_source": None if predicted is None
+        else (result.estimate or {}).get("source", "closed form"),
     }
     if baseline is not None:
         out["step_time_change"] = _change(out["step_seconds_median"],
@@ -90,8 +93,10 @@ def explain_gap(e: dict[str, Any]) -> str:
     """One line per category: predicted against measured, the largest gaps first."""
     if e.get("predicted_peak_bytes") is None:
         return e.get("prediction_note") or "no prediction"
-    return "\n".join(f"{c}: predicted {p / 2**20:.1f} MiB, measured {m / 2**20:.1f} MiB "
-                     f"({(p - m) / 2**20:+.1f})" for c, p, m in prediction_gaps(e))
+    source = e.get("prediction_source") or "closed form"
+    gaps = (f"{c}: predicted {p / 2**20:.1f} MiB, measured {m / 2**20:.1f} MiB "
+            f"({(p - m) / 2**20:+.1f})" for c, p, m in prediction_gaps(e))
+    return "\n".join([f"predicted by {source}", *gaps])
 
 
 def _mib(n: float | None) -> str:

@@ -141,13 +141,17 @@ class ComparisonView(QWidget):
         results = list(comparison.results)
         current = comparison.current
         steps = len(current.run.steps) if current else None
-        status_key = (len(results), steps, comparison.finished, id(comparison))
+        simulating = comparison.simulating
+        status_key = (len(results), steps, comparison.finished, id(comparison), simulating)
         if status_key == self._key:
             return
         done, planned = len(results), comparison.planned()
         self.progress.setRange(0, max(planned, 1))
         self.progress.setValue(done)
-        if current is not None:
+        if simulating is not None:
+            self.status.setText(f"Set {done + 1} of {planned}: {simulating} (simulating its "
+                                "step on fake tensors for the prediction)")
+        elif current is not None:
             self.status.setText(f"Set {done + 1} of {planned}: {current.name} "
                                 f"({steps}/{current.run.spec.steps} steps)")
         elif comparison.finished:

@@ -297,6 +297,12 @@ class MainWindow(QMainWindow):
     def active_run(self) -> Run | None:
         return next((r for r in self.runs.values() if not r.finished and r.rank == 0), None)
 
+    def _busy(self) -> bool:
+        """A run is going, or a comparison is (which may be simulating a set's step
+        before the set's run joins the list)."""
+        return self.active_run() is not None or (
+            self.comparison is not None and not self.comparison.finished)
+
     def new_run_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
@@ -312,7 +318,7 @@ class MainWindow(QMainWindow):
         """Run ``spec`` (the run panel's) in a worker started here, or in the session
         ``session_for(run, memory_cap)`` makes (a worker attached to)."""
         self.error_banner.user_acted()
-        if self.active_run() is not None:
+        if self._busy():
             self.error_banner.action_error("A run is going: stop it (Esc) or wait for it")
             return None
         spec = spec or self.run_panel.spec()
@@ -345,7 +351,7 @@ class MainWindow(QMainWindow):
         from ..compare.sets import runnable
 
         self.error_banner.user_acted()
-        if self.active_run() is not None:
+        if self._busy():
             self.error_banner.action_error("A run is going: stop it or wait before comparing")
             return None
         base = replace(self.run_panel.spec(), techniques=[])
