@@ -107,3 +107,32 @@ def test_window_shows_every_rank_of_a_sharded_run_and_their_sum(qtbot, tmp_path)
         window.grab().save(str(tmp_path / "ranks.png"))
     finally:
         dispose(window)
+
+
+def test_window_shows_the_ranks_of_a_simulated_sharded_run(qtbot, tmp_path):
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(1400, 900)
+    try:
+        spec = RunSpec(model="gpt2-tiny", mode="train", steps=2, batch_size=4, seq_len=64,
+                       simulate=True, techniques=[{"name": "zero", "params": {"world_size": 4}}])
+        run = window.start_run(spec)
+        qtbot.waitUntil(lambda: run.finished, timeout=180_000)
+        assert run.state == "finished", run.error
+        window.tabs.setCurrentWidget(window.ranks_view)
+        window.refresh()
+        view = window.ranks_view
+        assert window.run_list.count() == 1  # the ranks ran inside the one worker
+        assert "4 ranks" in view.note.text() and "simulated" in view.note.text()
+        labels = [view.table.item(r, 0).text() for r in range(view.table.rowCount())]
+        assert labels == ["rank 0", "rank 1", "rank 2", "rank 3", "sum of peaks"]
+        peaks = [r["tracking"]["tracked_bytes"]
+                 for r in run.worker_summary["distributed"]["ranks"]]
+        from memviz.gui.axes import format_bytes
+
+        assert view.table.item(4, 1).text() == format_bytes(sum(peaks))
+        view.grab().save(str(tmp_path / "simulated-ranks.png"))
+    finally:
+        dispose(window)

@@ -185,3 +185,26 @@ def test_views_save_as_png_and_svg(finished_window, tmp_path):
         renderer = QSvgRenderer(str(svg))
         assert renderer.isValid(), name
         assert renderer.viewBox().width() == widget.width()  # pixels; the size is in mm
+
+
+def test_run_menu_records_the_next_step_in_full(qtbot):
+    window = MainWindow()
+    try:
+        run = window.start_run(RunSpec(model="gpt2-tiny", steps=10_000, batch_size=1,
+                                       seq_len=32, detail="first:0"))
+        qtbot.waitUntil(lambda: len(run.steps) >= 2, timeout=120_000)
+        asked_after = len(run.steps)
+        action = next(a for menu in window.menuBar().actions() if menu.menu()
+                      for a in menu.menu().actions() if "next step in" in a.text())
+        assert action.shortcut().toString() == "Ctrl+D"
+        action.trigger()
+        assert "recorded in full" in window.state_label.text()
+        qtbot.waitUntil(lambda: any(s.detailed for s in run.steps), timeout=120_000)
+        detailed = [s.step for s in run.steps if s.detailed]
+        assert len(detailed) == 1 and detailed[0] >= asked_after - 1
+        window.stop_run()
+        qtbot.waitUntil(lambda: run.finished, timeout=60_000)
+        action.trigger()  # nothing is running now: said so, nothing breaks
+        assert "No run is going" in window.error_banner.text()
+    finally:
+        dispose(window)

@@ -55,6 +55,52 @@ def test_models_built_elsewhere_simulate_exactly(zoo):
         assert _peaks(fake) == _peaks(real), kind
 
 
+def _rank_figures(run):
+    return [(r["rank"], r["tracking"]["tracked_bytes"], r["tracking"]["peak_by_category"])
+            for r in run.worker_summary["distributed"]["ranks"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["zero", "fsdp"])
+def test_each_rank_of_a_sharded_run_simulates_exactly(name):
+    """Two real gloo ranks against two ranks simulated in one process."""
+    spec = {"model": "gpt2-tiny", "steps": 2, "batch_size": 4, "seq_len": 64,
+            "data": "random", "detail": "all",
+            "techniques": [{"name": name, "params": {"world_size": 2}}]}
+    real, _ = run_worker(**spec)
+    fake, _ = run_worker(simulate=True, **spec)
+    assert real.state == fake.state == "finished", (real.error, fake.error)
+    assert not fake.ranks  # no peer process streamed: every rank ran in the one worker
+    assert _rank_figures(fake) == _rank_figures(real)
+    if name == "zero":  # DDP's gradient buckets are found once the first step made them
+        assert _rank_figures(fake)[0][2]["gradient"] == real.model["parameter_bytes"]
+
+
+def test_a_world_of_eight_ranks_simulates_on_one_cpu():
+    """Per rank, for a cluster this machine is not: ZeRO gives each rank whole
+    parameters' state (so ranks differ, and their states add up to the unsharded
+    optimizer's); FSDP gives each rank an eighth of every parameter."""
+    base = {"model": "gpt2-tiny", "steps": 2, "batch_size": 8, "seq_len": 64,
+            "data": "random", "detail": "all", "simulate": True}
+    alone, _ = run_worker(**base)
+    full_state = alone.worker_summary["tracking"]["max_by_category"]["optimizer_state"]
+    parameters = alone.model["parameter_bytes"]
+    for name in ("zero", "fsdp"):
+        run, _ = run_worker(techniques=[{"name": name, "params": {"world_size": 8}}], **base)
+        assert run.state == "finished", run.error
+        ranks = run.worker_summary["distributed"]["ranks"]
+        assert [r["rank"] for r in ranks] == list(range(8))
+        states = [r["tracking"]["max_by_category"]["optimizer_state"] for r in ranks]
+        params = [r["tracking"]["max_by_category"]["parameter"] for r in ranks]
+        if name == "zero":
+            assert sum(states) == full_state and len(set(states)) > 1
+            assert params == [parameters] * 8
+        else:
+            assert sum(params) == parameters and max(states) < full_state / 7
+        total = run.worker_summary["distributed"]["sum"]["tracked_bytes"]
+        assert total == sum(r["tracking"]["tracked_bytes"] for r in ranks)
+
+
 def test_a_config_json_alone_simulates_a_1b_model_on_this_machine(tmp_path):
     folder = tmp_path / "llama-1b"
     folder.mkdir()

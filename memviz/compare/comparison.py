@@ -43,10 +43,9 @@ class SetResult:
 
 
 def _simulable(spec: RunSpec) -> bool:
-    """Whether the set's prediction can be its simulation (a sharded run's ranks, a
-    generation and an untracked run are predicted by the closed form)."""
-    names = {t["name"] for t in spec.techniques}
-    return spec.track != "samples" and spec.mode != "generate" and not names & {"zero", "fsdp"}
+    """Whether the set's prediction can be its simulation (a generation and an
+    untracked run are predicted by the closed form)."""
+    return spec.track != "samples" and spec.mode != "generate"
 
 
 def _simulated_estimate(spec: RunSpec, simulated: Run) -> tuple[dict | None, str]:

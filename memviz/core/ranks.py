@@ -102,3 +102,24 @@ def _peak(run: Run, column: str) -> float:
 def _max(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.max()) if len(finite) else float("nan")
+
+
+def simulated_rank_table(run: Run) -> list[RankRow]:
+    """A simulated sharded run's ranks, from its summary: they ran one after another in
+    one process, so each has its tracked peak and the categories at it, no timeline of
+    its own, and the sum row adds their peaks (what the ranks hold at most together)."""
+    distributed = (run.worker_summary or {}).get("distributed") or {}
+    rows = []
+    for figures in distributed.get("ranks", []):
+        tracking = figures.get("tracking") or {}
+        cats = tracking.get("peak_by_category") or {}
+        rows.append(RankRow(f"rank {figures['rank']}",
+                            float(tracking.get("tracked_bytes") or 0), float("nan"),
+                            float(cats.get("optimizer_state", 0)),
+                            float(cats.get("parameter", 0) + cats.get("parameter_frozen", 0)),
+                            len(figures.get("steps", []))))
+    if rows:
+        rows.append(RankRow("sum of peaks", sum(r.peak_bytes for r in rows), float("nan"),
+                            sum(r.optimizer_state_bytes for r in rows),
+                            sum(r.parameter_bytes for r in rows), min(r.steps for r in rows)))
+    return rows

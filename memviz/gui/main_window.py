@@ -415,6 +415,17 @@ class MainWindow(QMainWindow):
         self.state_label.setText(f"Stopping run #{run.run_id} at its next phase (Esc again: "
                                  "at once)…")
 
+    def record_next_step_in_full(self) -> None:
+        """The running run's next step is seen op by op (every temporary), whatever its
+        detail policy says."""
+        run = self.active_run()
+        session = self.sessions.get(run.run_id) if run is not None else None
+        if session is None or not hasattr(session, "request_detail"):
+            self.error_banner.action_error("No run is going here to record in full")
+            return
+        session.request_detail()
+        self.state_label.setText(f"Run #{run.run_id}: its next step is recorded in full")
+
     def current_run(self) -> Run | None:
         run_id = self.run_list.current_run_id()
         return None if run_id is None else self.runs.get(run_id)

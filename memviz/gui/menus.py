@@ -47,6 +47,9 @@ class WindowMenus:
                                     tip="Run the workload chosen on the left")
         self.stop_action = self._add(run, "&Stop", w.stop_run, STOP_KEY,
                                      tip="Stop the run at its next phase (twice: at once)")
+        self._add(run, "Record the next step in &full", w.record_next_step_in_full, "Ctrl+D",
+                  tip="Track every op of the next step (temporaries included), whatever "
+                      "the run's detail policy")
         self._add(run, "&Compare the sets in the comparison tab", lambda: (
             w.tabs.setCurrentWidget(w.comparison_view),
             w.start_comparison(w.comparison_view.sets_edit.toPlainText())))

@@ -18,7 +18,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.ranks import all_ranks, column_for, rank_series, rank_table, summed
+from ..core.ranks import (
+    all_ranks,
+    column_for,
+    rank_series,
+    rank_table,
+    simulated_rank_table,
+    summed,
+)
 from ..core.run import Run
 from .axes import BytesAxis, format_bytes
 from .empty_state import EmptyState
@@ -66,8 +73,14 @@ class RanksView(QWidget):
         self._shown = key
         self._drawn_at = time.monotonic()
         self.plot.clear()
+        self.plot.getAxis("bottom").setTicks(None)
+        self.plot.setLabel("bottom", "time since rank 0 started", units="s")
         self.table.setRowCount(0)
-        self.empty.show(not runs)
+        simulated = simulated_rank_table(primary) if primary is not None and not runs else []
+        self.empty.show(not runs and not simulated)
+        if simulated:
+            self._show_simulated(primary, simulated)
+            return
         if not runs:
             self.note.setText(NOT_SHARDED)
             return
@@ -82,6 +95,18 @@ class RanksView(QWidget):
         total = summed(series)
         self.plot.plot(total.t, total.values, name="sum", pen=pg.mkPen(SUM_COLOUR, width=2.5))
         self._fill_table(rank_table(runs))
+
+    def _show_simulated(self, primary: Run, rows) -> None:
+        """Simulated ranks ran one after another: a bar per rank's tracked peak."""
+        ranks = rows[:-1]
+        self.note.setText(f"{len(ranks)} ranks of run #{primary.run_id}, simulated one after "
+                          "another: each rank's tracked peak (rank 0's timeline is the run's)")
+        bars = pg.BarGraphItem(x=list(range(len(ranks))), height=[r.peak_bytes for r in ranks],
+                               width=0.7, brush=RANK_COLOURS[0])
+        self.plot.addItem(bars)
+        self.plot.getAxis("bottom").setTicks([[(i, r.label) for i, r in enumerate(ranks)]])
+        self.plot.setLabel("bottom", "rank")
+        self._fill_table(rows)
 
     def _fill_table(self, rows) -> None:
         self.table.setRowCount(len(rows))

@@ -123,7 +123,11 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         torch.manual_seed(spec.seed)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "begin"})
-        if plan.world_size > 1:
+        if plan.world_size > 1 and fake is not None:  # every rank here, one by one
+            from .simulated_ranks import join_fake_group
+
+            join_fake_group(0, plan.world_size)
+        elif plan.world_size > 1:
             port = ranks.free_port()
             peers = ranks.launch_peers(spec, plan.world_size, port, controller, token)
             emitter.send({"type": "log", "t": now() - t0, "level": "info",
@@ -193,6 +197,9 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                                  lambda: model_on_disk(task.model))
         if peers:
             distributed = _finish_ranks(peers, reason, tracker, runner)
+        elif fake is not None and plan.world_size > 1:
+            distributed = _simulate_other_ranks(spec, reported, plan.world_size, t0, stop,
+                                                reason, tracker, runner, emitter)
         emitter.send({"type": "run_done", "t": now() - t0, "reason": reason,
                       "summary": {"tracking": tracker.summary() if tracker else None,
                                   "techniques": plan.record(), "output_drift": output_drift,
@@ -234,6 +241,30 @@ def _start_tracking(spec: RunSpec, task, plan: Plan, sampler, emitter, t0: float
         cuda.start_history()
     emitter.sources.append(tracker.take_messages)
     return tracker
+
+
+def _simulate_other_ranks(spec: RunSpec, reported: RunSpec, world_size: int, t0: float,
+                          stop: threading.Event, reason: str, tracker, runner,
+                          emitter) -> dict | None:
+    """After a simulated rank 0, the other ranks (when rank 0 finished)."""
+    import torch.distributed as dist
+
+    from . import ranks
+    from .simulated_ranks import simulate_other_ranks
+
+    try:
+        if reason != "finished":
+            return None
+
+        def say(text: str) -> None:
+            emitter.send({"type": "log", "t": now() - t0, "level": "info", "text": text})
+
+        first = ranks.rank_figures(0, tracker, runner.done)
+        return _after_run(emitter, t0, "simulating the other ranks", lambda: (
+            simulate_other_ranks(spec, reported, world_size, t0, stop, first, say)))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _finish_ranks(peers, reason: str, tracker, runner) -> dict | None:

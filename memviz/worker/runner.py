@@ -112,6 +112,7 @@ class Runner:
             if self.tracker is not None:
                 self.tracker.track_parameters(self.task.model)
             self._new_optimizer()
+            self.detail_next.set()  # a new shape of step: its first one is seen in full
         self._begin_step(step)
         k = self.plan.micro_batches
         loss_value = 0.0
@@ -134,6 +135,10 @@ class Runner:
                 self.optimizer.step()
             if self.tracker is not None:
                 self.tracker.tag_optimizer_state(self.optimizer)
+                # a gradient that is a view of storage made before the tracker started
+                # (DDP's buckets) is found here
+                self.tracker.tag((p.grad for p in self.task.model.parameters()
+                                  if p.grad is not None), "gradient")
             self.mark(step, "after_optimizer_step")
             self.optimizer.zero_grad(set_to_none=True)
         self.plan.after_step()
