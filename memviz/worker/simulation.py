@@ -38,10 +38,36 @@ def enter_fake_mode(spec: RunSpec):
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     _allow_moves_that_change_nothing()
+    _position_ids_are_one_sequence()
     # real tensors made outside it (a tokenizer's ids, say) are taken in as fake
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     mode.__enter__()
     return mode
+
+
+def _position_ids_are_one_sequence() -> None:
+    """transformers looks for packed sequences (several per row) in the position ids
+    of a training step without a cache, by reading their values: a real run finds one
+    sequence per row (memviz's batches are never packed) and lets attention mask by
+    ``is_causal``. On fake ids it cannot read, it would build the packed-sequence mask
+    instead, a tensor the real run never has; a simulation answers as the real run
+    does."""
+    try:
+        from transformers import masking_utils
+    except ImportError:
+        return
+    original = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if original is None or getattr(original, "memviz_simulation", False):
+        return
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    def find_packed_sequence_indices(position_ids, *args, **kwargs):
+        if isinstance(position_ids, FakeTensor):
+            return None
+        return original(position_ids, *args, **kwargs)
+
+    find_packed_sequence_indices.memviz_simulation = True
+    masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
 
 
 def _allow_moves_that_change_nothing() -> None:
