@@ -436,6 +436,34 @@ def test_imported_pytorch_stacks_reach_the_inspector(tmp_path):
     assert describe(run, 0)["stack"] == "train.py:42:forward\ntrain.py:7:main"
 
 
+def test_a_schema_1_file_with_json_categories_still_opens_the_same(recorded, tmp_path):
+    """Before schema 2 each sample's categories were one JSON text."""
+    import shutil
+    import sqlite3
+
+    from memviz.core.categories import CATEGORIES, SAMPLE_PREFIX
+
+    path, live = recorded
+    old = tmp_path / "schema1.memviz"
+    shutil.copy(path, old)
+    db = sqlite3.connect(old)
+    rows = db.execute("SELECT rowid, " + ", ".join(SAMPLE_PREFIX + c for c in CATEGORIES)
+                      + " FROM samples").fetchall()
+    for rowid, *values in rows:
+        cats = {c: int(v) for c, v in zip(CATEGORIES, values, strict=True) if v}
+        db.execute("UPDATE samples SET by_category = ? WHERE rowid = ?",
+                   (json.dumps(cats) if cats else None, rowid))
+    for c in CATEGORIES:
+        db.execute(f"ALTER TABLE samples DROP COLUMN {SAMPLE_PREFIX}{c}")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    back = open_run(old)
+    for name in ("t", "rss", "tracked_total", *(SAMPLE_PREFIX + c for c in CATEGORIES)):
+        np.testing.assert_array_equal(back.samples.column(name), live.samples.column(name),
+                                      err_msg=name)
+
+
 def test_a_time_window_loads_only_what_it_shows_and_the_same_live_bytes(recorded):
     path, _live = recorded
     full = open_run(path)
@@ -452,3 +480,52 @@ def test_a_time_window_loads_only_what_it_shows_and_the_same_live_bytes(recorded
     for moment in np.linspace(t0, t1, 7):  # every moment in the window: the same live bytes
         assert nbytes_window[window.tensors.live_at(moment)].sum() == \
             nbytes_full[full.tensors.live_at(moment)].sum() > 0
+
+
+def _events(rows: list[tuple]) -> dict:
+    """Tensor events from (t, id, kind, nbytes, category) rows."""
+    t, ids, kind, nbytes, category = (np.array(c) for c in zip(*rows, strict=True))
+    n = len(t)
+    cols = {"t": t.astype(float), "id": ids.astype(np.int64), "kind": kind.astype(np.uint8),
+            "nbytes": nbytes.astype(np.int64), "category": category.astype(np.uint8),
+            "offset": np.zeros(n, np.int64), "phase": np.zeros(n, np.uint8)}
+    for name in ("dtype", "shape", "device", "module", "op", "step", "stack"):
+        cols[name] = np.zeros(n, np.int32)
+    return cols
+
+
+def test_a_window_late_in_a_run_keeps_what_was_live_with_its_category_then(tmp_path):
+    """Many batches before the window: what is live at its start comes from the batch
+    that made it, retagged as it was by then; what was freed before it never shows."""
+    act, tmp, opt = (CATEGORIES.index(c) for c in ("activation", "temporary",
+                                                    "optimizer_state"))
+    path = tmp_path / "late.memviz"
+    recorder = Recorder(path, RunSpec().to_dict())
+    recorder.write([{"type": "strings", "entries": [[k, 0, "x"] for k in
+                                                    ("dtype", "shape", "device", "module",
+                                                     "op")]}])
+    rows = [(1.0, 0, 0, 100, tmp), (1.5, 1, 0, 200, tmp), (1.6, 2, 0, 400, opt)]
+    rows += [(2.0, 1, 2, 200, act), (2.5, 0, 1, 100, tmp)]  # 1 becomes an activation; 0 goes
+    next_id = 3
+    for k in range(200):  # filler: short-lived, in many batches of their own
+        rows += [(3.0 + k * 0.01, next_id, 0, 8, tmp), (3.0 + k * 0.01 + 0.001, next_id, 1, 8, 0)]
+        next_id += 1
+    rows += [(9.5, next_id, 0, 800, act), (9.6, 2, 1, 400, opt)]
+    for start in range(0, len(rows), 16):  # written in batches of 16 events
+        recorder.write([{"type": "tensor_events", "columns": _events(rows[start:start + 16])}])
+        recorder._flush_events()
+    recorder.finish("finished")
+
+    window = open_run(path, tensors_window=(8.0, 10.0))
+    assert window.tensors_window == (8.0, 10.0)
+    log = window.tensors.rows
+    sizes = log.column("nbytes").tolist()
+    assert sorted(sizes) == [200, 400, 800]  # 0 and every filler were freed before 8 s
+    at_start = {n: CATEGORIES[c] for n, c in zip(sizes, log.column("category"), strict=True)}
+    assert at_start[400] == "optimizer_state" and at_start[200] == "activation"
+    live = window.tensors.live_at(8.0)
+    assert sorted(log.column("nbytes")[live].tolist()) == [200, 400]
+    assert window.tensors.live_at(9.7).size == 2  # 2 was freed at 9.6
+    # the whole timeline is there; only the allocations are a window
+    assert window.samples is not None and open_run(path).tensors.rows.column(
+        "nbytes").size == next_id + 1

@@ -32,11 +32,15 @@ class Columns:
     def __len__(self) -> int:
         return self._len
 
-    def reserve(self, extra: int) -> None:
+    def reserve(self, extra: int, exact: bool = False) -> None:
+        """Room for ``extra`` more rows: by doubling (appends), or ``exact`` (a count
+        known in advance, so a long table is not made twice too big)."""
         need = self._len + extra
         cap = len(next(iter(self._data.values())))
         if need <= cap:
             return
+        if exact:
+            cap = need
         while cap < need:
             cap *= 2
         for name, old in self._data.items():

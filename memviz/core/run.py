@@ -66,6 +66,9 @@ class Run:
     worker_summary: dict[str, Any] = field(default_factory=dict)
     applied_techniques: list[dict[str, Any]] = field(default_factory=list)
     tensors: TensorLog = field(default_factory=TensorLog)
+    # a long run opened as a working set: the span whose allocations are loaded (None:
+    # every allocation of the run)
+    tensors_window: tuple[float, float] | None = None
     cuda_memory: list[dict[str, Any]] = field(default_factory=list)  # one per step on CUDA
     snapshot_path: str = ""  # the .memviz file it was recorded to or opened from
     rank: int = 0  # in a sharded run: which rank this stream is

@@ -29,6 +29,13 @@ def byte_tick_spacing(span: float, pixels: float) -> float:
 
 
 class BytesAxis(pg.AxisItem):
+    """Byte counts as 512 MiB, 3 GiB: the labels carry the unit, so pyqtgraph's own
+    SI scaling (which would divide gigabytes down to "3 B (×1e9)") is off."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.enableAutoSIPrefix(False)
+
     def tickSpacing(self, minVal, maxVal, size):
         if not (math.isfinite(minVal) and math.isfinite(maxVal)) or maxVal <= minVal:
             return super().tickSpacing(minVal, maxVal, size)

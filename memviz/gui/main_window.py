@@ -49,6 +49,7 @@ from .run_panel import RunPanel
 from .step_table import StepTable
 from .story_view import StoryView
 from .timeline import TimelineView
+from .working_set import WorkingSets, first_window
 
 REFRESH_MS = 50
 SNAPSHOT_SUFFIXES = (".memviz", ".pickle", ".pkl", ".json")
@@ -186,6 +187,7 @@ class MainWindow(QMainWindow):
 
         self.setAcceptDrops(True)
         self.external = ExternalRuns(self)
+        self.working_sets = WorkingSets()  # long runs opened a span at a time
         self.files = FileActions(self)
         self.menus = WindowMenus(self)
 
@@ -232,7 +234,9 @@ class MainWindow(QMainWindow):
         if is_comparison(path):
             return self._open_comparison(path)
         try:
-            run = open_run(path, run_id=self._next_id)
+            # a long run: the whole timeline, and the allocations around its peak
+            run = open_run(path, run_id=self._next_id,
+                           tensors_window=first_window(path, self.working_sets.max_events))
         except SnapshotError as exc:
             self.error_banner.action_error(f"Cannot open {exc}")
             return None
@@ -241,7 +245,7 @@ class MainWindow(QMainWindow):
         self.run_list.add_run(run)
         self._remember(str(Path(path).resolve()))
         self._shown_changed()
-        self.state_label.setText(f"Opened {path}")
+        self.state_label.setText(f"Opened {path}" + _window_note(run))
         return run
 
     def _open_comparison(self, path: str) -> Run | None:
@@ -436,6 +440,7 @@ class MainWindow(QMainWindow):
         run keeps its own), moment and modules."""
         run = self.current_run()
         self.timeline.show_runs([self.runs[i] for i in self.run_list.shown_run_ids()])
+        self.timeline.show_loaded_span(run.tensors_window if run is not None else None)
         self.alloc_view.set_run(run)
         self.moment_view.run = run
         t = self._cursors.get(run.run_id) if run is not None else None
@@ -494,6 +499,9 @@ class MainWindow(QMainWindow):
             return
         t = self.timeline.cursor.value()
         self._cursors[run.run_id] = t
+        if self.working_sets.follow(run, t):
+            a, b = self.working_sets.loading(run)
+            self.state_label.setText(f"Loading the allocations of {a:.1f}–{b:.1f} s…")
         self.moment_view.show_moment(run, t, self._keep)
         self._moment_shown_at = (run.run_id, run.revision)
 
@@ -517,8 +525,20 @@ class MainWindow(QMainWindow):
             return None
         return self.runs.get(self.rank_parent.get(run.run_id, run.run_id))
 
+    def _take_working_sets(self) -> None:
+        """Allocations a cursor move asked for have been read: every view redraws."""
+        for run, error in self.working_sets.poll():
+            if error is not None:
+                self.error_banner.action_error(f"Cannot load those allocations: {error}")
+            elif run is self.current_run():
+                self.alloc_view.set_run(None)  # its layout was of the allocations before
+                self._keep = None
+                self._shown_changed()
+                self.state_label.setText(f"Run #{run.run_id}" + _window_note(run))
+
     def refresh(self) -> None:
         self.external.poll()
+        self._take_working_sets()
         self._adopt_ranks()
         if self.comparison is not None:
             if not self.comparison.finished:
@@ -583,7 +603,7 @@ class MainWindow(QMainWindow):
             return f"Run #{run.run_id}: running, {steps}"
         if run.state == "failed":
             return f"Run #{run.run_id} failed after {steps}"
-        return f"Run #{run.run_id} {run.state}, {steps}"
+        return f"Run #{run.run_id} {run.state}, {steps}" + _window_note(run)
 
     def closeEvent(self, event) -> None:
         self.timer.stop()
@@ -593,3 +613,12 @@ class MainWindow(QMainWindow):
         for session in self.sessions.values():
             session.wait(5)
         super().closeEvent(event)
+
+
+def _window_note(run: Run) -> str:
+    """What a windowed run shows of its allocations (nothing for a whole one)."""
+    if run.tensors_window is None:
+        return ""
+    a, b = run.tensors_window
+    return (f": a long run; the allocations of {a:.1f}–{b:.1f} s are loaded (the shaded "
+            "span); click elsewhere on the timeline to load that part")

@@ -133,6 +133,7 @@ class TimelineView(QWidget):
         self._runs: dict[int, Run] = {}
         self._hidden: set[str] = {c for c, (_, _, shown) in SERIES.items() if not shown}
         self._shade_height = 1.0
+        self._loaded_band: pg.LinearRegionItem | None = None
         self._hint = ""
         self.cursor = pg.InfiniteLine(pos=0, angle=90, movable=True,
                                       pen=pg.mkPen("#d62728", width=1),
@@ -177,6 +178,25 @@ class TimelineView(QWidget):
         for run in runs:
             self.update_run(run, force=True)
         self._show_empty(not runs)
+
+    def show_loaded_span(self, span: tuple[float, float] | None) -> None:
+        """Shade the span whose allocations are loaded (a long run opened from a file);
+        None: every allocation is, nothing to shade."""
+        band = self._loaded_band
+        if span is None:
+            if band is not None:
+                band.hide()
+            return
+        if band is None:
+            band = self._loaded_band = pg.LinearRegionItem(
+                values=span, movable=False, brush=pg.mkBrush(90, 120, 220, 28),
+                pen=pg.mkPen(90, 120, 220, 90))
+            band.setZValue(-9)
+            band.setToolTip("The allocations of this span are loaded: click outside it to "
+                            "load the part around the click")
+            self.plot_item.addItem(band, ignoreBounds=True)
+        band.setRegion(span)
+        band.show()
 
     def _remove(self, run_id: int) -> None:
         layers = self._layers.pop(run_id)

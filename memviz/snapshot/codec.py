@@ -38,9 +38,10 @@ def encode(columns: dict[str, np.ndarray]) -> bytes:
     return msgpack.packb({"n": len(columns["t"]), "c": out}, use_bin_type=True)
 
 
-def decode(blob: bytes, max_events: int = MAX_EVENTS_PER_BATCH) -> dict[str, np.ndarray]:
-    """One batch's columns; a batch claiming more than ``max_events`` is refused before
-    anything is inflated."""
+def decode(blob: bytes, max_events: int = MAX_EVENTS_PER_BATCH,
+           only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """One batch's columns (``only`` those named: each column is inflated on its own);
+    a batch claiming more than ``max_events`` is refused before anything is inflated."""
     try:
         obj = msgpack.unpackb(blob, raw=False, strict_map_key=True)
         count = int(obj["n"])
@@ -53,7 +54,7 @@ def decode(blob: bytes, max_events: int = MAX_EVENTS_PER_BATCH) -> dict[str, np.
         raise CodecError(f"the file claims more tensor events than its size can hold "
                          f"({count:,} in one batch, {max(max_events, 0):,} left)")
     columns = {}
-    for name in EVENT_COLUMNS:
+    for name in EVENT_COLUMNS if only is None else only:
         dtype = np.dtype(DTYPES[name])
         want = count * dtype.itemsize
         try:

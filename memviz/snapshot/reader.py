@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from ..core.categories import CATEGORIES, SAMPLE_PREFIX
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
-from ..core.tensors import ALLOC, FREE, TrackingError
+from ..core.tensors import ALLOC, FREE, RETAG, TrackingError
 from ..core.text import printable
 from ..protocol.messages import ProtocolError, validate_message
 from . import codec
@@ -90,13 +91,16 @@ def checked_meta(db: sqlite3.Connection, path: Path, magic: str = MAGIC,
     return meta
 
 
-def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None) -> Run:
+def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None,
+             tensors_window: tuple[float, float] | None = None) -> Run:
     """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run.
 
     ``t_range`` (seconds on the run's clock) loads only that window of a .memviz
     file: its samples, phases and steps, the tensor events inside it, and the
     allocations made before it that were still live at its start. Event batches
-    after the window are not read at all."""
+    after the window are not read at all. ``tensors_window`` loads the whole
+    timeline (samples, phases, steps) and only that window's allocations: a long
+    run's working set (``run.tensors_window`` says which)."""
     path = Path(path)
     if path.is_file() and path.stat().st_size and _is_torch_snapshot(path):
         from . import torch_import
@@ -115,7 +119,7 @@ def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None) 
     try:
         meta = checked_meta(db, path)
         budget = EVENT_SLACK + path.stat().st_size // EVENT_FLOOR_BYTES
-        return _load(db, meta, run_id, t_range, budget)
+        return _load(db, meta, run_id, t_range, budget, tensors_window)
     except DAMAGE as exc:
         if isinstance(exc, SnapshotError):
             raise
@@ -136,43 +140,134 @@ class _Budget:
     def __init__(self, events: int) -> None:
         self.left = events
 
-    def decode(self, blob: bytes) -> dict:
-        cols = codec.decode(blob, max_events=self.left)
+    def decode(self, blob: bytes, only: tuple[str, ...] | None = None) -> dict:
+        cols = codec.decode(blob, max_events=self.left, only=only)
         self.left -= len(cols["t"])
         return cols
 
 
+# what the pass over the batches before a window reads of each (a few bytes an event)
+_SCAN = ("t", "id", "kind", "category")
+
+
 def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None,
-            budget: _Budget) -> list[dict]:
-    """The tensor-event batches to replay (for a window: trimmed, see open_run)."""
-    if t_range is None:
-        return [budget.decode(blob) for (blob,) in
-                db.execute("SELECT columns FROM event_batches ORDER BY batch")]
+            budget: _Budget) -> Iterator[dict] | list[dict]:
+    """The tensor-event batches to replay (for a window: see _window_events)."""
+    if t_range is None:  # one batch at a time: decoded, applied, dropped
+        return (budget.decode(blob) for (blob,) in
+                db.execute("SELECT columns FROM event_batches ORDER BY batch"))
+    return _window_events(db, t_range, budget)
+
+
+def _window_events(db: sqlite3.Connection, t_range: tuple[float, float],
+                   budget: _Budget) -> list[dict]:
+    """The events of a window, and the allocations made before it still live at its
+    start (with the category they had then), numbered afresh from 0.
+
+    The batches before the window are read in two passes, in memory bounded by the
+    live set rather than the history: first their time, id, kind and category columns
+    (which allocations are live at the start, and their last retag), then in full only
+    the few batches that made those allocations."""
     t0, t1 = t_range
-    parts: list[dict] = []
-    for blob, in db.execute("SELECT columns FROM event_batches WHERE t_first <= ? "
-                            "ORDER BY batch", (float(t1),)):
-        cols = budget.decode(blob)
-        keep = cols["t"] <= t1
-        parts.append({k: v[keep] for k, v in cols.items()})
-    parts = [c for c in parts if len(c["t"])]
+    live = np.zeros(0, np.int64)  # ids allocated before t0 and not freed before it
+    live_batch = np.zeros(0, np.int64)  # the batch that allocated each
+    retag_id = np.zeros(0, np.int64)
+    retag_category = np.zeros(0, np.uint8)
+    window_parts: list[dict] = []
+    for batch, t_last, blob in db.execute("SELECT batch, t_last, columns FROM event_batches "
+                                          "WHERE t_first <= ? ORDER BY batch", (float(t1),)):
+        whole_before = isinstance(t_last, float | int) and t_last < t0
+        cols = budget.decode(blob, only=_SCAN if whole_before else None)
+        if len(cols["t"]) and cols["t"][0] >= t0:
+            keep = cols["t"] <= t1
+            window_parts.append({k: v[keep] for k, v in cols.items()})
+            continue
+        before = cols["t"] < t0
+        kind, ids = cols["kind"][before], cols["id"][before]
+        made = ids[kind == ALLOC]
+        live = np.concatenate([live, made])
+        live_batch = np.concatenate([live_batch, np.full(len(made), batch, np.int64)])
+        gone = np.isin(live, ids[kind == FREE])
+        live, live_batch = live[~gone], live_batch[~gone]
+        retag = kind == RETAG
+        retag_id = np.concatenate([retag_id, ids[retag]])
+        retag_category = np.concatenate([retag_category, cols["category"][before][retag]])
+        still = np.isin(retag_id, live)
+        retag_id, retag_category = retag_id[still], retag_category[still]
+        inside = ~before & (cols["t"] <= t1)
+        if not whole_before and inside.any():
+            window_parts.append({k: v[inside] for k, v in cols.items()})
+    parts = _live_at_start(db, live, live_batch, retag_id, retag_category, budget)
+    parts += [p for p in window_parts if len(p["t"])]
     if not parts:
         return []
     merged = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
-    # what was freed before the window never shows in it
-    gone = merged["id"][(merged["kind"] == FREE) & (merged["t"] < t0)]
-    events = {k: v[~np.isin(merged["id"], gone)] for k, v in merged.items()}
     # allocation ids are row numbers: the kept allocations are numbered afresh
-    kept = np.sort(events["id"][events["kind"] == ALLOC])
-    at = np.searchsorted(kept, events["id"])
-    known = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == events["id"])
-    events = {k: v[known] for k, v in events.items()}
+    kept = np.sort(merged["id"][merged["kind"] == ALLOC])
+    at = np.searchsorted(kept, merged["id"])
+    known = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == merged["id"])
+    events = {k: v[known] for k, v in merged.items()}
     events["id"] = at[known].astype(events["id"].dtype)
     return [events]
 
 
+def _live_at_start(db: sqlite3.Connection, live: np.ndarray, live_batch: np.ndarray,
+                   retag_id: np.ndarray, retag_category: np.ndarray,
+                   budget: _Budget) -> list[dict]:
+    """The allocation events of ``live`` (read from the batches that made them), each
+    with the category of its last retag before the window."""
+    parts = []
+    for batch in np.unique(live_batch).tolist():
+        (blob,) = db.execute("SELECT columns FROM event_batches WHERE batch = ?",
+                             (batch,)).fetchone()
+        cols = budget.decode(blob)
+        mine = (cols["kind"] == ALLOC) & np.isin(cols["id"], live[live_batch == batch])
+        parts.append({k: v[mine].copy() for k, v in cols.items()})
+    if parts and len(retag_id):
+        # the last retag of each id wins: unique over the reversed order keeps the last
+        ids_rev, first = np.unique(retag_id[::-1], return_index=True)
+        last_category = retag_category[::-1][first]
+        for part in parts:
+            at = np.searchsorted(ids_rev, part["id"])
+            hit = (at < len(ids_rev)) & (ids_rev[np.minimum(at, len(ids_rev) - 1)]
+                                         == part["id"])
+            part["category"][hit] = last_category[at[hit]]
+    return parts
+
+
+def window_around(path, t: float, max_events: int) -> tuple[float, float] | None:
+    """A span of the run around ``t`` holding about ``max_events`` tensor events, or
+    None when the whole run holds no more (read from the batches' index, nothing is
+    decoded)."""
+    db = _connect(Path(path))
+    try:
+        rows = db.execute("SELECT t_first, t_last, count FROM event_batches "
+                          "ORDER BY batch").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise SnapshotError(f"{path}: damaged snapshot ({exc})") from None
+    finally:
+        db.close()
+    if not rows or sum(r[2] for r in rows) <= max_events:
+        return None
+    first = np.array([r[0] for r in rows], dtype=np.float64)
+    last = np.array([r[1] for r in rows], dtype=np.float64)
+    count = np.array([r[2] for r in rows], dtype=np.int64)
+    lo = hi = int(np.clip(np.searchsorted(first, t, side="right") - 1, 0, len(rows) - 1))
+    held = int(count[lo])
+    while held < max_events and (lo > 0 or hi < len(rows) - 1):
+        grow_left = lo > 0 and (hi == len(rows) - 1 or t - first[lo] < last[hi] - t)
+        if grow_left:
+            lo -= 1
+            held += int(count[lo])
+        else:
+            hi += 1
+            held += int(count[hi])
+    return float(first[lo]), float(last[hi])
+
+
 def _load(db: sqlite3.Connection, meta: dict, run_id: int,
-          t_range: tuple[float, float] | None = None, budget: int = 1 << 62) -> Run:
+          t_range: tuple[float, float] | None = None, budget: int = 1 << 62,
+          tensors_window: tuple[float, float] | None = None) -> Run:
     fields = checked(meta)
     run = Run(RunSpec.from_dict(fields["spec"]), run_id=run_id)
     run.snapshot_path = str(db.execute("PRAGMA database_list").fetchone()[2])
@@ -187,20 +282,8 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
     run.state = state if state in ("finished", "stopped", "failed") else "stopped"
     messages: list[dict] = []
     where, args = _window(t_range)
-    rows = db.execute(f"SELECT t, {', '.join(SAMPLE_FIELDS)}, by_category FROM samples"
-                      f"{where} ORDER BY rowid", args).fetchall()
-    if rows:
-        table = np.array([r[:-1] for r in rows], dtype=np.float64)
-        columns = {"t": table[:, 0]}
-        for i, name in enumerate(SAMPLE_FIELDS, start=1):
-            columns[name] = table[:, i]
-        cats = [json.loads(r[-1]) if r[-1] else {} for r in rows]
-        tracked = np.isfinite(columns["tracked_total"])
-        if tracked.any():
-            for c in CATEGORIES:  # NaN before tracking started, as in the live run
-                values = np.array([d.get(c, 0) for d in cats], dtype=float)
-                values[~tracked] = np.nan
-                columns[SAMPLE_PREFIX + c] = values
+    columns = _samples(db, where, args)
+    if columns is not None:
         messages.append({"type": "samples", "columns": columns})
     for step, name, edge, t in db.execute("SELECT step, name, edge, t FROM phases"
                                           f"{where} ORDER BY rowid", args):
@@ -227,14 +310,56 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
     stacks = [[i, json.loads(f)] for i, f in db.execute("SELECT id, frames FROM stacks")]
     if stacks:
         messages.append({"type": "stacks", "entries": stacks})
-    for columns in _events(db, t_range, _Budget(budget)):
-        messages.append({"type": "tensor_events", "columns": columns})
     for msg in messages:
         validate_message(msg)
     state, error = run.state, run.error
     run.apply_all(messages)
+    window = tensors_window or t_range
+    if window is None:  # room for every allocation at once, not grown by doubling
+        run.tensors.rows.reserve(min(allocation_count(db), budget), exact=True)
+    for columns in _events(db, window, _Budget(budget)):
+        msg = {"type": "tensor_events", "columns": columns}
+        validate_message(msg)
+        run.apply_all([msg])
+    run.tensors_window = tensors_window
     run.state, run.error = state, error  # the stored outcome, not one replayed messages imply
     return run
+
+
+def allocation_count(db: sqlite3.Connection) -> int:
+    """At most how many allocations the file holds (its last batch's first id plus
+    that batch's events), without decoding anything."""
+    last = db.execute("SELECT first_alloc_id, count FROM event_batches "
+                      "ORDER BY batch DESC LIMIT 1").fetchone()
+    if last is None or not all(isinstance(v, int) and v >= 0 for v in last):
+        return 0
+    return min(last[0] + last[1], 1 << 31)
+
+
+def _samples(db: sqlite3.Connection, where: str, args: tuple) -> dict | None:
+    """The samples as columns: read as one table (schema 2), or with each row's
+    categories parsed from its JSON text (schema 1)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(samples)")}
+    by_column = [SAMPLE_PREFIX + c for c in CATEGORIES]
+    columnar = all(name in have for name in by_column)
+    names = ["t", *SAMPLE_FIELDS, *(by_column if columnar else ["by_category"])]
+    rows = db.execute(f"SELECT {', '.join(names)} FROM samples{where} ORDER BY rowid",
+                      args).fetchall()
+    if not rows:
+        return None
+    if columnar:
+        table = np.array(rows, dtype=np.float64)  # NULL becomes NaN
+        return {name: table[:, i] for i, name in enumerate(names)}
+    table = np.array([r[:-1] for r in rows], dtype=np.float64)
+    columns = {name: table[:, i] for i, name in enumerate(names[:-1])}
+    cats = [json.loads(r[-1]) if r[-1] else {} for r in rows]
+    tracked = np.isfinite(columns["tracked_total"])
+    if tracked.any():
+        for c in CATEGORIES:  # NaN before tracking started, as in the live run
+            values = np.array([d.get(c, 0) for d in cats], dtype=float)
+            values[~tracked] = np.nan
+            columns[SAMPLE_PREFIX + c] = values
+    return columns
 
 
 def _text(value):

@@ -105,15 +105,13 @@ class Recorder:
         cols = msg["columns"]
         n = len(cols["t"])
         nan = np.full(n, np.nan)
-        fields = [np.asarray(cols["t"])] + [np.asarray(cols.get(f, nan)) for f in SAMPLE_FIELDS]
-        cats = [np.asarray(cols.get(SAMPLE_PREFIX + c, nan)) for c in CATEGORIES]
-        rows = []
-        for i in range(n):
-            by_cat = {c: int(v[i]) for c, v in zip(CATEGORIES, cats, strict=True)
-                      if np.isfinite(v[i]) and v[i]}
-            rows.append((*(None if not np.isfinite(f[i]) else float(f[i]) for f in fields),
-                         json.dumps(by_cat) if by_cat else None))
-        self.db.executemany(f"INSERT INTO samples VALUES ({', '.join('?' * 11)})", rows)
+        names = ("t", *SAMPLE_FIELDS, *(SAMPLE_PREFIX + c for c in CATEGORIES))
+        table = np.column_stack([np.asarray(cols.get(name, nan), dtype=np.float64)
+                                 for name in names])
+        # SQLite stores NULL for a missing value; a row as Python floats at once
+        rows = [tuple(None if v != v else v for v in row) for row in table.tolist()]
+        self.db.executemany(f"INSERT INTO samples (t, {', '.join(names[1:])}) "
+                            f"VALUES ({', '.join('?' * len(names))})", rows)
 
     def _on_phase(self, msg: dict) -> None:
         self.db.execute("INSERT INTO phases VALUES (?, ?, ?, ?)",
