@@ -230,15 +230,20 @@ def _start_tracking(spec: RunSpec, task, plan: Plan, sampler, emitter, t0: float
         return None
     from ..tracking import TensorTracker
 
-    tracker = TensorTracker(now, t0, stacks=spec.track == "tensors+stacks")
+    stacks = spec.track == "tensors+stacks"
+    if cuda_index is not None:  # the allocator's own trace: no per-op Python on CUDA
+        from ..tracking.allocator_trace import AllocatorTracker, CudaHistory
+
+        history = CudaHistory(cuda_index, stacks)
+        history.start()
+        tracker = AllocatorTracker(now, t0, history.take, device=f"cuda:{cuda_index}",
+                                   stacks=stacks)
+    else:
+        tracker = TensorTracker(now, t0, stacks=stacks)
     tracker.start(task.model)
     for nbytes, category, module, label in plan.opaque_bytes(task):
         tracker.add_opaque(nbytes, category, module, label)
     sampler.tracker = tracker
-    if cuda_index is not None:
-        from ..tracking import cuda
-
-        cuda.start_history()
     emitter.sources.append(tracker.take_messages)
     return tracker
 

@@ -69,6 +69,7 @@ class StepMeter:
             detailed = self.detail.detailed(step) or self.detail_next.is_set()
             self.detail_next.clear()
             self.tracker.set_detail(detailed)
+            detailed = self.tracker.detailed  # on CUDA every step is seen whole
             if not detailed:  # the timeline says so: temporaries are not seen this step
                 self._untracked = step
                 self.emitter.send({"type": "phase", "t": self.t(), "step": step,
@@ -105,13 +106,10 @@ class StepMeter:
         return self.done[-1]
 
     def _send_cuda_memory(self, step: int) -> None:
-        """The allocator's own view at the step's end, joined to the tracker's categories."""
-        from ..tracking import cuda
-
-        snapshot = cuda.take_snapshot()
-        summary = cuda.segment_summary(snapshot, self.tracker.category_by_address(),
-                                       self.device.index or 0)
-        tracked = self.tracker.live_block_bytes("cuda", cuda.rounded)
+        """The allocator's state at the step's end, from its trace (reserved, segments,
+        fragmentation), beside what torch reports as allocated."""
+        self.tracker.pull()
+        summary = self.tracker.segment_summary()
         self.emitter.send({"type": "cuda_memory", "t": self.t(), "step": step, **summary,
                            "torch_allocated": int(torch.cuda.memory_allocated(self.device)),
-                           "tracked_rounded": tracked})
+                           "tracked_rounded": summary["allocated"]})
