@@ -76,8 +76,10 @@ def write_long_run(path: str, allocations: int) -> float:
             recorder.write([{"type": "tensor_events",
                              "columns": {k: v[start:start + 16_384] for k, v in cols.items()}}])
         samples = np.arange(t, end, 0.1)
-        columns = {"t": samples, "rss": np.full(len(samples), 3e9),
-                   "tracked_total": np.full(len(samples), 2e9)}
+        # memory climbs to its peak at 70 % of the run, then eases: the window the
+        # window opens is late, behind most of the file
+        rise = 1.0 - np.abs(samples / (allocations / 2000.0) - 0.7)
+        columns = {"t": samples, "rss": 3e9 + 1e9 * rise, "tracked_total": 2e9 + 1e9 * rise}
         for c in CATEGORIES:
             columns[SAMPLE_PREFIX + c] = np.full(len(samples), 2e9 / len(CATEGORIES))
         recorder.write([{"type": "samples", "columns": columns}])

@@ -197,18 +197,33 @@ def _window_events(db: sqlite3.Connection, t_range: tuple[float, float],
         inside = ~before & (cols["t"] <= t1)
         if not whole_before and inside.any():
             window_parts.append({k: v[inside] for k, v in cols.items()})
+    window_parts = [p for p in window_parts if len(p["t"])]
+    made = (p["id"][p["kind"] == ALLOC] for p in window_parts)
+    first = next((int(m[0]) for m in made if len(m)), None)  # the window's first allocation
     parts = _live_at_start(db, live, live_batch, retag_id, retag_category, budget)
-    parts += [p for p in window_parts if len(p["t"])]
-    if not parts:
-        return []
-    merged = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
-    # allocation ids are row numbers: the kept allocations are numbered afresh
-    kept = np.sort(merged["id"][merged["kind"] == ALLOC])
-    at = np.searchsorted(kept, merged["id"])
-    known = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == merged["id"])
-    events = {k: v[known] for k, v in merged.items()}
-    events["id"] = at[known].astype(events["id"].dtype)
-    return [events]
+    return _renumbered(parts + window_parts, np.sort(live), first)
+
+
+def _renumbered(parts: list[dict], live: np.ndarray, first: int | None) -> list[dict]:
+    """Allocation ids are row numbers: the allocations live at the window's start
+    become 0..len(live)-1 and the window's own, whose ids run on without a gap from
+    ``first``, follow. Each part is renumbered on its own, never merged into one
+    copy of the window; an event naming neither (a damaged file) is dropped."""
+    out = []
+    for part in parts:
+        ids = part["id"]
+        own = ids >= first if first is not None else np.zeros(len(ids), bool)
+        at = np.searchsorted(live, ids)
+        earlier = np.zeros(len(ids), bool)
+        if len(live):
+            earlier = (at < len(live)) & (live[np.minimum(at, len(live) - 1)] == ids)
+        known = own | earlier
+        new_ids = np.where(own, len(live) + ids - (first or 0), at)
+        kept = {k: v[known] for k, v in part.items()}
+        kept["id"] = new_ids[known].astype(ids.dtype)
+        if len(kept["t"]):
+            out.append(kept)
+    return out
 
 
 def _live_at_start(db: sqlite3.Connection, live: np.ndarray, live_batch: np.ndarray,
@@ -315,9 +330,11 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
     state, error = run.state, run.error
     run.apply_all(messages)
     window = tensors_window or t_range
-    if window is None:  # room for every allocation at once, not grown by doubling
-        run.tensors.rows.reserve(min(allocation_count(db), budget), exact=True)
-    for columns in _events(db, window, _Budget(budget)):
+    events = _events(db, window, _Budget(budget))
+    # room for every allocation at once, not grown by doubling
+    run.tensors.rows.reserve(min(allocation_count(db), budget) if window is None else
+                             sum(int((p["kind"] == ALLOC).sum()) for p in events), exact=True)
+    for columns in events:
         msg = {"type": "tensor_events", "columns": columns}
         validate_message(msg)
         run.apply_all([msg])
