@@ -47,12 +47,27 @@ def main() -> int:
     base = run(RunSpec(model="gpt2-tiny", steps=6, batch_size=2, seq_len=128))
     checkpointed = run(RunSpec(model="gpt2-tiny", steps=6, batch_size=2, seq_len=128,
                                techniques=[{"name": "checkpointing", "params": {}}]))
+    # four ranks of ZeRO, simulated in one worker: the Ranks tab's bars
+    sharded = run(RunSpec(model="gpt2-tiny", steps=2, batch_size=4, seq_len=128, simulate=True,
+                          techniques=[{"name": "zero", "params": {"world_size": 4}}]))
+    # a small comparison for its tab (predictions simulated first)
+    panel = window.run_panel
+    panel.batch_size.setValue(2)
+    panel.seq_len.setValue(128)
+    panel.steps.setValue(3)
+    sets = "amp\namp,checkpointing\noptimizer=sgd"
+    window.comparison_view.sets_edit.setPlainText(sets)
+    comparison = window.start_comparison(sets, False)
+    while comparison is not None and not comparison.finished:
+        settle(0.2)
     window.select_run(base.run_id)
     settle()
     window.grab().save(str(HERE / "screenshot.png"))
     for index in range(window.tabs.count()):
         name = window.tabs.tabText(index)
         window.tabs.setCurrentIndex(index)
+        if name == "Ranks":
+            window.select_run(sharded.run_id)
         if name == "Diff two runs":
             window.select_run(checkpointed.run_id)
             window.run_list.item(0).setCheckState(Qt.CheckState.Checked)
@@ -61,7 +76,7 @@ def main() -> int:
         window.grab().save(str(views / f"{slug}.png"))
         if name == "Diff two runs":
             window.run_list.item(0).setCheckState(Qt.CheckState.Unchecked)
-            window.select_run(base.run_id)
+        window.select_run(base.run_id)
     window.run_list.item(0).setCheckState(Qt.CheckState.Checked)
     window.select_run(checkpointed.run_id)
     window.tabs.setCurrentIndex(0)
@@ -70,8 +85,36 @@ def main() -> int:
     window.external.wait_for_programs()
     settle()
     window.external.dialog.grab().save(str(views / "wait-for-a-program.png"))
+    program_run(window, settle, views)
     window.close()
     return 0
+
+
+def program_run(window, settle, views: Path) -> None:
+    """A user's own training loop connecting to the window, shown while it runs."""
+    import os
+    import subprocess
+
+    command = window.external.dialog.command.text()
+    env_part, _, rest = command.partition(" ")
+    key, _, token = env_part.partition("=")
+    args = rest.split()[1:rest.split().index("--")]
+    before = set(window.runs)
+    proc = subprocess.Popen([sys.executable, "-m", "memviz", *args, "--", sys.executable,
+                             str(HERE.parent / "examples" / "train_loop.py"), "--steps", "30"],
+                            env={**os.environ, key: token}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    window.external.dialog.hide()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not set(window.runs) - before:
+        settle(0.1)
+    arrived = [window.runs[i] for i in set(window.runs) - before]
+    while arrived and time.monotonic() < deadline and len(arrived[0].steps) < 8:
+        settle(0.1)
+    window.tabs.setCurrentIndex(0)
+    settle()
+    window.grab().save(str(views / "program-live.png"))
+    proc.wait(120)
 
 
 if __name__ == "__main__":

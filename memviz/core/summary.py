@@ -105,9 +105,14 @@ def build_summary(run: Run) -> dict[str, Any]:
             "max_by_category": tracked["max_by_category"],
             "tracked_allocations": tracked["allocations"],
             "step_seconds_median": statistics.median(seconds) if seconds else None,
-            "tokens_per_second": (
-                sum(s.tokens for s in run.steps) / sum(seconds) if sum(seconds) > 0 else None
-            ),
+            # the median step's rate, beside the median step's time (a mean over every
+            # step would let the first, warming up, outweigh the rest)
+            "tokens_per_second": _median_rate(run),
             "error_kind": run.error["kind"] if run.error else None,
             "oom": last_moment(run),
         }
+
+
+def _median_rate(run: Run) -> float | None:
+    rates = [s.tokens / s.seconds for s in run.steps if s.seconds and s.seconds > 0]
+    return statistics.median(rates) if rates else None
