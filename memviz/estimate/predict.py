@@ -286,17 +286,9 @@ def _train_peak(spec, model: _Model, c: Coefficients, b: int, s: int, trainable:
         every = int(used["checkpointing"]["every"])
         kept = model.layers * b * s * model.arch.hidden * model.act_bytes
         blocks = activations - _head(model, c, b, s)
-        if model.arch.attention_dropout:
-            # with dropout the recomputed blocks stay until the backward ends (measured):
-            # the peak is at the forward's end or at the backward's, whichever is higher
-            backward_end = dict(cats, activation=int(kept + blocks), gradient=trainable)
-            activations = kept + _head(model, c, b, s)
-            notes.append("checkpointing with dropout: recomputed activations live until the "
-                         "backward ends")
-        else:
-            kept_blocks = model.layers - model.layers // every
-            activations = kept + blocks / max(model.layers, 1) * (1 + kept_blocks) + \
-                _head(model, c, b, s)
+        kept_blocks = model.layers - model.layers // every
+        activations = kept + blocks / max(model.layers, 1) * (1 + kept_blocks) + \
+            _head(model, c, b, s)
     if "lora" in used:
         activations += model.layers * len(model.arch.block_linears) * b * s * \
             int(used["lora"]["r"]) * model.act_bytes
