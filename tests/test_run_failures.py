@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from memviz.session.spawn import popen_own_session
 from memviz.snapshot import open_run
 
 from .conftest import WORKER_DEADLINE_S
@@ -184,3 +187,37 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_so(tmp_path):
         assert len(back.samples) > 0
     finally:
         release()
+
+
+def _sigint_bit(status: str, field: str) -> bool:
+    mask = int(re.search(rf"^{field}:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+def test_a_ctrl_c_while_the_worker_is_spawned_cannot_kill_it(tmp_path):
+    """A Ctrl-C reaches the controller's whole group; a child caught between fork and
+    setsid got it too and died of it (the run failed: "killed by SIGINT"). Spawned
+    with SIGINT blocked, the child keeps such a Ctrl-C pending instead."""
+    itself = ["sh", "-c", "kill -INT $$; echo alive"]  # a Ctrl-C at its first instant
+    plain = subprocess.run(itself, start_new_session=True, capture_output=True, text=True)
+    assert plain.returncode == -signal.SIGINT  # what the plain spawn does with it
+    child = popen_own_session(itself, stdout=subprocess.PIPE, text=True)
+    assert child.communicate(timeout=60)[0] == "alive\n" and child.returncode == 0
+
+    # the real worker: once started, SIGINT is ignored and no longer blocked
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "w.sock"))
+    server.listen(1)
+    server.settimeout(WORKER_DEADLINE_S)
+    worker = popen_own_session([*MEMVIZ, "worker", "--connect", f"unix:{tmp_path / 'w.sock'}"],
+                               env={**os.environ, "MEMVIZ_TOKEN": "t" * 32},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        peer, _ = server.accept()  # it connects after setting its disposition
+        status = Path(f"/proc/{worker.pid}/status").read_text()
+        assert _sigint_bit(status, "SigIgn") and not _sigint_bit(status, "SigBlk")
+        peer.close()
+    finally:
+        worker.kill()
+        worker.wait()
+        server.close()

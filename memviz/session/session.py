@@ -27,6 +27,7 @@ from ..protocol.messages import ProtocolError
 from ..protocol.transport import Connection, ConnectionClosed
 from .feed import Feed, serve
 from .memory_cap import AUTO, MemoryCap, parse_cap
+from .spawn import popen_own_session
 
 CONNECT_TIMEOUT_S = 60.0
 # A worker stops at its next phase boundary: a fraction of a second on a quiet
@@ -102,13 +103,12 @@ class WorkerSession:
             self._threads.append(thread)
 
     def _spawn(self, addr, env: dict[str, str]) -> subprocess.Popen:
-        return subprocess.Popen(
+        # its own session: a terminal's Ctrl-C reaches the controller only, which
+        # stops the worker cleanly (a worker still importing would die of it)
+        return popen_own_session(
             [*worker_command(), "--connect", str(addr)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
-            # its own process group: a terminal's Ctrl-C reaches the controller only,
-            # which stops the worker cleanly (a worker still importing would die of it)
-            start_new_session=True,
         )
 
     def request_stop(self) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
 from ..protocol.transport import ConnectionClosed
+from .spawn import popen_own_session
 
 READY_TIMEOUT_S = 120.0
 
@@ -89,12 +90,11 @@ class WarmStart:
         self._dir = Path(tempfile.mkdtemp(prefix="memviz-warm-"))
         self._token = handshake.new_token()
         server, addr = address.listen(address.parse(f"unix:{self._dir}/warm.sock"))
-        self.proc = subprocess.Popen(
+        self.proc = popen_own_session(
             [*worker_command(), "--zygote", "--connect", str(addr)],
             env={**os.environ, "MEMVIZ_TOKEN": self._token, "PYTHONUNBUFFERED": "1",
                  "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             result = accept_authenticated(server, self._token, "controller",
                                           give_up=lambda: self.proc.poll() is not None,

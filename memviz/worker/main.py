@@ -378,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         # a Ctrl-C in the terminal reaches the whole process group: the controller
         # decides how its worker stops (a clean stop, then a kill if it lingers)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a controller spawns its worker with SIGINT blocked (session.spawn): now that it
+    # has its disposition, a Ctrl-C left pending from the spawn is discarded
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if args.rank is not None:
         return run_peer(args.rank, args.world_size, args.master_port)
     if args.token is not None:
