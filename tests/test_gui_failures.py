@@ -89,3 +89,30 @@ def test_a_pytorch_snapshot_exported_by_memviz_diffs_and_opens_in_every_view(
     window.tabs.setCurrentWidget(window.modules_view)
     window.refresh()
     assert window.modules_view.topLevelItemCount() == 0  # no module tree; nothing broke
+
+
+def test_a_large_pytorch_snapshot_opens_in_the_background_with_its_progress(
+        window, qtbot, tmp_path, monkeypatch):
+    from benchmarks.torch_snapshot_file import write_snapshot
+    from memviz.gui import background_open
+
+    path = tmp_path / "large.pickle"
+    held = write_snapshot(path, 200_000)
+    # a large file here is a few MiB: the threshold (32 MiB) is moved, not the path
+    monkeypatch.setattr(background_open, "BACKGROUND_BYTES", 1 << 20)
+    assert window.open_snapshot(str(path)) is None  # the run comes later
+    assert window.state_label.text().startswith("Opening large.pickle (")
+    window.timeline.plot.grab()  # the window keeps drawing meanwhile
+    qtbot.waitUntil(lambda: window.current_run() is not None, timeout=WAIT_MS)
+    run = window.current_run()
+    assert len(run.tensors) == held["allocations"]
+    assert window.run_list.count() == 1
+    assert window.error_banner.isHidden()
+
+    hostile = tmp_path / "hostile.pickle"
+    hostile.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])  # cut short
+    assert window.open_snapshot(str(hostile)) is None
+    qtbot.waitUntil(lambda: not window.error_banner.isHidden(), timeout=WAIT_MS)
+    assert "hostile.pickle" in window.error_banner.text()
+    assert "ends early" in window.error_banner.text()
+    assert len(window.runs) == 1

@@ -32,6 +32,7 @@ from ..session import WorkerSession
 from ..techniques import preflight
 from .alloc_view import AllocationView
 from .axes import format_bytes
+from .background_open import BackgroundOpens, opens_in_background
 from .banner import Banner
 from .comparison_view import ComparisonView, sets_from_text
 from .diff_view import DiffView
@@ -188,6 +189,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.external = ExternalRuns(self)
         self.working_sets = WorkingSets()  # long runs opened a span at a time
+        self.background_opens = BackgroundOpens()  # large PyTorch snapshots being read
         self.files = FileActions(self)
         self.menus = WindowMenus(self)
 
@@ -233,6 +235,11 @@ class MainWindow(QMainWindow):
         self.error_banner.user_acted()
         if is_comparison(path):
             return self._open_comparison(path)
+        if opens_in_background(path):  # a large PyTorch snapshot: None now, the run later
+            self.background_opens.start(path, self._next_id)
+            self._next_id += 1
+            self._show_opening()
+            return None
         try:
             # a long run: the whole timeline, and the allocations around its peak
             run = open_run(path, run_id=self._next_id,
@@ -241,6 +248,9 @@ class MainWindow(QMainWindow):
             self.error_banner.action_error(f"Cannot open {exc}")
             return None
         self._next_id += 1
+        return self._add_opened(run, path)
+
+    def _add_opened(self, run: Run, path: str) -> Run:
         self.runs[run.run_id] = run
         self.run_list.add_run(run)
         self._remember(str(Path(path).resolve()))
@@ -525,6 +535,21 @@ class MainWindow(QMainWindow):
             return None
         return self.runs.get(self.rank_parent.get(run.run_id, run.run_id))
 
+    def _show_opening(self) -> None:
+        pending = self.background_opens.pending()
+        if pending:
+            self.state_label.setText("Opening " + ", ".join(
+                f"{Path(o.path).name} ({o.fraction:.0%})" for o in pending) + "…")
+
+    def _take_background_opens(self) -> None:
+        """Snapshots read in the background: each joins the list, or says why not."""
+        for opening in self.background_opens.poll():
+            if opening.run is not None:
+                self._add_opened(opening.run, opening.path)
+            else:
+                self.error_banner.action_error(f"Cannot open {opening.error}")
+        self._show_opening()
+
     def _take_working_sets(self) -> None:
         """Allocations a cursor move asked for have been read: every view redraws."""
         for run, error in self.working_sets.poll():
@@ -538,6 +563,7 @@ class MainWindow(QMainWindow):
 
     def refresh(self) -> None:
         self.external.poll()
+        self._take_background_opens()
         self._take_working_sets()
         self._adopt_ranks()
         if self.comparison is not None:

@@ -44,7 +44,7 @@ class SnapshotError(ValueError):
         super().__init__(printable(message, one_line=True)[:500])
 
 
-def _is_torch_snapshot(path: Path) -> bool:
+def is_torch_snapshot(path: Path) -> bool:
     from .torch_import import looks_like_torch_snapshot
 
     return looks_like_torch_snapshot(path)
@@ -92,7 +92,7 @@ def checked_meta(db: sqlite3.Connection, path: Path, magic: str = MAGIC,
 
 
 def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None,
-             tensors_window: tuple[float, float] | None = None) -> Run:
+             tensors_window: tuple[float, float] | None = None, progress=None) -> Run:
     """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run.
 
     ``t_range`` (seconds on the run's clock) loads only that window of a .memviz
@@ -100,14 +100,14 @@ def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None,
     allocations made before it that were still live at its start. Event batches
     after the window are not read at all. ``tensors_window`` loads the whole
     timeline (samples, phases, steps) and only that window's allocations: a long
-    run's working set (``run.tensors_window`` says which)."""
+    run's working set (``run.tensors_window`` says which). ``progress(fraction)`` is
+    called as a PyTorch snapshot is read (they can take a minute)."""
     path = Path(path)
-    if path.is_file() and path.stat().st_size and _is_torch_snapshot(path):
+    if path.is_file() and path.stat().st_size and is_torch_snapshot(path):
         from . import torch_import
 
         try:
-            return torch_import.to_run(torch_import.load(path), path.name, run_id,
-                                       file_bytes=path.stat().st_size)
+            return torch_import.open_snapshot(path, path.name, run_id, progress)
         except torch_import.TorchSnapshotError as exc:
             text = str(exc)
             raise SnapshotError(text if text.startswith(str(path)) else f"{path}: {text}") \
