@@ -44,3 +44,11 @@ class BytesAxis(pg.AxisItem):
 
     def tickStrings(self, values, scale, spacing):
         return [format_bytes(v * scale, spacing * scale) for v in values]
+
+
+def settle(box: pg.ViewBox) -> None:
+    """Apply a view box's pending automatic range and transform now, outside a paint
+    (pyqtgraph defers both to the next paint, and a change there paints twice)."""
+    if box._autoRangeNeedsUpdate:
+        box.updateAutoRange()
+    box.updateMatrix()

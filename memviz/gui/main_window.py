@@ -31,7 +31,7 @@ from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
 from ..techniques import preflight
 from .alloc_view import AllocationView
-from .axes import format_bytes
+from .axes import format_bytes, settle
 from .background_open import BackgroundOpens, opens_in_background
 from .banner import Banner
 from .comparison_view import ComparisonView, sets_from_text
@@ -562,6 +562,14 @@ class MainWindow(QMainWindow):
                 self.state_label.setText(f"Run #{run.run_id}" + _window_note(run))
 
     def refresh(self) -> None:
+        self._refresh()
+        # ranges that changed with what arrived are applied now, not when the plots
+        # paint: a range applied during a paint moves every item and paints it all twice
+        for box in (self.timeline.plot_item.getViewBox(),
+                    self.alloc_view.getPlotItem().getViewBox()):
+            settle(box)
+
+    def _refresh(self) -> None:
         self.external.poll()
         self._take_background_opens()
         self._take_working_sets()

@@ -145,7 +145,8 @@ class TimelineView(QWidget):
         self._redraw_soon = QTimer(self)
         self._redraw_soon.setSingleShot(True)
         self._redraw_soon.setInterval(0)
-        self._redraw_soon.timeout.connect(self.redraw)
+        self._redraw_soon.timeout.connect(self._redraw_if_moved)
+        self._drawn_span: tuple[float, float, int] | None = None
         plot.getViewBox().sigRangeChanged.connect(lambda *_: self._redraw_soon.start())
         self._mouse = pg.SignalProxy(plot.scene().sigMouseMoved, rateLimit=30,
                                      slot=self._mouse_moved)
@@ -286,8 +287,15 @@ class TimelineView(QWidget):
         (x0, x1), _ = vb.viewRange()
         return x0, x1, width
 
+    def _redraw_if_moved(self) -> None:
+        """After the view's range changed: a view following the run has already drawn
+        what it shows now (update_run drew to the newest sample), so only a range the
+        user moved to, or a resize, draws again."""
+        if self._visible() != self._drawn_span:
+            self.redraw()
+
     def redraw(self) -> None:
-        x0, x1, width = self._visible()
+        x0, x1, width = self._drawn_span = self._visible()
         points = POINTS_PER_PIXEL * width
         marks = max(int(width * MARKS_PER_PIXEL), 1)
         self._hint = ""
