@@ -18,7 +18,7 @@ from benchmarks.torch_snapshot_file import write_snapshot
 from memviz.snapshot import open_run
 from memviz.snapshot.plain_pickle import PlainPickleWalker
 
-_leaves = (st.none() | st.booleans() | st.integers() | st.integers(-(1 << 80), 1 << 80)
+_leaves = (st.none() | st.booleans() | st.integers(-(1 << 120), 1 << 120)
            | st.floats(allow_nan=False) | st.text(max_size=300))
 _plain = st.recursive(
     _leaves,
@@ -87,6 +87,21 @@ def test_a_snapshot_in_torch_layout_opens_as_pickle_reads_it(tmp_path):
     assert run.tensors.stack_text(int(rows.column("stack")[0])) == [
         f"{f['filename']}:{f['line']}:{f['name']}" for f in first]
     assert len({int(s) for s in rows.column("stack")}) == held["stacks"]
+    # the timeline: every peak and trough of the bytes live, by category
+    live_now, live, peak, trough = 0, {}, 0, None
+    for entry in trace:
+        if entry["action"] == "alloc":
+            live[entry["addr"]] = entry["size"]
+            live_now += entry["size"]
+        elif entry["addr"] in live:
+            live_now -= live.pop(entry["addr"])
+        peak = max(peak, live_now)
+        trough = live_now if trough is None or live_now < trough else trough
+    total = run.samples.column("tracked_total")
+    assert total.max() == peak and total.min() == trough and total[-1] == live_now
+    assert len(total) <= len(trace) // 2 + 1  # in bins, not a point an entry
+    np.testing.assert_array_equal(run.samples.column("cat_other"), total)
+    assert np.all(np.diff(run.samples.column("t")) >= 0)
 
 
 CHILD = """

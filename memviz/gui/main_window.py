@@ -637,6 +637,11 @@ class MainWindow(QMainWindow):
             return f"Run #{run.run_id}: running, {steps}"
         if run.state == "failed":
             return f"Run #{run.run_id} failed after {steps}"
+        imported = run.environment.get("imported") if isinstance(run.environment, dict) \
+            else None
+        if imported:
+            return f"Run #{run.run_id}: {run.spec.model}, a {imported}, " \
+                f"{len(run.tensors):,} allocations"
         return f"Run #{run.run_id} {run.state}, {steps}" + _window_note(run)
 
     def closeEvent(self, event) -> None:

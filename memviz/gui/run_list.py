@@ -23,6 +23,9 @@ def describe(run: Run) -> str:
     rank = f" rank {run.rank}" if run.rank or run.ranks else ""
     if spec.program:
         return f"#{run.run_id} {spec.program}{used} — {state}"
+    imported = run.environment.get("imported") if isinstance(run.environment, dict) else None
+    if imported:  # a PyTorch snapshot: no spec of memviz's made it
+        return f"#{run.run_id} {spec.model} — {imported}"
     return (f"#{run.run_id}{rank} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}{used}"
             f" — {state}")
 

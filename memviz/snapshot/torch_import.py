@@ -13,10 +13,8 @@ present, ``other`` for torch's ``unknown``); blocks still active at the end with
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +22,13 @@ from ..core.categories import CODE
 from ..core.run import Run
 from ..core.spec import RunSpec
 from ..core.text import printable
+from .live_timeline import TARGET_BINS
 from .plain_pickle import TRACES_KEY, PlainPickleError, PlainPickleWalker
+from .trace_columns import Stacks, TorchSnapshotError, TraceColumns, whole
+
+# an honest snapshot's entry takes about this many bytes at least (to size the
+# timeline's bins from the file's size before its entries are counted)
+ENTRY_BYTES_AT_LEAST = 64
 
 # JSON is read whole (the standard library has no streaming parser): a cap keeps that
 # to a few GB of RAM; PyTorch writes pickles, which have none
@@ -34,178 +38,13 @@ MAX_JSON_BYTES = 512 << 20
 # one per ENTRY_FLOOR_BYTES lies about itself and is refused as soon as it does.
 ENTRY_FLOOR_BYTES = 8
 ENTRY_SLACK = 1 << 12
-FRAME_TEXT_MAX = 300
-MAX_FRAMES = 64
-MAX_KEPT_LISTS = 1 << 16
 APPLY_CHUNK = 1 << 18
-
-
-class TorchSnapshotError(ValueError):
-    pass
 
 
 def looks_like_torch_snapshot(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(2)
     return head[:1] == b"\x80" or head.lstrip()[:1] == b"{"
-
-
-def _whole(value: Any, what: str) -> int:
-    """A byte count or address: a whole number from 0 to 2**63 (bools and floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
-        raise TorchSnapshotError(f"{what} is not a whole number of bytes ({str(value)[:40]})")
-    return value
-
-
-def _microseconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
-    value = float(value)
-    return value if math.isfinite(value) else math.nan
-
-
-def _frame_text(frame: dict) -> str:
-    parts = [frame.get("filename", "?"), frame.get("line", 0), frame.get("name", "?")]
-    return printable(":".join(str(p)[:FRAME_TEXT_MAX] for p in parts), one_line=True)
-
-
-class _StackRef:
-    """What the memo keeps of a frames list once its stack has an id."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, stack_id: int) -> None:
-        self.id = stack_id
-
-
-class Stacks:
-    """Distinct frames and stacks, each numbered once."""
-
-    def __init__(self) -> None:
-        self.frame_ids: dict[str, int] = {}
-        self.stack_ids: dict[tuple, int] = {}
-        # a snapshot's frames and frames lists are shared objects: each is read once
-        # (the object is kept with its id, so the id is not reused)
-        self._by_frame: dict[int, tuple[dict, int]] = {}
-        self._by_list: dict[int, tuple[list, int]] = {}
-        self._refs: dict[int, _StackRef] = {}
-
-    def ref(self, stack_id: int) -> _StackRef:
-        """The one marker of ``stack_id`` (what the reader's memo keeps of its lists)."""
-        found = self._refs.get(stack_id)
-        if found is None:
-            found = self._refs[stack_id] = _StackRef(stack_id)
-        return found
-
-    def _frame(self, frame: dict) -> int:
-        known = self._by_frame.get(id(frame))
-        if known is None:
-            fid = self.frame_ids.setdefault(_frame_text(frame), len(self.frame_ids))
-            known = self._by_frame[id(frame)] = (frame, fid)
-        return known[1]
-
-    def of(self, frames: Any) -> int:
-        if isinstance(frames, _StackRef):
-            return frames.id
-        if not isinstance(frames, list) or not frames:
-            return -1
-        known = self._by_list.get(id(frames))
-        if known is not None:
-            return known[1]
-        ids = tuple(self._frame(f) for f in frames[:MAX_FRAMES] if isinstance(f, dict))
-        found = self.stack_ids.setdefault(ids, len(self.stack_ids)) if ids else -1
-        if len(self._by_list) >= MAX_KEPT_LISTS:  # lists not shared after all
-            self._by_list.clear()
-        self._by_list[id(frames)] = (frames, found)
-        return found
-
-
-class _Blocks:
-    """A column filled in fixed blocks: no doubling, no copy as it grows."""
-
-    SIZE = 1 << 16
-
-    def __init__(self, dtype, fill) -> None:
-        self.dtype, self.fill = dtype, fill
-        self.blocks: list[np.ndarray] = []
-
-    def block(self, i: int) -> np.ndarray:
-        while len(self.blocks) <= i:
-            self.blocks.append(np.full(self.SIZE, self.fill, self.dtype))
-        return self.blocks[i]
-
-    def values(self, n: int) -> np.ndarray:
-        return np.concatenate(self.blocks)[:n] if self.blocks else np.zeros(0, self.dtype)
-
-
-class TraceColumns:
-    """One device trace's allocations, built entry by entry in columns: when each was
-    made and freed (microseconds, and the entry's index for traces without times), its
-    size, address, category and stack."""
-
-    NAMES: ClassVar[dict[str, tuple]] = {"t_us": (np.float64, np.nan), "t_index": (np.int64, 0),
-        "free_us": (np.float64, np.nan), "free_index": (np.int64, -1),
-        "addr": (np.int64, 0), "nbytes": (np.int64, 0),
-        "category": (np.uint8, CODE["other"]), "stack": (np.int32, -1)}
-
-    def __init__(self, stacks: Stacks) -> None:
-        self.stacks = stacks
-        self.cols = {k: _Blocks(*v) for k, v in self.NAMES.items()}
-        self._block_of: dict[int, dict[str, np.ndarray]] = {}
-        self.count = 0  # allocations
-        self.entries = 0  # entries of every kind
-        self.t0_us = math.inf
-        self.all_timed = True
-        self._live: dict[int, int] = {}
-
-    def add(self, entries: list, forget=None) -> None:
-        """``forget(obj, replacement)``: tell the reader what its memo may drop."""
-        size = _Blocks.SIZE
-        for entry in entries:
-            index = self.entries
-            self.entries += 1
-            if type(entry) is not dict:
-                continue
-            t = _microseconds(entry.get("time_us"))
-            if t != t:
-                self.all_timed = False
-            elif t < self.t0_us:
-                self.t0_us = t
-            action = entry.get("action")
-            if action == "alloc":
-                row = self.count
-                block, at = divmod(row, size)
-                c = self._block_of.get(block) or self._open_block(block)
-                addr = _whole(entry.get("addr", 0), "an address")
-                self._live[addr] = row
-                c["t_us"][at], c["t_index"][at], c["addr"][at] = t, index, addr
-                c["nbytes"][at] = _whole(entry.get("size", 0), "a size")
-                name = entry.get("category")
-                if type(name) is str:
-                    c["category"][at] = CODE.get(name, CODE["other"])
-                frames = entry.get("frames")
-                stack = self.stacks.of(frames)
-                c["stack"][at] = stack
-                if forget is not None and type(frames) is list:
-                    forget(frames, self.stacks.ref(stack))
-                self.count += 1
-            elif action == "free_completed":
-                made = self._live.pop(_whole(entry.get("addr", 0), "an address"), None)
-                if made is not None:
-                    block, at = divmod(made, size)
-                    c = self._block_of[block]
-                    c["free_us"][at], c["free_index"][at] = t, index
-
-    def _open_block(self, block: int) -> dict[str, np.ndarray]:
-        c = self._block_of[block] = {k: g.block(block) for k, g in self.cols.items()}
-        return c
-
-    def take(self, name: str) -> np.ndarray:
-        """One column, whole; its blocks are let go (each column is taken once)."""
-        values = self.cols[name].values(self.count)
-        self.cols[name].blocks = []
-        self._block_of.clear()
-        return values
 
 
 class _Reading:
@@ -217,13 +56,14 @@ class _Reading:
         self.by_trace: dict[int, TraceColumns] = {}
         self.budget = ENTRY_SLACK + file_bytes // ENTRY_FLOOR_BYTES
         self.file_bytes = file_bytes
+        self.bin_entries = file_bytes // (ENTRY_BYTES_AT_LEAST * TARGET_BINS)
         self.walker: PlainPickleWalker | None = None
         self.entries = 0
 
     def columns_for(self, trace: list) -> TraceColumns:
         found = self.by_trace.get(id(trace))
         if found is None:
-            found = self.by_trace[id(trace)] = TraceColumns(self.stacks)
+            found = self.by_trace[id(trace)] = TraceColumns(self.stacks, self.bin_entries)
         return found
 
     def __call__(self, trace: list, entries: list) -> None:
@@ -304,8 +144,8 @@ class _Layout:
     """Segments laid end to end, so offsets stay compact on a sparse address space."""
 
     def __init__(self, segments: list[dict]) -> None:
-        spans = sorted((_whole(s.get("address", 0), "an address"),
-                        _whole(s.get("total_size", 0), "a segment size")) for s in segments)
+        spans = sorted((whole(s.get("address", 0), "an address"),
+                        whole(s.get("total_size", 0), "a segment size")) for s in segments)
         self.bases = np.array([b for b, _ in spans], dtype=np.int64)
         self.sizes = np.array([n for _, n in spans], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64) \
@@ -340,7 +180,8 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
             run_id: int, device: int) -> Run:
     layout = _Layout(segments)
     n = trace.count
-    if trace.all_timed and trace.entries:
+    timed = trace.all_timed and trace.entries > 0
+    if timed:
         t_alloc = (trace.take("t_us") - trace.t0_us) / 1e6
         t_free = (trace.take("free_us") - trace.t0_us) / 1e6
     else:  # an entry without its time: order by position, a microsecond apart
@@ -349,15 +190,14 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
         t_free = np.where(free_index >= 0, free_index * 1e-6, np.nan)
     nbytes, category = trace.take("nbytes"), trace.take("category")
     offset, stack = layout.offsets(trace.take("addr")), trace.take("stack")
-    end = float(t_alloc[-1]) if n else 0.0
     # active at the end and never traced: these existed before recording began
     seen = set(offset[np.isnan(t_free)].tolist())
     existing = []
     for block in (b for seg in segments for b in seg.get("blocks", [])
                   if b.get("state") == "active_allocated"):
-        at = int(layout.offsets(np.array([_whole(block.get("address", 0), "an address")]))[0])
+        at = int(layout.offsets(np.array([whole(block.get("address", 0), "an address")]))[0])
         if at not in seen:
-            existing.append((at, _whole(block.get("size", 0), "a block size"),
+            existing.append((at, whole(block.get("size", 0), "a block size"),
                              stacks.of(block.get("frames"))))
     k = len(existing)
     pre = np.array(existing, dtype=np.int64).reshape(k, 3)
@@ -396,7 +236,9 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
         rows = freed[first:first + APPLY_CHUNK]
         run.apply({"type": "tensor_events", "columns": _events(
             rows, t_free, 1, nbytes, category, offset, stack)})
-    live_total = float(nbytes[~frees].sum()) if total else 0.0
-    run.apply({"type": "samples", "columns": {"t": np.array([0.0, max(end, 1e-6)]),
-                                              "tracked_total": np.array([live_total] * 2)}})
+    # the timeline: bytes live by category at each bin's lowest and highest moment
+    t_us, index = trace.timeline.times()
+    seconds = (t_us - trace.t0_us) / 1e6 if timed else index * 1e-6
+    run.apply({"type": "samples", "columns": trace.timeline.columns(
+        seconds, int(pre[:, 1].sum()) if k else 0)})
     return run
