@@ -86,8 +86,29 @@ def main() -> int:
     settle()
     window.external.dialog.grab().save(str(views / "wait-for-a-program.png"))
     program_run(window, settle, views)
+    pytorch_snapshot(window, settle, views)
     window.close()
     return 0
+
+
+def pytorch_snapshot(window, settle, views: Path) -> None:
+    """A snapshot torch wrote (its layout, 200,000 trace entries), opened: its timeline
+    is the bytes live over the trace."""
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parent))
+    from benchmarks.torch_snapshot_file import write_snapshot
+
+    path = Path(tempfile.mkdtemp()) / "snapshot.pickle"
+    write_snapshot(path, 200_000)
+    window.open_snapshot(str(path))
+    while window.background_opens.pending():  # a large one opens in the background
+        settle(0.1)
+    settle()
+    window.select_run(max(window.runs))
+    window.tabs.setCurrentIndex(0)
+    settle()
+    window.grab().save(str(views / "pytorch-snapshot.png"))
 
 
 def program_run(window, settle, views: Path) -> None:
