@@ -18,10 +18,11 @@ from .conftest import WORKER_DEADLINE_S
 from .hostile_files import CASES
 
 # What opening one file may cost at most, over the process's memory before it: a
-# floor, and what the C unpickler spends on a pickle of tiny objects (about 40 bytes
-# of memory per byte of file, for three million empty dicts in 6 MB).
+# floor, and a few bytes of memory per byte of file (measured: the event bomb about
+# 4 over the floor; three million empty dicts in a 6 MB pickle, 3, now that pickles
+# are walked and not unpickled — Python's unpickler spent 40 on them).
 MEMORY_FLOOR = 64 << 20
-MEMORY_PER_FILE_BYTE = 48
+MEMORY_PER_FILE_BYTE = 16
 ESCAPE = "\x1b"
 
 
