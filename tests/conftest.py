@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 import pytest
@@ -16,6 +17,23 @@ from memviz.core.spec import RunSpec
 from memviz.session import WorkerSession
 
 WORKER_DEADLINE_S = 180
+
+
+@pytest.fixture(autouse=True)
+def _windows_closed_after_each_test():
+    """A window left open keeps cyclic collection on the GUI thread's timer
+    (memviz.gui.gui_thread_gc), which later tests without an event loop never run:
+    whatever a test leaves open is closed after it."""
+    yield
+    if "memviz.gui.main_window" not in sys.modules:
+        return
+    from PySide6.QtWidgets import QApplication
+
+    from memviz.gui.main_window import MainWindow
+
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, MainWindow):
+            widget.close()
 
 
 def run_worker(timeout: float = WORKER_DEADLINE_S, **spec_fields) -> tuple[Run, WorkerSession]:

@@ -116,3 +116,51 @@ def test_a_large_pytorch_snapshot_opens_in_the_background_with_its_progress(
     assert "hostile.pickle" in window.error_banner.text()
     assert "ends early" in window.error_banner.text()
     assert len(window.runs) == 1
+
+
+def test_cycles_are_collected_on_the_gui_thread_only_while_a_window_is_open(qtbot):
+    """A reading thread that collected a cycle holding a Qt object ran its destructor
+    off the GUI thread and deadlocked the process against it: while a window is open,
+    collection happens on the GUI thread, on a timer."""
+    import gc
+    import threading
+    import weakref
+
+    from memviz.gui import gui_thread_gc
+
+    make_app()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    assert gui_thread_gc.on_gui_thread() and not gc.isenabled()
+
+    class Node:
+        pass
+
+    def make_cycle() -> weakref.ref:
+        node = Node()
+        node.me = node
+        return weakref.ref(node)
+
+    collected_in: list[str] = []
+    cycle = make_cycle()
+    weakref.finalize(cycle(), lambda: collected_in.append(threading.current_thread().name))
+
+    def churn() -> None:  # what a reading thread does: allocate, a lot
+        for _ in range(200):
+            made = [[] for _ in range(1_000)]  # past the young generation's threshold
+            del made
+
+    thread = threading.Thread(target=churn, name="reader")
+    thread.start()
+    thread.join()
+    assert cycle() is not None  # the reader's allocations collected nothing
+    kept: list = []
+
+    def collected() -> bool:  # the GUI thread collects once the young objects pile up
+        kept.extend([] for _ in range(1_000))
+        return cycle() is None
+
+    qtbot.waitUntil(collected, timeout=10_000)
+    assert collected_in == [threading.main_thread().name]
+    win.close()
+    assert gc.isenabled() and not gui_thread_gc.on_gui_thread()

@@ -30,6 +30,7 @@ from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
 from ..techniques import preflight
+from . import gui_thread_gc
 from .alloc_view import AllocationView
 from .axes import format_bytes, settle
 from .background_open import BackgroundOpens, opens_in_background
@@ -196,6 +197,10 @@ class MainWindow(QMainWindow):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
         self.timer.start(REFRESH_MS)
+        # while it is open, this process's other threads must not collect Qt objects
+        key = id(self)
+        gui_thread_gc.hold(key)
+        self.destroyed.connect(lambda *_: gui_thread_gc.release(key))
 
     # -- files ------------------------------------------------------------------
     def show_about(self):
@@ -645,6 +650,7 @@ class MainWindow(QMainWindow):
         return f"Run #{run.run_id} {run.state}, {steps}" + _window_note(run)
 
     def closeEvent(self, event) -> None:
+        gui_thread_gc.release(id(self))
         self.timer.stop()
         self.external.close()
         for session in self.sessions.values():
