@@ -19,11 +19,12 @@ from memviz.session import WorkerSession
 WORKER_DEADLINE_S = 180
 
 
-@pytest.fixture(autouse=True)
-def _windows_closed_after_each_test():
+@pytest.fixture(autouse=True, scope="module")
+def _windows_closed_after_each_module():
     """A window left open keeps cyclic collection on the GUI thread's timer
     (memviz.gui.gui_thread_gc), which later tests without an event loop never run:
-    whatever a test leaves open is closed after it."""
+    whatever a test module leaves open is closed after it (a module may share one
+    window between its tests)."""
     yield
     if "memviz.gui.main_window" not in sys.modules:
         return
