@@ -11,7 +11,6 @@ Prints the time and the process's peak RSS against the run's length. Budget: a
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,8 @@ from memviz.cli.formatting import table
 from memviz.core.categories import CATEGORIES, SAMPLE_PREFIX
 from memviz.core.spec import RunSpec
 from memviz.snapshot import Recorder
+
+from . import common
 
 CHUNK = 250_000  # allocations generated at once
 STEP_S = 0.5  # a synthetic step's length; ~1,000 allocations per step
@@ -117,12 +118,7 @@ print(took, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n)
 
 
 def open_in_child(path: str, how: str) -> tuple[float, float, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, path, how], capture_output=True,
-                         text=True, timeout=900)
-    if out.returncode:
-        raise SystemExit(f"opening {path} ({how}) failed:\n{out.stderr[-2000:]}")
-    took, maxrss_kib, n = out.stdout.split()[-3:]
-    return float(took), int(maxrss_kib) / 1024, int(n)
+    return common.open_in_child(CHILD, path, how, timeout=900)
 
 
 def main(argv: list[str]) -> int:

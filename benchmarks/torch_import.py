@@ -12,12 +12,12 @@ Default sizes: 1M, 4M and 14M entries (about 150 MB, 0.6 GB and 2.1 GB).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 
 from memviz.cli.formatting import table
 
+from . import common
 from .torch_snapshot_file import write_snapshot
 
 CHILD = """
@@ -37,12 +37,7 @@ print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru
 
 
 def open_in_child(path: str, how: str) -> tuple[float, float, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, path, how], capture_output=True,
-                         text=True, timeout=1800)
-    if out.returncode:
-        raise SystemExit(f"opening {path} ({how}) failed:\n{out.stderr[-2000:]}")
-    took, maxrss_kib, n = out.stdout.split()[-3:]
-    return float(took), int(maxrss_kib) / 1024, int(n)
+    return common.open_in_child(CHILD, path, how, timeout=1800)
 
 
 def main(argv: list[str]) -> int:
