@@ -55,12 +55,12 @@ class LiveTimeline:
                                                  or self._points[-1][1] != self._last[1]):
             self._points.append((*self._last, self.total, tuple(self.by_category)))
 
-    def columns(self, seconds: np.ndarray | None, before: int) -> dict[str, np.ndarray]:
+    def columns(self, seconds: np.ndarray, before: int) -> dict[str, np.ndarray]:
         """The samples: ``seconds`` maps each point's (t_us, index) to the run's clock
         (see ``times``); ``before`` bytes (blocks older than the trace, category
         ``other``) are live throughout."""
         points = self._points
-        t = seconds if seconds is not None else np.zeros(0)
+        t = seconds
         by_category = np.array([p[3] for p in points], dtype=np.float64).reshape(
             len(points), len(CATEGORIES))
         by_category[:, CATEGORIES.index("other")] += before
