@@ -6,7 +6,9 @@ loads neither torch nor Qt.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "start", "stop", "track"]
 
 
 def track(output=None, **options):
@@ -15,7 +17,8 @@ def track(output=None, **options):
         with memviz.track(output="run.memviz"):
             train()
 
-    See ``memviz.program.api.Tracking`` for every option."""
+    See ``memviz.program.api.Tracking`` for every option. When the block ends, the
+    tracking's ``result`` holds the figures (``memviz.program.result.TrackResult``)."""
     from .program.api import track as _track
 
     return _track(output, **options)
@@ -28,8 +31,9 @@ def start(output=None, **options):
     return _start(output, **options)
 
 
-def stop() -> None:
-    """Stop what ``memviz.start()`` began."""
+def stop():
+    """Stop what ``memviz.start()`` began; returns its ``TrackResult`` (peaks total, by
+    category and by module, the steps, the file), or None if nothing was tracking."""
     from .program.api import stop as _stop
 
-    _stop()
+    return _stop()

@@ -44,7 +44,8 @@ def test_summary_peaks_take_the_highest_of_samples_and_steps():
     run.apply({"type": "step_done", "t": 0.3, "step": 0, "loss": 2.0, "seconds": 0.5,
                "tokens": 10, "peak_rss_bytes": 400, "peak_gpu_bytes": None})
     summary = build_summary(run)
-    assert summary["peak"] == {"rss_bytes": 400, "gpu_bytes": None, "tracked_bytes": None}
+    assert summary["peak"] == {"rss_bytes": 400, "gpu_bytes": None, "tracked_bytes": None,
+                               "tracked_t": None}
     assert summary["step_seconds_median"] == 0.5
     assert summary["tokens_per_second"] == 20
     # a slow first step does not drag the rate: it is the median step's

@@ -284,7 +284,9 @@ def test_the_lightning_callback_counts_optimizer_steps(tmp_path):
                                                torch.nn.Linear(256, 64))
             def training_step(self, batch, _):
                 (x,) = batch
-                return self.net(x).pow(2).mean()
+                loss = self.net(x).pow(2).mean()
+                print("loss", float(loss))
+                return loss
             def configure_optimizers(self):
                 return torch.optim.AdamW(self.parameters(), lr=1e-3)
 
@@ -305,10 +307,20 @@ def test_the_lightning_callback_counts_optimizer_steps(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     run = open_run(out)
     assert len(run.steps) == 3  # six batches, two to each optimizer step
+    # each step's loss: the mean of its two batches' training_step losses
+    printed = [float(line.split()[1]) for line in done.stdout.splitlines()
+               if line.startswith("loss ")]
+    assert len(printed) == 6
+    for step, pair in zip(run.steps, zip(printed[::2], printed[1::2], strict=True),
+                          strict=True):
+        assert step.loss == pytest.approx(sum(pair) / 2, rel=1e-6)
     trainable = (64 * 256 + 256 + 256 * 64 + 64) * 4
     most = run.worker_summary["tracking"]["max_by_category"]
     assert most["parameter"] == trainable and most["gradient"] == trainable
     assert most["optimizer_state"] == 2 * trainable + ADAMW_STEP_BYTES * 4
-    # Lightning runs the last micro-batch in the optimizer's closure, inside its step
+    # Lightning runs the last micro-batch in the optimizer's closure, inside its step:
+    # the first micro-batch has no optimizer phase; the second's forward and backward
+    # run inside its optimizer step (the step's pre-hook, then the closure, then the
+    # update itself)
     assert [p.name for p in run.phases if p.step == 1] == \
         ["forward", "backward", "optimizer", "forward", "backward", "optimizer"]

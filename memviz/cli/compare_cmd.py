@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.spec import SpecError
 from .formatting import table
-from .outputs import check_output
+from .outputs import STDOUT, StdoutFile, check_output, human_stream, write_text
 from .run_cmd import add_cap_argument, add_spec_arguments, spec_from_args
 
 
@@ -29,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=["each", "greedy"],
                         help="each: every applicable technique alone; greedy: add the best "
                              "next technique while it still lowers the peak")
-    parser.add_argument("-o", "--output", metavar="REPORT.html", help="write an HTML report")
-    parser.add_argument("--summary", metavar="JSON", help="write one entry per set here")
+    parser.add_argument("-o", "--output", metavar="REPORT.html",
+                        help="write an HTML report (- for standard output)")
+    parser.add_argument("--summary", metavar="JSON",
+                        help="write one entry per set as JSON here (- for standard output)")
     parser.add_argument("--save", metavar="FILE.memviz",
                         help="save the whole comparison (every set's run) in one file")
     parser.add_argument("--force", action="store_true", help="overwrite the output files")
@@ -56,6 +58,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 raise SpecError(f"set {candidate.name!r}: {why}")
         for path in (args.output, args.summary, args.save):
             check_output(path, overwrite=args.force)
+        if args.output == STDOUT == args.summary:
+            raise SpecError("-o - and --summary - cannot both go to standard output")
     except SpecError as exc:
         print(f"memviz compare: {exc}", file=sys.stderr)
         return 2
@@ -81,15 +85,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("memviz compare: stopped; the sets that finished are reported",
               file=sys.stderr)
     items = entries(results)
-    print(table(TABLE_HEADERS, table_rows(items)))
+    print(table(TABLE_HEADERS, table_rows(items)), file=human_stream(args.output, args.summary))
     failed = [e for e in items if e["state"] != "finished"]
     for e in failed:
         print(f"{e['name']}: {e['state']}: {e['error'] or ''}", file=sys.stderr)
     if args.summary:
-        Path(args.summary).write_text(json.dumps(
-            {"base": base.to_dict(), "sets": items}, indent=1, default=str), encoding="utf-8")
+        write_text(args.summary, json.dumps({"base": base.to_dict(), "sets": items}, indent=1,
+                                            default=str) + "\n")
     if args.output:
-        write_html(Path(args.output), base.label(), results, items)
+        report = StdoutFile(args.output, ".html")
+        write_html(Path(report.path), base.label(), results, items)
+        report.deliver()
     if folder is not None:
         from ..compare import save_comparison
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .formatting import human_bytes, table
@@ -12,8 +11,11 @@ from .formatting import human_bytes, table
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="a .memviz file or PyTorch snapshot (before)")
     parser.add_argument("b", help="a .memviz file or PyTorch snapshot (after)")
-    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    parser.add_argument("--top", type=int, default=15, help="rows per table (default 15)")
+    parser.add_argument("--summary", metavar="JSON",
+                        help="write the comparison as JSON here (- for standard output)")
+    parser.add_argument("--json", action="store_const", const="-", dest="summary",
+                        help=argparse.SUPPRESS)  # the older spelling of --summary -
+    parser.add_argument("--top", type=int, default=15, help="rows per table")
 
 
 def _signed(n: int) -> str:
@@ -30,9 +32,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
     result = diff(a, b)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+    if args.summary:
+        from .outputs import STDOUT, write_json
+
+        write_json(args.summary, result)
+        if args.summary == STDOUT:
+            return 0
     ra, rb = result["a"], result["b"]
     print(f"A: {args.a} ({ra['label']})\nB: {args.b} ({rb['label']})\n")
     print(table(["", "A", "B", "change"], [

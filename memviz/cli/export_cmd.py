@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="a .memviz snapshot")
     parser.add_argument("--to", required=True, choices=KINDS, help="the format to write")
     parser.add_argument("-o", "--output", required=True,
-                        help="where to write it (a folder for csv)")
+                        help="where to write it (a folder for csv; - for standard output)")
     parser.add_argument("--force", action="store_true", help="overwrite the output file")
 
 
@@ -23,15 +23,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..core.spec import SpecError
     from ..snapshot import SnapshotError, exports, open_run
     from ..snapshot.torch_export import write
-    from .outputs import check_output
+    from .outputs import STDOUT, StdoutFile, check_output
 
     try:
+        if args.output == STDOUT and args.to == "csv":
+            raise SpecError("csv writes a folder of files: give -o FOLDER, not -")
         check_output(args.output, overwrite=args.force, folder=args.to == "csv")
         run = open_run(args.file)
     except (SnapshotError, SpecError) as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.output)
+    target = StdoutFile(args.output, "." + args.to)
+    out = Path(target.path)
     if args.to == "chrome-trace":
         exports.write_chrome_trace(run, out)
     elif args.to == "csv":
@@ -42,5 +45,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         html_report.write(run, out)
     else:
         write(run, out, args.to)
-    print(f"wrote {args.output} ({args.to}, {len(run.tensors):,} allocations)")
+    target.deliver()
+    where = "standard output" if args.output == STDOUT else args.output
+    print(f"wrote {where} ({args.to}, {len(run.tensors):,} allocations)",
+          file=sys.stderr if args.output == STDOUT else sys.stdout)
     return 0

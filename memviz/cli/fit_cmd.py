@@ -4,10 +4,9 @@ sets that make a workload fit it, confirmed by real runs under that limit."""
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from ..core.sizes import parse_size
 from ..core.spec import SpecError
@@ -24,12 +23,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank-sets", action="store_true",
                         help="instead: technique sets that make this batch fit, cheapest "
                              "expected cost first, the top ones verified")
-    parser.add_argument("--json", metavar="FILE", help="write the answer as JSON")
+    parser.add_argument("--summary", metavar="JSON",
+                        help="write the answer as JSON here (- for standard output)")
+    parser.add_argument("--json", dest="summary", help=argparse.SUPPRESS)  # older spelling
     parser.add_argument("--simulate-only", action="store_true",
                         help="with --simulate: no real runs to confirm the boundary")
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from .outputs import human_stream, write_json
+
+    with contextlib.redirect_stdout(human_stream(args.summary)):
+        code, answer = _fit(args)
+    if answer is not None and args.summary:
+        write_json(args.summary, answer, indent=1)
+    return code
+
+
+def _fit(args: argparse.Namespace) -> tuple[int, dict | None]:
+    """The search, its table printed; the exit code and the answer for ``--summary``."""
     from ..compare.fit import FitSearch, rank_sets
 
     try:
@@ -37,7 +49,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         base = spec_from_args(args)
     except SpecError as exc:
         print(f"memviz fit: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
     dimension = "batch_size" if args.search == "batch" else "seq_len"
 
     def heard(probe) -> None:
@@ -87,6 +99,4 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 f" (the estimator said {result.predicted})"
         print(f"Largest {dimension} under {human_bytes(limit)}: {result.largest}"
               f"{refused}{how}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(answer, indent=1), encoding="utf-8")
-    return 0 if result.largest is not None else 1
+    return (0 if result.largest is not None else 1), answer

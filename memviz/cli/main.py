@@ -5,58 +5,108 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
+from ..version import DISTRIBUTION, __version__
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in --help (where it has one), the examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or not action.option_strings or \
+                action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+EXAMPLES = {
+    "memviz": "memviz                                   # the window\n"
+              "  memviz run.memviz                        # open a recording\n"
+              "  memviz run --model gpt2-tiny --steps 3   # headless",
+    "gui": "memviz gui --model llama-tiny run.memviz",
+    "run": "memviz run --model gpt2-tiny --steps 3 --technique checkpointing "
+           "-o run.memviz --summary -",
+    "export": "memviz export run.memviz --to torch-pickle -o run.pickle",
+    "diff": "memviz diff baseline.memviz checkpointing.memviz --top 10",
+    "compare": "memviz compare --model gpt2-tiny --steps 2 --set amp --set lora "
+               "-o report.html",
+    "fit": "memviz fit --model llama-tiny --limit 2GiB --search batch",
+    "record": "memviz record -o train.memviz -- python train.py --epochs 1",
+    "techniques": "memviz techniques --model gpt2-tiny",
+}
+
+
+def _parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    return sub.add_parser(name, formatter_class=HelpFormatter, allow_abbrev=False,
+                          epilog=f"example:\n  {EXAMPLES[name]}", **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .run_cmd import add_cap_argument, add_spec_arguments
 
     parser = argparse.ArgumentParser(
-        prog="memviz", description="Where the memory of a language model goes, measured live."
-    )
+        prog="memviz", description="Where the memory of a language model goes, measured live.",
+        formatter_class=HelpFormatter, allow_abbrev=False,
+        epilog=f"examples:\n  {EXAMPLES['memviz']}")
     parser.add_argument("--version", action="version", version=f"memviz {__version__}")
     sub = parser.add_subparsers(dest="command")
-    gui = sub.add_parser("gui", help="open the window (the default)")
+    gui = _parser(sub, "gui", help="open the window (the default)")
     gui.add_argument("files", nargs="*", metavar="FILE.memviz", help="snapshots to open")
     gui.add_argument("--model", help="preselect this model")
     gui.add_argument("--smoke-test", metavar="PNG",
                      help="run two steps of the model in a real worker, save a screenshot, exit")
-    run = sub.add_parser("run", help="run headless and print a summary")
+    run = _parser(sub, "run", help="run headless and print a summary")
     add_spec_arguments(run)
     add_cap_argument(run)
     run.add_argument("--connect", metavar="ADDR",
                      help="run on a worker waiting at ADDR (memviz worker --listen) instead "
                           "of starting one here; its token in MEMVIZ_TOKEN or --token-file")
     run.add_argument("--token-file", metavar="PATH", help="the worker's token (mode 600)")
-    run.add_argument("--summary", metavar="JSON", help="write the summary here")
+    run.add_argument("--summary", metavar="JSON",
+                     help="write the summary as JSON here (- for standard output)")
     run.add_argument("-o", "--output", metavar="FILE.memviz",
-                     help="record the run to this snapshot file")
+                     help="record the run to this snapshot file (- for standard output)")
     run.add_argument("--force", action="store_true", help="overwrite the output file")
     from .export_cmd import add_arguments as add_export_arguments
 
-    export = sub.add_parser("export", help="write a snapshot for PyTorch's memory tools")
+    export = _parser(sub, "export", help="write a snapshot for PyTorch's memory tools")
     add_export_arguments(export)
     from .diff_cmd import add_arguments as add_diff_arguments
 
-    add_diff_arguments(sub.add_parser("diff", help="compare two runs or snapshots"))
+    add_diff_arguments(_parser(sub, "diff", help="compare two runs or snapshots"))
     from .compare_cmd import add_arguments as add_compare_arguments
 
-    add_compare_arguments(sub.add_parser(
-        "compare", help="technique sets side by side: table, JSON and an HTML report"))
+    add_compare_arguments(_parser(
+        sub, "compare", help="technique sets side by side: table, JSON and an HTML report"))
     from .fit_cmd import add_arguments as add_fit_arguments
 
-    add_fit_arguments(sub.add_parser(
-        "fit", help="the largest batch under a memory limit, or the sets that make it fit"))
+    add_fit_arguments(_parser(
+        sub, "fit", help="the largest batch under a memory limit, or the sets that make it fit"))
     from .record_cmd import add_arguments as add_record_arguments
 
-    add_record_arguments(sub.add_parser(
-        "record", help="profile your own program: memviz record -- python train.py ARGS"))
+    add_record_arguments(_parser(
+        sub, "record", help="profile your own program: memviz record -- python train.py ARGS"))
     from .techniques_cmd import add_arguments as add_techniques_arguments
 
-    add_techniques_arguments(sub.add_parser("techniques", help="list the memory techniques"))
+    add_techniques_arguments(_parser(sub, "techniques", help="list the memory techniques"))
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
+
+
+def no_display_reason() -> str | None:
+    """Why Qt would find no display (it aborts the process then), or None. Only on
+    Linux and the BSDs, and only when no platform was chosen that needs none."""
+    import os
+
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith(("xcb", "wayland")):
+        return None  # offscreen, vnc, eglfs, linuxfb … need no X or Wayland display
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"]:
-        from ..worker.main import main as worker_main
+        from ..worker.entry import main as worker_main
 
         return worker_main(argv[1:])
     if not argv or argv[0].startswith("--smoke-test") or argv[0].endswith(
@@ -110,8 +160,14 @@ def _main(argv: list[str] | None = None) -> int:
         from PySide6 import QtWidgets  # noqa: F401
     except ImportError as exc:
         print(f"memviz: the window needs PySide6 and pyqtgraph ({exc}): install them with "
-              "pip install 'memviz[gui]'. Without them, memviz run, record, export and "
-              "memviz.track() work as they are", file=sys.stderr)
+              f"pip install '{DISTRIBUTION}[gui]'. Without them, memviz run, record, export "
+              "and memviz.track() work as they are", file=sys.stderr)
+        return 2
+    reason = no_display_reason()
+    if reason:
+        print(f"memviz: {reason}: no window can open here. Run headless instead "
+              "(memviz run, memviz export FILE --to html -o report.html, memviz diff A B), "
+              "or set QT_QPA_PLATFORM=offscreen", file=sys.stderr)
         return 2
     from ..gui.app import launch
 

@@ -10,7 +10,6 @@ for it (File → Wait for a program…), with the token the window showed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -26,12 +25,15 @@ _VALUED = {"-X", "-W", "-Q"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", metavar="FILE.memviz", help="record to this file")
-    parser.add_argument("--summary", metavar="JSON", help="write the run's summary here")
+    parser.add_argument("-o", "--output", metavar="FILE.memviz",
+                        help="record to this file (- for standard output; default: the "
+                             "script's name.memviz)")
+    parser.add_argument("--summary", metavar="JSON",
+                        help="write the run's summary as JSON here (- for standard output)")
     parser.add_argument("--force", action="store_true", help="overwrite the output file")
     parser.add_argument("--track", default="tensors", choices=TRACK_LEVELS,
                         help="samples only, or every tensor (with Python stacks)")
-    parser.add_argument("--sample-hz", type=float, default=20.0)
+    parser.add_argument("--sample-hz", type=float, default=20.0, help="memory samples a second")
     parser.add_argument("--connect", metavar="ADDR",
                         help="stream live to a window waiting at ADDR (its token in "
                              "MEMVIZ_TOKEN)")
@@ -75,7 +77,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from ..core.summary import build_summary
     from ..session.memory_cap import parse_cap
     from ..session.program import ProgramSession
-    from .outputs import check_output
+    from .outputs import STDOUT, StdoutFile, check_output, write_json
 
     try:
         command, name = program_command(list(args.program_argv))
@@ -93,11 +95,13 @@ def cmd_record(args: argparse.Namespace) -> int:
                    program=" ".join(command[command.index("memviz.program.boot") + 1:]))
     run = Run(spec)
     recorder = None
+    target = StdoutFile(output, ".memviz")
     if output:
         from ..snapshot import Recorder
 
-        recorder = Recorder(output, spec.to_dict(), overwrite=args.force)
-    session = ProgramSession(command, run, recorder=recorder, relay=relay, memory_cap=cap)
+        recorder = Recorder(target.path, spec.to_dict(), overwrite=args.force)
+    session = ProgramSession(command, run, recorder=recorder, relay=relay, memory_cap=cap,
+                             stdout_to_stderr=STDOUT in (output, args.summary))
     # a Ctrl-C reaches the program itself (the same terminal): it ends as it would, and
     # what it streamed until then is kept here
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -107,9 +111,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     summary = build_summary(run)
+    target.deliver()
     if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
-    where = f" to {output}" if output else ""
+        write_json(args.summary, summary)
+    where = f" to {'standard output' if output == STDOUT else output}" if output else ""
     print(f"memviz record: {run.state}, {spec.steps_done(len(run.steps))} recorded{where}",
           file=sys.stderr)
     if run.error and run.error["kind"] not in ("program",):

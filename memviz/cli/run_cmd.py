@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import signal
 import sys
 import time
-from pathlib import Path
 
 from ..core.categories import LABELS
 from ..core.run import Run
@@ -22,17 +21,24 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     d = RunSpec()
     parser.add_argument("--model", default=d.model,
                         help="preset, Hugging Face directory, module:function or file.py:function")
-    parser.add_argument("--mode", default=d.mode, choices=["train", "infer", "generate"])
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--seq-len", type=int, default=d.seq_len)
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--mode", default=d.mode, choices=["train", "infer", "generate"],
+                        help="training steps, inference forwards or generation")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="sequences a step")
+    parser.add_argument("--seq-len", type=int, default=d.seq_len, help="tokens a sequence")
+    parser.add_argument("--steps", type=int, default=d.steps, help="steps to run")
+    parser.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
+                        help="the training optimizer")
+    parser.add_argument("--lr", type=float, default=d.lr, help="learning rate")
     parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--data", default=d.data, choices=["corpus", "random"])
-    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    parser.add_argument("--sample-hz", type=float, default=d.sample_hz)
+    parser.add_argument("--seed", type=int, default=d.seed,
+                        help="seeds the weights and the data")
+    parser.add_argument("--data", default=d.data, choices=["corpus", "random"],
+                        help="the built-in text corpus, or random tokens")
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                        help="tokens generated a step (generate)")
+    parser.add_argument("--sample-hz", type=float, default=d.sample_hz,
+                        help="memory samples a second")
     parser.add_argument("--track", default=d.track,
                         choices=["samples", "tensors", "tensors+stacks"],
                         help="samples only, or every tensor (with Python stacks)")
@@ -42,7 +48,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "without a GPU)")
     parser.add_argument("--detail", default=d.detail, metavar="all|first:K,every:N",
                         help="which steps the per-op tracker sees (every temporary, every "
-                             "op); the others get the cheap signals (default %(default)s)")
+                             "op); the others get the cheap signals")
     parser.add_argument("--technique", action="append", default=[], metavar="NAME[:k=v,...]",
                         help="apply a memory technique (repeatable; see `memviz techniques`)")
 
@@ -136,7 +142,8 @@ def print_summary(summary: dict) -> None:
 def add_cap_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-cap", default="auto", metavar="SIZE|auto|none",
                         help="stop a run whose memory passes this (RSS on CPU, GPU memory on "
-                             "CUDA; default auto: 80%% of the memory available at start)")
+                             "CUDA; auto: 80%% of the memory available at start, within a "
+                             "container's limit)")
 
 
 EXIT_CODES = {"oom": 3, "option": 2, "model": 2}
@@ -195,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     from ..protocol.token import TokenError, token_from
     from ..session.memory_cap import parse_cap
-    from .outputs import check_output
+    from .outputs import STDOUT, StdoutFile, check_output, human_stream, write_json
 
     try:
         spec = spec_from_args(args, check_device=not args.connect)  # the remote one says
@@ -212,11 +219,12 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
         return 2
     run = Run(spec)
     recorder = None
+    target = StdoutFile(args.output, ".memviz")
     if args.output:
         from ..snapshot import Recorder
 
         try:
-            recorder = Recorder(args.output, spec.to_dict(), overwrite=args.force)
+            recorder = Recorder(target.path, spec.to_dict(), overwrite=args.force)
         except (FileExistsError, OSError) as exc:
             print(f"memviz: error: {exc}", file=sys.stderr)
             return 2
@@ -235,10 +243,12 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     progress.update(run)
     progress.close()
     summary = build_summary(run)
+    target.deliver()
     if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(args.summary, summary)
     if args.output:
-        print(f"recorded to {args.output}", file=sys.stderr)
+        print(f"recorded to {'standard output' if args.output == STDOUT else args.output}",
+              file=sys.stderr)
     if run.state == "failed":
         assert run.error is not None
         print(f"memviz: error: {run.error['message']}", file=sys.stderr)
@@ -246,7 +256,8 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
         if oom:
             print_oom(oom)
         return exit_code(run)
-    print_summary(summary)
+    with contextlib.redirect_stdout(human_stream(args.output, args.summary)):
+        print_summary(summary)
     if ctrl_c.interrupted:
         print(f"memviz: stopped after {len(run.steps)} of {spec.steps} steps", file=sys.stderr)
         return EXIT_INTERRUPTED

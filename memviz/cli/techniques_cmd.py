@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from ..techniques import GROUPS, TECHNIQUES
+from ..techniques import GROUPS, TECHNIQUES, resolve
+from ..techniques.libraries import OPTIMIZER_LIBRARIES, missing_reason
 from .formatting import table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--summary", metavar="JSON",
+                        help="write the catalogue as JSON here (- for standard output) "
+                             "instead of printing the table")
+    parser.add_argument("--json", action="store_const", const="-", dest="summary",
+                        help=argparse.SUPPRESS)  # the older spelling of --summary -
     parser.add_argument("--model", help="also say which techniques apply to this model's "
                                         "structure (it is loaded: a preset, directory or factory)")
 
@@ -24,6 +28,7 @@ def catalogue() -> list[dict]:
                     "help": p.help, "choices": list(p.choices), "low": p.low, "high": p.high}
                    for p in t.params],
         "conflicts": sorted(t.conflicts),
+        "unavailable": missing_reason(t.libraries(resolve({"name": t.name})[1])),
     } for t in sorted(TECHNIQUES.values(), key=lambda t: (GROUPS.index(t.group), t.name))]
 
 
@@ -52,14 +57,16 @@ def cmd_techniques(args: argparse.Namespace) -> int:
         for e in entries:
             applies, note = structure_note(e["name"], structure)
             e["on_model"] = {"applies": applies, "note": note}
-    if args.json:
-        print(json.dumps(entries if structure is None else
-                         {"model": args.model, "structure": structure, "techniques": entries},
-                         indent=2))
+    if args.summary:
+        from .outputs import write_json
+
+        write_json(args.summary, entries if structure is None else
+                   {"model": args.model, "structure": structure, "techniques": entries})
         return 0
     rows = [[e["name"], e["group"], "/".join(e["modes"]), "/".join(e["devices"]),
              " ".join(p["name"] + "=" + str(p["default"]) for p in e["params"]) or "—",
-             e["description"]] for e in entries]
+             e["description"] + (f" (unavailable: {e['unavailable']})" if e["unavailable"]
+                                 else "")] for e in entries]
     headers = ["technique", "group", "modes", "devices", "parameters (defaults)", "what it does"]
     if structure is not None:
         headers.append(f"on {args.model}")
@@ -70,4 +77,8 @@ def cmd_techniques(args: argparse.Namespace) -> int:
     print(table(headers, rows, numbers=False))
     print("\nUse: memviz run --technique NAME[:key=value,...] (repeatable); "
           "optimizers: --optimizer adamw|sgd|sgd-momentum|adafactor|adamw-8bit|adamw-4bit")
+    for optimizer, library in OPTIMIZER_LIBRARIES.items():
+        reason = missing_reason({library})
+        if reason:
+            print(f"{optimizer} (unavailable: {reason})")
     return 0

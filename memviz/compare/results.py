@@ -51,6 +51,12 @@ def entry(result: SetResult, baseline: dict[str, Any] | None) -> dict[str, Any]:
         # RSS before the model loaded: alike across sets (each worker forked from one warm
         # parent, or each started fresh), so their RSS peaks compare
         "rss_at_start_bytes": runtime_bytes(result.run),
+        # of which the imports of the set's technique libraries (peft for lora, …):
+        # memory the set carries for its library, not for what the technique does
+        "library_import_bytes": {
+            name: info.get("import_rss_bytes") for name, info in
+            ((result.run.environment or {}).get("technique_libraries") or {}).items()
+            if isinstance(info, dict)},
         "loss_final": summary["loss_final"],
         "output_drift": summary["output_drift"],
         "predicted_peak_bytes": predicted,
@@ -103,6 +109,13 @@ def _mib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**20:.1f}"
 
 
+def _imports(e: dict[str, Any]) -> str:
+    """' (peft +31.1)': the RSS at start that a technique library's import added."""
+    found = [f"{name} +{_mib(n)}" for name, n in sorted((e.get("library_import_bytes")
+                                                          or {}).items()) if n is not None]
+    return f" ({', '.join(found)})" if found else ""
+
+
 def _pct(x: float | None, signed: bool = True) -> str:
     return "—" if x is None else (f"{x:+.0%}" if signed else f"{x:.0%}")
 
@@ -129,7 +142,7 @@ def table_rows(items: list[dict[str, Any]]) -> list[list[str]]:
             quality = "—" if e["state"] == "finished" else e["state"]
         rows.append([
             e["name"], _mib(e["peak"]["tracked_bytes"]), _mib(e["peak"]["rss_bytes"]),
-            _mib(e.get("rss_at_start_bytes")), _mib(e["peak"]["gpu_bytes"]),
+            _mib(e.get("rss_at_start_bytes")) + _imports(e), _mib(e["peak"]["gpu_bytes"]),
             "—" if not saving or saving["percent"] is None else f"{saving['percent']:+.0f}%",
             _mib(cats.get("activation")), _mib(cats.get("optimizer_state")),
             "—" if e["step_seconds_median"] is None else f"{e['step_seconds_median']:.3f}",

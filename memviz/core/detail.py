@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .spec import SpecError
+from .errors import SpecError
 
 DEFAULT = "first:2,every:50"
 

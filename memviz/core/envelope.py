@@ -110,5 +110,5 @@ class Envelope:
         return np.repeat(t_out, 2), np.column_stack([lo_out, hi_out]).ravel()
 
 
-def _nan_reduce(ufunc, blocks: np.ndarray) -> np.ndarray:
+def _nan_reduce(ufunc: np.ufunc, blocks: np.ndarray) -> np.ndarray:
     return ufunc.reduce(blocks, axis=1)

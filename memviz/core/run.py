@@ -10,9 +10,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol.messages import SAMPLE_COLUMNS, ProtocolError
 from .columns import Columns
 from .spec import RunSpec, SpecError
+from .stream import SAMPLE_COLUMNS, ProtocolError
 from .tensors import TensorLog
 
 ERROR_FIELDS = ("kind", "message", "traceback")
@@ -61,7 +61,7 @@ class Run:
     phases: list[Phase] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     log: list[LogLine] = field(default_factory=list)
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     end_reason: str = ""
     worker_summary: dict[str, Any] = field(default_factory=dict)
     applied_techniques: list[dict[str, Any]] = field(default_factory=list)
@@ -115,9 +115,8 @@ class Run:
             self.phases.append(phase)
             self._open_phases[key] = phase
             return
-        phase = self._open_phases.pop(key, None)
-        if phase is not None:
-            phase.end = float(msg["t"])
+        if key in self._open_phases:
+            self._open_phases.pop(key).end = float(msg["t"])
 
     def _on_step_done(self, msg: dict) -> None:
         loss = msg["loss"]

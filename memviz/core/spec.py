@@ -7,6 +7,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .categories import TRACK_LEVELS
+from .detail import parse_detail
+from .errors import ModelError, SpecError
+
+__all__ = ["DATA_SOURCES", "DEFAULT_MODEL", "MODES", "OPTIMIZERS", "PRESETS", "ModelError",
+           "RunSpec", "SpecError", "technique_label"]
 
 MODES = ("train", "infer", "generate")
 OPTIMIZERS = ("adamw", "sgd", "sgd-momentum", "adafactor", "adamw-8bit", "adamw-4bit")
@@ -20,14 +25,6 @@ def technique_label(entry: dict[str, Any]) -> str:
     """``lora:r=4`` for a technique entry (its parameters that differ from defaults)."""
     params = ",".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
     return f"{entry['name']}:{params}" if params else str(entry["name"])
-
-
-class SpecError(ValueError):
-    """An option that cannot be run, with a message meant for the user."""
-
-
-class ModelError(SpecError):
-    """The model cannot be found or loaded as named (kind ``model``)."""
 
 
 @dataclass
@@ -88,8 +85,6 @@ class RunSpec:
                             "simulate training or inference")
         if not isinstance(self.detail, str):
             raise SpecError("detail must be text like first:2,every:50")
-        from .detail import parse_detail
-
         parse_detail(self.detail)
         for name, low, high in (
             ("batch_size", 1, 1 << 16),

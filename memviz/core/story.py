@@ -96,7 +96,7 @@ def _cpu(run: Run, t: float) -> Part:
                                                 "tensors to see them)")
     parts = [tensors, Part("runtime and libraries", None if runtime is None else int(runtime),
                            "the interpreter, torch and the other libraries: RSS before the "
-                           "model loaded")]
+                           "model loaded", _library_imports(run))]
     if rss is not None and runtime is not None and tracked is not None:
         rest = int(rss - runtime - tracked)
         parts.append(Part(
@@ -107,6 +107,17 @@ def _cpu(run: Run, t: float) -> Part:
     return Part("RSS (resident memory of the process)",
                 None if rss is None else int(rss),
                 "what the operating system counts for the process (top, ps)", parts)
+
+
+def _library_imports(run: Run) -> list[Part]:
+    """The technique libraries the run imported, each with the RSS its import added:
+    part of the runtime, not of the technique's tensors."""
+    found = (run.environment or {}).get("technique_libraries") or {}
+    return [Part(f"importing {name}", info["import_rss_bytes"]
+                 if isinstance(info.get("import_rss_bytes"), int) else None,
+                 f"{name} {info.get('version', '')}: memory the import itself costs, "
+                 "whatever the technique does") for name, info in sorted(found.items())
+            if isinstance(info, dict)]
 
 
 def _gpu(run: Run, t: float) -> Part | None:

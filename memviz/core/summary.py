@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from . import cuda_model
 from .oom import last_moment
 from .run import Run
@@ -45,6 +45,7 @@ def tracked_peaks(run: Run) -> dict[str, Any]:
     tracking = (run.worker_summary or {}).get("tracking") or {}
     return {
         "tracked_bytes": tracking.get("tracked_bytes"),
+        "t": tracking.get("peak_t"),
         "peak_by_category": tracking.get("peak_by_category"),
         "max_by_category": tracking.get("max_by_category"),
         "allocations": tracking.get("allocations"),
@@ -100,7 +101,9 @@ def build_summary(run: Run) -> dict[str, Any]:
             ],
             "track": run.spec.track,
             "peak": {"rss_bytes": peak_rss_bytes(run), "gpu_bytes": peak_gpu_bytes(run),
-                     "tracked_bytes": tracked["tracked_bytes"]},
+                     "tracked_bytes": tracked["tracked_bytes"],
+                     # seconds on the run's clock when the tracked peak was reached
+                     "tracked_t": tracked["t"]},
             "peak_by_category": tracked["peak_by_category"],
             "max_by_category": tracked["max_by_category"],
             "tracked_allocations": tracked["allocations"],

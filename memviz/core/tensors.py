@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..protocol.messages import STRING_TABLES
 from .categories import CATEGORIES
 from .columns import Columns
 from .module_totals import ModuleTotals
+from .stream import STRING_TABLES
 
 ALLOC, FREE, RETAG = 0, 1, 2
 ROW_COLUMNS = {

@@ -13,7 +13,7 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import qVersion
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from .. import __version__
+from ..version import __version__
 
 
 def _version(distribution: str) -> str:

@@ -10,7 +10,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from .. import __version__
+from ..version import __version__
 
 SMOKE_TEST_TIMEOUT_S = 180
 

@@ -23,13 +23,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import __version__
 from ..core.categories import LABELS
 from ..core.oom import last_moment
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..session import WorkerSession
 from ..techniques import preflight
+from ..version import __version__
 from . import gui_thread_gc
 from .alloc_view import AllocationView
 from .axes import format_bytes, settle

@@ -26,9 +26,10 @@ def first_window(path: str, max_events: int = WORKING_SET_EVENTS) -> tuple[float
     import sqlite3
 
     from ..snapshot.reader import window_around
+    from ..snapshot.untrusted import connect_read_only
 
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = connect_read_only(path)
         try:
             row = db.execute("SELECT t FROM samples ORDER BY coalesce(tracked_total, rss) "
                              "DESC LIMIT 1").fetchone()

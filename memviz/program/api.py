@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core.categories import TRACK_LEVELS
 from ..core.spec import SpecError
+from .result import TrackResult
 
 _active: Tracking | None = None
 _lock = threading.Lock()
@@ -66,6 +67,7 @@ class Tracking:
         self._conn = None
         self._scratch: str | None = None
         self._previous_hook = None
+        self.result: TrackResult | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> Tracking:
@@ -96,11 +98,12 @@ class Tracking:
         atexit.register(self.stop)
         return self
 
-    def stop(self, error: BaseException | None = None) -> None:
-        """End tracking: the last step is closed, the file finished, the summary written."""
+    def stop(self, error: BaseException | None = None) -> TrackResult | None:
+        """End tracking: the last step is closed, the file finished, the summary written.
+        Returns (and keeps in ``result``) the figures: peaks, categories, steps."""
         global _active
         if self.program_tracker is None or _active is not self:
-            return
+            return self.result
         with contextlib.suppress(ValueError):
             atexit.unregister(self.stop)
         if sys.excepthook == self._unhandled:
@@ -110,6 +113,7 @@ class Tracking:
             "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
         self._close_outputs(state)
         _active = None
+        return self.result
 
     def __enter__(self) -> Tracking:
         return self.start()
@@ -147,8 +151,16 @@ class Tracking:
         recorder, self._recorder = self._recorder, None
         if recorder is not None:
             recorder.finish(state)
-            if self.summary_path is not None:
-                self._write_summary(recorder.path)
+            with contextlib.suppress(Exception):  # a failed read must not hide the run's own
+                self.result = TrackResult.from_file(recorder.path, state,
+                                                    keep_file=not self._scratch)
+            if self.summary_path is not None and self.result is not None:
+                self.summary_path.write_text(json.dumps(self.result.summary, indent=2) + "\n")
+        elif self.program_tracker is not None:
+            tracker = self.program_tracker.tracker
+            with contextlib.suppress(Exception):
+                self.result = TrackResult.streamed(state,
+                                                   tracker.summary() if tracker else None)
         if self._scratch:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(OSError):
@@ -157,13 +169,6 @@ class Tracking:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    def _write_summary(self, path: Path) -> None:
-        from ..core.summary import build_summary
-        from ..snapshot import open_run
-
-        summary = build_summary(open_run(path))
-        self.summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
     def _listen_for_stop(self) -> None:
         """A window's Stop: tracking ends at the next phase edge; the program goes on."""
@@ -201,7 +206,6 @@ def start(output: str | os.PathLike | None = None, **options: Any) -> Tracking:
     return Tracking(output, **options).start()
 
 
-def stop() -> None:
-    """Stop the tracking that ``start()`` began."""
-    if _active is not None:
-        _active.stop()
+def stop() -> TrackResult | None:
+    """Stop the tracking that ``start()`` began; its result (None if none was active)."""
+    return _active.stop() if _active is not None else None

@@ -12,9 +12,9 @@ import runpy
 import shlex
 import sys
 
-CONNECT_ENV = "MEMVIZ_RECORD_CONNECT"
-LEVEL_ENV = "MEMVIZ_RECORD_TRACK"
-HZ_ENV = "MEMVIZ_RECORD_HZ"
+from ..processes import RECORD_CONNECT_ENV as CONNECT_ENV
+from ..processes import RECORD_HZ_ENV as HZ_ENV
+from ..processes import RECORD_LEVEL_ENV as LEVEL_ENV
 
 
 def main(argv: list[str]) -> None:

@@ -75,6 +75,7 @@ class ProgramTracker:
         self._tokens = 0
         self._awaiting_backward = False  # the last forward built a graph, no backward yet
         self._loss_over_step = False
+        self._step_loss: float | None = None  # a framework's own figure for the step
         self._optimizer_open = False  # between an optimizer step's pre and post hooks
         self._stop_asked = threading.Event()
         self.stopped = False
@@ -248,6 +249,11 @@ class ProgramTracker:
         if not self.stopped and self.in_step:
             self._end_step()
 
+    def set_step_loss(self, loss: float) -> None:
+        """The step's loss as the framework computes it (Lightning's training_step
+        outputs): it replaces what the model's forwards returned."""
+        self._step_loss = loss
+
     # -- steps and phases ---------------------------------------------------------------
     def _begin_step(self) -> None:
         self.in_step = True
@@ -261,6 +267,8 @@ class ProgramTracker:
         # of the step's (transformers' Trainer under gradient accumulation)
         loss = None if not losses else sum(losses) / (1 if self._loss_over_step
                                                       else len(losses))
+        if self._step_loss is not None:
+            loss, self._step_loss = self._step_loss, None
         self.meter.end(self.step, loss if loss is None or math.isfinite(loss) else None,
                        self._tokens)
         self.step += 1

@@ -84,7 +84,9 @@ def pack_message(message: dict) -> bytes:
 def frames_of(packed: list[bytes], target_bytes: int = FRAME_TARGET_BYTES) -> list[bytes]:
     """Join packed messages into frames of about ``target_bytes`` each (a message larger
     than that travels alone, as long as it fits under MAX_FRAME_BYTES)."""
-    frames, group, size = [], [], 0
+    frames: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
     for part in packed:
         if len(part) > MAX_FRAME_BYTES - 16:
             raise FrameError(f"a message of {len(part)} bytes cannot fit in a frame")

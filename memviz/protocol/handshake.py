@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 
-from .. import __version__
+from ..version import __version__
 from .messages import ProtocolError
 from .transport import Connection, HandshakeTimeout
 

@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.categories import CATEGORIES, SAMPLE_PREFIX
+from ..core.stream import SAMPLE_COLUMNS, STRING_TABLES, ProtocolError
 
-
-class ProtocolError(ValueError):
-    """A message that breaks the protocol (unknown type, missing field, wrong kind)."""
+__all__ = ["EVENT_COLUMNS", "EVENT_DTYPES", "MESSAGE_TYPES", "PHASE_NAMES", "SAMPLE_COLUMNS",
+           "STRING_TABLES", "ProtocolError", "validate_message"]
 
 
 _NUM = (int, float)
@@ -65,19 +64,6 @@ MESSAGE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
 }
 
 PHASE_NAMES = ("forward", "backward", "optimizer", "generate", "load")
-SAMPLE_COLUMNS = (
-    "t",
-    "rss",
-    "uss",
-    "peak_rss",
-    "system_used",
-    "gpu_device_used",
-    "gpu_process_used",
-    "torch_allocated",
-    "torch_reserved",
-    "tracked_total",
-    *(SAMPLE_PREFIX + c for c in CATEGORIES),
-)
 # Tensor events: each column and its type on the wire. The tracker builds them, the
 # snapshot codec stores them; both take the types from here.
 EVENT_DTYPES = {
@@ -86,7 +72,6 @@ EVENT_DTYPES = {
     "phase": "u1", "step": "<i4", "stack": "<i4",
 }
 EVENT_COLUMNS = tuple(EVENT_DTYPES)
-STRING_TABLES = ("dtype", "shape", "device", "module", "op", "frame")
 
 
 def validate_message(msg: Any) -> dict:

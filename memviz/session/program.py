@@ -12,10 +12,12 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 
 from ..core.run import Run
+from ..processes import RECORD_CONNECT_ENV, RECORD_HZ_ENV, RECORD_LEVEL_ENV
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
 from ..protocol.token import TOKEN_ENV
@@ -30,8 +32,11 @@ CONNECT_TIMEOUT_S = 120.0  # a program may import a great deal before tracking s
 class ProgramSession:
     def __init__(self, command: list[str], run: Run, *, recorder=None,
                  relay: Connection | None = None, memory_cap: MemoryCap | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, stdout_to_stderr: bool = False) -> None:
         self.command = command
+        # the program's own output goes to standard error where standard output
+        # carries memviz's (record -o - / --summary -)
+        self.stdout_to_stderr = stdout_to_stderr
         self.run = run
         self.recorder = recorder
         self.relay = relay
@@ -47,14 +52,14 @@ class ProgramSession:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        from ..program.boot import CONNECT_ENV, HZ_ENV, LEVEL_ENV
-
         server, addr = address.listen(address.parse(f"unix:{self._tmpdir}/program.sock"))
-        env = {**os.environ, CONNECT_ENV: str(addr), TOKEN_ENV: self._token,
-               LEVEL_ENV: self.run.spec.track, HZ_ENV: str(self.run.spec.sample_hz),
+        env = {**os.environ, RECORD_CONNECT_ENV: str(addr), TOKEN_ENV: self._token,
+               RECORD_LEVEL_ENV: self.run.spec.track,
+               RECORD_HZ_ENV: str(self.run.spec.sample_hz),
                **self.extra_env}
         try:
-            self.proc = subprocess.Popen(self.command, env=env)
+            self.proc = subprocess.Popen(self.command, env=env,
+                                         stdout=sys.stderr if self.stdout_to_stderr else None)
         except OSError:
             server.close()
             shutil.rmtree(self._tmpdir, ignore_errors=True)

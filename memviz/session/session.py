@@ -15,11 +15,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 
 from ..core.run import Run
+from ..processes import worker_command
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
 from ..protocol.framing import FrameError
@@ -34,13 +34,6 @@ CONNECT_TIMEOUT_S = 60.0
 # machine, seconds on a loaded one. Past this it is terminated, then killed.
 STOP_GRACE_S = 10.0
 TERMINATE_GRACE_S = 2.0
-
-
-def worker_command() -> list[str]:
-    """How to start a worker: the same executable, frozen bundle or Python."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "worker"]
-    return [sys.executable, "-m", "memviz", "worker"]
 
 
 def describe_exit(code: int, what: str = "worker") -> str:

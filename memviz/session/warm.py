@@ -85,7 +85,7 @@ class WarmStart:
     """One warm parent; ``spawn`` forks a worker for a controller's address and token."""
 
     def __init__(self) -> None:
-        from .session import worker_command
+        from ..processes import worker_command
 
         self._dir = Path(tempfile.mkdtemp(prefix="memviz-warm-"))
         self._token = handshake.new_token()

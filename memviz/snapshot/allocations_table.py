@@ -47,6 +47,10 @@ LEFT JOIN strings s ON s.kind = 'shape' AND s.id = a.shape
 LEFT JOIN strings v ON v.kind = 'device' AND v.id = a.device
 LEFT JOIN strings m ON m.kind = 'module' AND m.id = a.module
 LEFT JOIN strings o ON o.kind = 'op' AND o.id = a.op;
+CREATE VIEW IF NOT EXISTS live_at_peak AS
+SELECT n.* FROM allocations_named n JOIN allocations a ON a.id = n.id,
+     (SELECT CAST(value AS INTEGER) AS t_us FROM meta WHERE key = 'peak_t_us') p
+WHERE a.t_alloc_us <= p.t_us AND (a.t_free_us IS NULL OR a.t_free_us > p.t_us);
 """
 FLUSH_ROWS = 50_000
 T_FREE, CATEGORY = 2, 4

@@ -16,12 +16,13 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..core.run import Run
 from ..core.text import printable_tree
+from ..version import __version__
 from .reader import DAMAGE, SnapshotError, _connect, checked_meta, open_run, read_meta
 from .schema import COMPARISON_MAGIC
 
@@ -77,7 +78,7 @@ def is_comparison(path: str | os.PathLike) -> bool:
         db.close()
 
 
-def open_comparison(path: str | os.PathLike, next_run_id=None
+def open_comparison(path: str | os.PathLike, next_run_id: Callable[[], int] | None = None
                     ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Run | None]]]:
     """The base workload and every set with its run (opened from a private copy)."""
     path = Path(path)

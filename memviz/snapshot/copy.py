@@ -9,22 +9,25 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from .untrusted import connect_read_only
+
 
 def copy_snapshot(source: str | Path, target: str | Path, *, overwrite: bool = False) -> None:
-    source, target = Path(source) if source else None, Path(target)
-    if source is None or not str(source).endswith(".memviz") or not source.is_file():
+    origin, target = Path(source) if source else None, Path(target)
+    if origin is None or not str(origin).endswith(".memviz") or not origin.is_file():
         raise ValueError("only runs recorded by memviz can be saved as .memviz "
                          "(use File → Export for other formats)")
     if target.exists():
         if not overwrite:
             raise FileExistsError(f"{target} exists")
-        if target.resolve() == source.resolve():
+        if target.resolve() == origin.resolve():
             return
         target.unlink()
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    src = connect_read_only(origin)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)
+        dst.execute("PRAGMA journal_mode = DELETE")  # a finished file: nothing beside it
     finally:
         dst.close()
         src.close()

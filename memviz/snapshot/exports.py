@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,8 +75,15 @@ def write_chrome_trace(run: Run, out: Path) -> None:
     out.write_text(json.dumps(chrome_trace(run)))
 
 
+def _cells(values: Iterable[Any]) -> list[Any]:
+    """A CSV row: a missing value (None, NaN) is an empty field, as spreadsheets and
+    pandas read a missing value, never the text ``nan``."""
+    return ["" if v is None or (isinstance(v, float) and v != v) else v for v in values]
+
+
 def write_csv(run: Run, folder: Path) -> list[Path]:
-    """samples.csv, tensor_events.csv (one row per allocation), steps.csv, summary.csv."""
+    """samples.csv, tensor_events.csv (one row per allocation), steps.csv, summary.csv;
+    missing values are empty fields."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     with run.lock:
@@ -84,7 +93,8 @@ def write_csv(run: Run, folder: Path) -> list[Path]:
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(names)
-            w.writerows(zip(*(samples.column(n).tolist() for n in names), strict=True))
+            w.writerows(map(_cells, zip(*(samples.column(n).tolist() for n in names),
+                                        strict=True)))
         written.append(path)
         log, rows = run.tensors, run.tensors.rows
         path = folder / "tensor_events.csv"
@@ -94,20 +104,20 @@ def write_csv(run: Run, folder: Path) -> list[Path]:
                         "device", "module", "op", "phase", "step"])
             cols = {n: rows.column(n).tolist() for n in rows.names}
             for i in range(len(rows)):
-                w.writerow([i, cols["t_alloc"][i], cols["t_free"][i], cols["nbytes"][i],
+                w.writerow(_cells([i, cols["t_alloc"][i], cols["t_free"][i], cols["nbytes"][i],
                             CATEGORIES[cols["category"][i]],
                             log.string("dtype", cols["dtype"][i]),
                             log.string("shape", cols["shape"][i]).replace("×", "x"),
                             *(log.string(k, cols[k][i]) for k in ("device", "module", "op")),
-                            cols["phase"][i], cols["step"][i]])
+                            cols["phase"][i], cols["step"][i]]))
         written.append(path)
         path = folder / "steps.csv"
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["step", "loss", "seconds", "tokens", "peak_rss_bytes",
                         "peak_gpu_bytes", "tracked_peak_bytes"])
-            w.writerows([s.step, s.loss, s.seconds, s.tokens, s.peak_rss_bytes,
-                         s.peak_gpu_bytes, s.tracked_peak_bytes] for s in run.steps)
+            w.writerows(_cells([s.step, s.loss, s.seconds, s.tokens, s.peak_rss_bytes,
+                                s.peak_gpu_bytes, s.tracked_peak_bytes]) for s in run.steps)
         written.append(path)
     summary = build_summary(run)
     path = folder / "summary.csv"
@@ -115,10 +125,10 @@ def write_csv(run: Run, folder: Path) -> list[Path]:
         w = csv.writer(f)
         w.writerow(["key", "value"])
         for key in ("mode", "device", "batch_size", "seq_len", "step_seconds_median"):
-            w.writerow([key, summary[key]])
+            w.writerow(_cells([key, summary[key]]))
         for key, value in summary["peak"].items():
-            w.writerow([f"peak.{key}", value])
+            w.writerow(_cells([f"peak.{key}", value]))
         for key, value in (summary["peak_by_category"] or {}).items():
-            w.writerow([f"peak_by_category.{key}", value])
+            w.writerow(_cells([f"peak_by_category.{key}", value]))
     written.append(path)
     return written

@@ -25,7 +25,7 @@ PHASE_COLOURS = {"forward": "#6baed6", "backward": "#fd8d3c", "optimizer": "#74c
                  "generate": "#9e9ac8", "load": "#bdbdbd"}
 
 
-def mib(n) -> str:
+def mib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**20:,.1f} MiB"
 
 
@@ -53,10 +53,10 @@ def timeline_svg(run: Run) -> str:
               float(stacked.max()) if stacked.size else 0.0, 1.0)
     t0, t1 = float(t[0]), float(t[-1]) if t[-1] > t[0] else float(t[0]) + 1
 
-    def x(v) -> float:
+    def x(v: float) -> float:
         return PAD + (v - t0) / (t1 - t0) * (WIDTH - 2 * PAD)
 
-    def y(v) -> float:
+    def y(v: float) -> float:
         return HEIGHT - PAD + 0 - v / top * (HEIGHT - 2 * PAD)
 
     parts = [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '

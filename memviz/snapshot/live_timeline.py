@@ -44,7 +44,7 @@ class LiveTimeline:
 
     def _close_bin(self, final: bool = False) -> None:
         """``final``: the trace ended; its last state is the last point."""
-        if self._low is not None:
+        if self._low is not None and self._high is not None:
             low, high = sorted((self._low, self._high), key=lambda p: p[1])
             self._points.append(low)
             if high is not low:

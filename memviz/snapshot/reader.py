@@ -8,9 +8,11 @@ hang, and nothing in the file is executed.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +25,8 @@ from ..protocol.messages import ProtocolError, validate_message
 from . import codec
 from .meta_check import MetaError, checked
 from .recorder import SAMPLE_FIELDS
-from .schema import COMPARISON_MAGIC, MAGIC, SCHEMA_VERSION
+from .schema import COMPARISON_MAGIC, MAGIC, SCHEMA_VERSION, TABLES
+from .untrusted import connect_read_only
 
 # Tensor events a file may hold: an honest file stores 8 to 30 bytes an event, so
 # more than one event per EVENT_FLOOR_BYTES of file is a file that lies about itself
@@ -51,17 +54,24 @@ def is_torch_snapshot(path: Path) -> bool:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """The file opened read-only as untrusted input (``untrusted.connect_read_only``)."""
     if not path.is_file():
         raise SnapshotError(f"{path}: no such file")
     with open(path, "rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
             raise SnapshotError(f"{path}: not a memviz snapshot (not an SQLite file)")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return db
+        db = connect_read_only(path)
+        impostor = db.execute(
+            f"SELECT type, name FROM sqlite_master WHERE type != 'table' AND name IN "
+            f"({', '.join('?' * len(TABLES))})", TABLES).fetchone()
     except sqlite3.DatabaseError as exc:
         raise SnapshotError(f"{path}: corrupt database ({exc})") from None
+    if impostor is not None:
+        db.close()
+        raise SnapshotError(f"{path}: not a memviz snapshot ({impostor[1]} is a "
+                            f"{impostor[0]}, not a table)")
+    return db
 
 
 def read_meta(db: sqlite3.Connection, path: Path) -> dict:
@@ -91,8 +101,10 @@ def checked_meta(db: sqlite3.Connection, path: Path, magic: str = MAGIC,
     return meta
 
 
-def open_run(path, run_id: int = 0, t_range: tuple[float, float] | None = None,
-             tensors_window: tuple[float, float] | None = None, progress=None) -> Run:
+def open_run(path: str | os.PathLike, run_id: int = 0,
+             t_range: tuple[float, float] | None = None,
+             tensors_window: tuple[float, float] | None = None,
+             progress: Callable[[float], None] | None = None) -> Run:
     """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run.
 
     ``t_range`` (seconds on the run's clock) loads only that window of a .memviz
@@ -250,7 +262,7 @@ def _live_at_start(db: sqlite3.Connection, live: np.ndarray, live_batch: np.ndar
     return parts
 
 
-def window_around(path, t: float, max_events: int) -> tuple[float, float] | None:
+def window_around(path: str | os.PathLike, t: float, max_events: int) -> tuple[float, float] | None:
     """A span of the run around ``t`` holding about ``max_events`` tensor events, or
     None when the whole run holds no more (read from the batches' index, nothing is
     decoded)."""
@@ -379,6 +391,6 @@ def _samples(db: sqlite3.Connection, where: str, args: tuple) -> dict | None:
     return columns
 
 
-def _text(value):
+def _text(value: Any) -> Any:
     """A string from the file, made printable (anything else is left for validation)."""
     return printable(value) if isinstance(value, str) else value

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..core.categories import CATEGORIES, SAMPLE_PREFIX
 from ..core.recording import RecorderError
+from ..version import __version__
 from . import codec
 from .allocations_table import write_allocations
 from .schema import DDL, MAGIC, SCHEMA_VERSION
@@ -133,7 +133,13 @@ class Recorder:
                     "state": "failed"})
 
     def _on_run_done(self, msg: dict) -> None:
-        self._meta({"summary": msg["summary"], "end_reason": msg["reason"], "t_end": msg["t"]})
+        items = {"summary": msg["summary"], "end_reason": msg["reason"], "t_end": msg["t"]}
+        peak_t = ((msg["summary"] or {}).get("tracking") or {}).get("peak_t")
+        if isinstance(peak_t, int | float):
+            # the tracked peak's time in the allocations table's unit (the view
+            # live_at_peak reads it)
+            items["peak_t_us"] = round(peak_t * 1e6)
+        self._meta(items)
 
     def _on_mark(self, msg: dict) -> None:
         self.db.execute("INSERT INTO marks VALUES (?, ?, ?, ?)",
@@ -193,6 +199,9 @@ class Recorder:
                     self._meta(items)
                     self.db.commit()
                     self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    # finished: a plain database again, so a reader leaves no -wal or
+                    # -shm file beside it
+                    self.db.execute("PRAGMA journal_mode = DELETE")
             except (sqlite3.Error, OSError) as exc:
                 self.failed = RecorderError(f"could not write {self.path}: {_reason(exc)}")
             finally:

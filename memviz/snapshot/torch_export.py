@@ -123,7 +123,7 @@ def to_torch_snapshot(run: Run) -> dict[str, Any]:
     live = np.flatnonzero(np.isnan(t_free))
     live = live[np.argsort(offset[live])]
     blocks, cursor = [], 0
-    for i in live:
+    for i in live.tolist():
         start = int(offset[i])
         if start > cursor:
             blocks.append({"address": BASE_ADDRESS + cursor, "size": start - cursor,

@@ -74,7 +74,8 @@ class _Reading:
         self.columns_for(trace).add(entries, self.walker.forget if self.walker else None)
 
 
-def _read(path: Path, progress=None) -> tuple[dict, _Reading]:
+def _read(path: Path, progress: Callable[[float], None] | None = None
+          ) -> tuple[dict, _Reading]:
     """The snapshot's top map, its traces' entries already taken into columns."""
     size = path.stat().st_size
     reading = _Reading(size)

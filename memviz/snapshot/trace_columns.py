@@ -9,6 +9,7 @@ however many entries share its frames.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -102,7 +103,7 @@ class _Blocks:
 
     SIZE = 1 << 16
 
-    def __init__(self, dtype, fill) -> None:
+    def __init__(self, dtype: str | np.dtype, fill: float | int) -> None:
         self.dtype, self.fill = dtype, fill
         self.blocks: list[np.ndarray] = []
 
@@ -136,7 +137,7 @@ class TraceColumns:
         self.all_timed = True
         self._live: dict[int, int] = {}
 
-    def add(self, entries: list, forget=None) -> None:
+    def add(self, entries: list, forget: Callable[[Any, Any], None] | None = None) -> None:
         """``forget(obj, replacement)``: tell the reader what its memo may drop."""
         size = _Blocks.SIZE
         for entry in entries:

@@ -112,6 +112,10 @@ class Technique:
         """A reason it cannot run on this model (what is known before it is built)."""
         return None
 
+    def libraries(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The optional libraries (``libraries.EXTRA_OF``) these params import."""
+        return ()
+
     # -- worker hooks (may import torch) ----------------------------------------------
     def prepare_process(self, params: dict[str, Any], device: str) -> None:
         """Before torch allocates anything: environment and allocator settings."""

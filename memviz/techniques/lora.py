@@ -20,6 +20,9 @@ class Lora(Technique):
     )
     order = 60  # after quantization: adapters sit on the quantized base
 
+    def libraries(self, params: dict[str, Any]) -> tuple[str, ...]:
+        return ("peft",)
+
     def apply_model(self, task, params: dict[str, Any], spec) -> dict[str, Any]:
         from peft import LoraConfig, get_peft_model
 

@@ -14,7 +14,8 @@ import os
 from ..core.devices import device_refusal
 from ..core.model_facts import ModelFacts, facts_of
 from ..core.spec import PRESETS, ModelError, RunSpec, SpecError
-from .registry import check_techniques
+from .libraries import missing_reason
+from .registry import check_techniques, libraries_for
 
 
 def preflight(spec: RunSpec, *, check_device: bool = True) -> ModelFacts:
@@ -24,6 +25,9 @@ def preflight(spec: RunSpec, *, check_device: bool = True) -> ModelFacts:
     if reason:
         raise ModelError(reason)
     resolved = check_techniques(spec)
+    reason = missing_reason(libraries_for(spec))
+    if reason:
+        raise SpecError(f"this run {reason}")
     facts = facts_of(spec.model)
     if facts.max_positions is not None and spec.seq_len > facts.max_positions:
         raise SpecError(f"seq_len {spec.seq_len} is beyond {spec.model}'s "

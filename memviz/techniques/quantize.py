@@ -32,6 +32,9 @@ class Quantize(Technique):
     conflicts = frozenset({"prune", "low-rank"})
     order = 40
 
+    def libraries(self, params: dict[str, Any]) -> tuple[str, ...]:
+        return () if params["method"] == "int8-dynamic" else ("torchao",)
+
     def refusal(self, spec, params, names) -> str | None:
         method, cpu = params["method"], spec.device == "cpu"
         if spec.mode == "train" and "lora" not in names:

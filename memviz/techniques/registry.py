@@ -17,6 +17,7 @@ from .cpu_offload import CpuOffload
 from .distributed import Fsdp, Zero
 from .grad_accum import GradAccum
 from .kv_cache import KvCache
+from .libraries import OPTIMIZER_LIBRARIES, missing_reason
 from .lora import Lora
 from .low_precision import LowPrecision
 from .progressive import Progressive
@@ -112,4 +113,18 @@ def applicability(technique: Technique, spec: RunSpec,
     if clash:
         return f"cannot be combined with {', '.join(clash)}"
     _, params = resolve({"name": technique.name})
-    return technique.refusal(spec, params, present)
+    reason = technique.refusal(spec, params, present)
+    if reason:
+        return reason
+    return missing_reason(technique.libraries(params))
+
+
+def libraries_for(spec: RunSpec) -> set[str]:
+    """Every optional library ``spec`` imports: its techniques' and its optimizer's."""
+    needed: set[str] = set()
+    for entry in spec.techniques:
+        technique, params = resolve(entry)
+        needed.update(technique.libraries(params))
+    if spec.mode == "train" and spec.optimizer in OPTIMIZER_LIBRARIES:
+        needed.add(OPTIMIZER_LIBRARIES[spec.optimizer])
+    return needed

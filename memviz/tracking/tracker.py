@@ -147,6 +147,7 @@ class TensorTracker:
         self._by_category = [0] * len(CATEGORIES)
         self._total = 0
         self._peak = 0
+        self._peak_t = 0.0  # when the peak was reached, seconds on the run's clock
         self._peak_by_category = [0] * len(CATEGORIES)
         self._max_by_category = [0] * len(CATEGORIES)
         self._step_peak = 0
@@ -448,6 +449,7 @@ class TensorTracker:
             if total > peak:
                 peak = total
                 self._peak_by_category = list(by_cat)
+                self._peak_t = record[2] - t0
         self._total, self._peak, self._step_peak = total, peak, step_peak
 
     def _dtype_device_id(self, dtype, device) -> tuple[int, int, str]:
@@ -546,6 +548,7 @@ class TensorTracker:
             self._work_through_log()
             return {
                 "tracked_bytes": self._peak,
+                "peak_t": self._peak_t,
                 "peak_by_category": dict(zip(CATEGORIES, self._peak_by_category, strict=True)),
                 "max_by_category": dict(zip(CATEGORIES, self._max_by_category, strict=True)),
                 "allocations": self._allocations,

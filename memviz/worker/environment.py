@@ -8,7 +8,7 @@ import socket
 
 import psutil
 
-from .. import __version__
+from ..version import __version__
 from .gpu import NvmlDevice
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -18,10 +17,11 @@ import traceback
 from ..core.spec import ModelError, RunSpec, SpecError
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
-from ..protocol.token import TokenError, token_from
 from ..protocol.transport import Connection, ConnectionClosed
 from ..techniques import preflight
 from ..techniques.plan import Plan
+from ..techniques.registry import libraries_for
+from . import lean_imports
 from .emitter import Emitter, now
 from .failures import EXIT_USER_ERROR, classify, one_line, request_bytes
 
@@ -55,6 +55,7 @@ def _receive_spec(conn: Connection) -> RunSpec:
         raise SpecError("the controller sent no start message")
     spec = RunSpec.from_dict(start["spec"])
     preflight(spec, check_device=False)  # the worker's torch says that itself
+    lean_imports.allow(libraries_for(spec))
     return spec
 
 
@@ -91,6 +92,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     threading.Thread(target=_listen_for_stop, args=(conn, stop, emitter, t0, detail_next),
                      daemon=True, name="memviz-control").start()
     import torch
+    import transformers  # noqa: F401  (before the technique libraries, which import it)
 
     from ..models import load_task
     from . import drift, environment, model_summary, ranks
@@ -98,6 +100,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     from .runner import Runner
     from .samplers import MemorySampler
 
+    import_rss = lean_imports.import_measured(libraries_for(spec))
     cuda_index = None
     fake = None
     reported = spec  # what the run says it is; ``spec`` below is what executes
@@ -152,7 +155,9 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         summary = model_summary.summarize(spec.model, task.kind, task.model)
         tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index)
         emitter.send({"type": "run_started", "spec": reported.to_dict(),
-                      "environment": environment.describe(nvml, spec.device),
+                      "environment": {**environment.describe(nvml, spec.device),
+                                      "technique_libraries":
+                                      lean_imports.loaded_technique_libraries(import_rss)},
                       "model": summary, "techniques": plan.record(),
                       "t0_wall": _wall_at(t0)})
         if spec.mode == "generate" and not task.can_generate:
@@ -311,6 +316,7 @@ def run_peer(rank: int, world_size: int, port: int) -> int:
 
     ranks.exit_with_parent()
     spec = RunSpec.from_dict(json.loads(os.environ[ranks.SPEC_ENV]))
+    lean_imports.allow(libraries_for(spec))
     plan = Plan(spec)
     plan.prepare_process()
     t0 = now()
@@ -358,44 +364,8 @@ def _wall_at(t0: float) -> float:
     return time.time() - (now() - t0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="memviz worker")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # a distributed run's peer
-    where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
-    where.add_argument("--listen", help="wait for a controller here (e.g. tcp:127.0.0.1:7341)")
-    parser.add_argument("--zygote", action="store_true", help=argparse.SUPPRESS)  # warm parent
-    parser.add_argument("--token-file", metavar="PATH",
-                        help="read the shared secret from this file (mode 600); "
-                             "default: the MEMVIZ_TOKEN environment variable")
-    parser.add_argument("--token", help=argparse.SUPPRESS)
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="allow --listen on a non-loopback address")
-    parser.add_argument("--world-size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--master-port", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.connect or args.rank is not None:
-        # a Ctrl-C in the terminal reaches the whole process group: the controller
-        # decides how its worker stops (a clean stop, then a kill if it lingers)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # a controller spawns its worker with SIGINT blocked (session.spawn): now that it
-    # has its disposition, a Ctrl-C left pending from the spawn is discarded
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if args.rank is not None:
-        return run_peer(args.rank, args.world_size, args.master_port)
-    if args.token is not None:
-        parser.error("a token on the command line is readable by every user of this "
-                     "machine: put it in MEMVIZ_TOKEN or a file for --token-file (mode 600)")
-    try:
-        token = token_from(args.token_file)
-    except TokenError as exc:
-        parser.error(str(exc))
-    if not token:
-        parser.error("a token is required: set MEMVIZ_TOKEN or pass --token-file")
-    if args.zygote:
-        from .zygote import serve
-
-        return serve(args.connect, token)
+def serve_controller(args: argparse.Namespace, token: str) -> int:
+    """Connect to the controller (or wait for it), take its spec, run it."""
     conn = None
     try:
         conn = _open_connection(args, token)
@@ -415,3 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_spec(conn, spec, args.connect, token)
     finally:
         conn.close()
+
+
+def connect_and_serve(where: str, token: str) -> int:
+    """A worker for the controller at ``where`` (a warm parent's forked child)."""
+    return serve_controller(argparse.Namespace(connect=where, listen=None,
+                                               allow_remote=False), token)

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from ..core.spec import RunSpec
-from ..session.session import worker_command
+from ..processes import worker_command
 
 SPEC_ENV = "MEMVIZ_RANK_SPEC"
 CONTROLLER_ENV = "MEMVIZ_RANK_CONNECT"  # where peers stream to; unset: they keep to themselves

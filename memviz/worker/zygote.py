@@ -26,8 +26,9 @@ POLL_S = 0.2
 def _warm_up() -> None:
     """Import what every worker imports, once, here: torch, transformers and the model
     classes the presets build (their modules take seconds to import the first time;
-    building a model after that takes a few tens of ms), and peft for LoRA."""
-    import peft  # noqa: F401
+    building a model after that takes a few tens of ms). Not peft, torchao or
+    bitsandbytes: a child imports those only for a set that uses them
+    (``lean_imports``), so no other set carries their memory."""
     import torch  # noqa: F401
     import transformers  # noqa: F401
     from transformers import (  # noqa: F401
@@ -55,9 +56,11 @@ def _child(conn: Connection, message: dict) -> None:
         os.dup2(fd, 2)
         os.close(fd)
         os.environ["MEMVIZ_TOKEN"] = message["token"]
-        from .main import main
+        from .lean_imports import hide_technique_libraries
+        from .main import connect_and_serve
 
-        code = main(["--connect", message["connect"]])
+        hide_technique_libraries()
+        code = connect_and_serve(message["connect"], message["token"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:

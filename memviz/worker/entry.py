@@ -1,0 +1,56 @@
+"""``memviz worker``: its command line. The worker proper is in ``main.py`` (a run
+over a connection), ``zygote.py`` (the warm parent) and ``run_peer`` (a rank)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from ..protocol.token import TokenError, token_from
+from . import lean_imports
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="memviz worker")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # a distributed run's peer
+    where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
+    where.add_argument("--listen", help="wait for a controller here (e.g. tcp:127.0.0.1:7341)")
+    parser.add_argument("--zygote", action="store_true", help=argparse.SUPPRESS)  # warm parent
+    parser.add_argument("--token-file", metavar="PATH",
+                        help="read the shared secret from this file (mode 600); "
+                             "default: the MEMVIZ_TOKEN environment variable")
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow --listen on a non-loopback address")
+    parser.add_argument("--world-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--master-port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    lean_imports.hide_technique_libraries()
+    if args.connect or args.rank is not None:
+        # a Ctrl-C in the terminal reaches the whole process group: the controller
+        # decides how its worker stops (a clean stop, then a kill if it lingers)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a controller spawns its worker with SIGINT blocked (session.spawn): now that it
+    # has its disposition, a Ctrl-C left pending from the spawn is discarded
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if args.rank is not None:
+        from .main import run_peer
+
+        return run_peer(args.rank, args.world_size, args.master_port)
+    if args.token is not None:
+        parser.error("a token on the command line is readable by every user of this "
+                     "machine: put it in MEMVIZ_TOKEN or a file for --token-file (mode 600)")
+    try:
+        token = token_from(args.token_file)
+    except TokenError as exc:
+        parser.error(str(exc))
+    if not token:
+        parser.error("a token is required: set MEMVIZ_TOKEN or pass --token-file")
+    if args.zygote:
+        from .zygote import serve
+
+        return serve(args.connect, token)
+    from .main import serve_controller
+
+    return serve_controller(args, token)
