@@ -137,3 +137,32 @@ def test_no_display_is_one_line(argv):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("memviz: no display")
     assert "memviz run" in lines[0] and "QT_QPA_PLATFORM=offscreen" in lines[0]
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["run", "--token", "secret"], "a token on the command line is readable"),
+    (["run", "--seed", "999999999999999999999999"], "seed must be an integer from 0"),
+    (["run", "--detail", "every:0"], "every:N needs N of at least 1"),
+    (["run", "--technique", "lora:r=4,,,"], "lora: an empty setting"),
+    (["run", "--connect", "nowhere"], "bad address 'nowhere'"),
+    (["diff", "a.memviz", "b.memviz", "--top", "-5"], "--top: must be from 1 to 10000"),
+    (["diff", "a.memviz", "b.memviz", "--top", "10" + "0" * 20], "--top: must be from 1"),
+    (["worker", "--listen", "nowhere"], "bad address 'nowhere'"),
+])
+def test_wrong_input_exits_2_with_one_line(argv, says):
+    env = {**os.environ, "MEMVIZ_TOKEN": "t"}
+    done = subprocess.run([*MEMVIZ, *argv], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert "secret" not in done.stderr  # never echoed
+
+
+def test_names_with_escapes_never_reach_the_terminal(piped, tmp_path):
+    out, _ = piped
+    hostile = tmp_path / "run\x1b[2Jcleared.memviz"
+    hostile.write_bytes(out.read_bytes())
+    done = subprocess.run([*MEMVIZ, "diff", str(hostile), str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "cleared.memviz" in done.stdout

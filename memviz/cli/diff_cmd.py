@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .formatting import human_bytes, table
+from .outputs import bounded_int, shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the comparison as JSON here (- for standard output)")
     parser.add_argument("--json", action="store_const", const="-", dest="summary",
                         help=argparse.SUPPRESS)  # the older spelling of --summary -
-    parser.add_argument("--top", type=int, default=15, help="rows per table")
+    parser.add_argument("--top", type=bounded_int(1, 10_000), default=15,
+                        help="rows per table")
 
 
 def _signed(n: int) -> str:
@@ -39,7 +41,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if args.summary == STDOUT:
             return 0
     ra, rb = result["a"], result["b"]
-    print(f"A: {args.a} ({ra['label']})\nB: {args.b} ({rb['label']})\n")
+    print(f"A: {shown(args.a)} ({ra['label']})\nB: {shown(args.b)} ({rb['label']})\n")
     print(table(["", "A", "B", "change"], [
         ["peak RSS", human_bytes(ra["peak_rss_bytes"]), human_bytes(rb["peak_rss_bytes"]),
          _signed((rb["peak_rss_bytes"] or 0) - (ra["peak_rss_bytes"] or 0))],

@@ -23,7 +23,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..core.spec import SpecError
     from ..snapshot import SnapshotError, exports, open_run
     from ..snapshot.torch_export import write
-    from .outputs import STDOUT, StdoutFile, check_output
+    from .outputs import STDOUT, StdoutFile, check_output, shown
 
     try:
         if args.output == STDOUT and args.to == "csv":
@@ -46,7 +46,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         write(run, out, args.to)
     target.deliver()
-    where = "standard output" if args.output == STDOUT else args.output
+    where = "standard output" if args.output == STDOUT else shown(args.output)
     print(f"wrote {where} ({args.to}, {len(run.tensors):,} allocations)",
           file=sys.stderr if args.output == STDOUT else sys.stdout)
     return 0

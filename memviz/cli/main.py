@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run on a worker waiting at ADDR (memviz worker --listen) instead "
                           "of starting one here; its token in MEMVIZ_TOKEN or --token-file")
     run.add_argument("--token-file", metavar="PATH", help="the worker's token (mode 600)")
+    run.add_argument("--token", help=argparse.SUPPRESS)  # refused: it would be world-readable
     run.add_argument("--summary", metavar="JSON",
                      help="write the summary as JSON here (- for standard output)")
     run.add_argument("-o", "--output", metavar="FILE.memviz",

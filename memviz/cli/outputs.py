@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..core.spec import SpecError
+from ..core.text import printable
 
 
 def check_output(path: str | None, *, overwrite: bool = True, folder: bool = False) -> None:
@@ -34,6 +36,25 @@ def check_output(path: str | None, *, overwrite: bool = True, folder: bool = Fal
 
 
 STDOUT = "-"  # -o - / --summary -: standard output
+
+
+def bounded_int(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``, else a one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+    return parse
+
+
+def shown(path: str) -> str:
+    """A path as it may be printed: escape sequences and other control characters in
+    a file's name never reach the terminal."""
+    return printable(str(path), one_line=True)
 
 
 def human_stream(*paths: str | None) -> TextIO:

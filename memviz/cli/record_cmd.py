@@ -77,7 +77,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from ..core.summary import build_summary
     from ..session.memory_cap import parse_cap
     from ..session.program import ProgramSession
-    from .outputs import STDOUT, StdoutFile, check_output, write_json
+    from .outputs import STDOUT, StdoutFile, check_output, shown, write_json
 
     try:
         command, name = program_command(list(args.program_argv))
@@ -114,7 +114,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     target.deliver()
     if args.summary:
         write_json(args.summary, summary)
-    where = f" to {'standard output' if output == STDOUT else output}" if output else ""
+    where = f" to {'standard output' if output == STDOUT else shown(output)}" if output else ""
     print(f"memviz record: {run.state}, {spec.steps_done(len(run.steps))} recorded{where}",
           file=sys.stderr)
     if run.error and run.error["kind"] not in ("program",):

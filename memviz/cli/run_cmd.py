@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     from ..protocol.token import TokenError, token_from
     from ..session.memory_cap import parse_cap
-    from .outputs import STDOUT, StdoutFile, check_output, human_stream, write_json
+    from .outputs import STDOUT, StdoutFile, check_output, human_stream, shown, write_json
 
     try:
         spec = spec_from_args(args, check_device=not args.connect)  # the remote one says
@@ -211,10 +211,17 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
                         else args.memory_cap, spec.device)
         check_output(args.summary)
         check_output(args.output, overwrite=args.force)
+        if args.token is not None:
+            raise SpecError("a token on the command line is readable by every user of this "
+                            "machine: put it in MEMVIZ_TOKEN or a file for --token-file")
+        if args.connect:
+            from ..protocol.address import parse as parse_address
+
+            parse_address(args.connect)
         token = token_from(args.token_file) if args.connect else ""
         if args.connect and not token:
             raise SpecError("--connect needs the worker's token: MEMVIZ_TOKEN or --token-file")
-    except (SpecError, TokenError) as exc:
+    except (SpecError, TokenError, ValueError) as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
     run = Run(spec)
@@ -247,7 +254,7 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     if args.summary:
         write_json(args.summary, summary)
     if args.output:
-        print(f"recorded to {'standard output' if args.output == STDOUT else args.output}",
+        print(f"recorded to {'standard output' if args.output == STDOUT else shown(args.output)}",
               file=sys.stderr)
     if run.state == "failed":
         assert run.error is not None

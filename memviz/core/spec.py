@@ -91,6 +91,7 @@ class RunSpec:
             ("seq_len", 2, 1 << 20),
             ("steps", 0 if self.program else 1, 1 << 24),
             ("max_new_tokens", 1, 1 << 16),
+            ("seed", 0, (1 << 32) - 1),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

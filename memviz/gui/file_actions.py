@@ -6,9 +6,10 @@ banner line that stays until the user acts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QStandardPaths
 from PySide6.QtWidgets import QFileDialog
 
 from ..core.run import Run
@@ -39,6 +40,15 @@ def export_run(run: Run, kind: str, out: Path) -> None:
         html_report.write(run, out)
     else:
         write(run, out, kind)
+
+
+def runs_dir() -> Path:
+    """Where every run is recorded: MEMVIZ_RUNS_DIR, the setting, or the app data folder."""
+    configured = os.environ.get("MEMVIZ_RUNS_DIR") or QSettings().value("runs_dir", "")
+    if configured:
+        return Path(str(configured))
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base or Path.home() / ".memviz") / "runs"
 
 
 class FileActions:

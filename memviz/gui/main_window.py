@@ -6,39 +6,29 @@ its last look, so the stream never drives Qt signals per message.
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import replace
-from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
-    QFileDialog,
-    QGroupBox,
     QLabel,
     QMainWindow,
-    QSplitter,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
 from ..core.categories import LABELS
 from ..core.oom import last_moment
 from ..core.run import Run
-from ..core.spec import RunSpec, SpecError
+from ..core.spec import RunSpec
 from ..session import WorkerSession
-from ..techniques import preflight
 from ..version import __version__
-from . import gui_thread_gc
+from . import gui_thread_gc, window_layout
 from .alloc_view import AllocationView
 from .axes import format_bytes, settle
-from .background_open import BackgroundOpens, opens_in_background
 from .banner import Banner
-from .comparison_view import ComparisonView, sets_from_text
+from .comparison_view import ComparisonView
 from .diff_view import DiffView
 from .external import ExternalRuns
-from .file_actions import FileActions
+from .file_actions import FileActions, runs_dir
+from .file_opening import FileOpener, window_note
 from .filters import FilterBar
 from .inspector import Inspector
 from .log_pane import LogPane
@@ -46,12 +36,13 @@ from .menus import WindowMenus
 from .modules_view import ModulesView
 from .moment_view import MomentView
 from .ranks_view import RanksView
+from .run_control import RunControl
 from .run_list import RunList
 from .run_panel import RunPanel
 from .step_table import StepTable
 from .story_view import StoryView
 from .timeline import TimelineView
-from .working_set import WorkingSets, first_window
+from .working_set import WorkingSets
 
 REFRESH_MS = 50
 SNAPSHOT_SUFFIXES = (".memviz", ".pickle", ".pkl", ".json")
@@ -71,15 +62,6 @@ def failure_text(run: Run) -> str | None:
     return text
 
 
-def runs_dir() -> Path:
-    """Where every run is recorded: MEMVIZ_RUNS_DIR, the setting, or the app data folder."""
-    configured = os.environ.get("MEMVIZ_RUNS_DIR") or QSettings().value("runs_dir", "")
-    if configured:
-        return Path(str(configured))
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".memviz") / "runs"
-
-
 class MainWindow(QMainWindow):
     def __init__(self, model: str | None = None) -> None:
         super().__init__()
@@ -90,7 +72,6 @@ class MainWindow(QMainWindow):
         self.sessions: dict[int, WorkerSession] = {}
         self._next_id = 1
         self._banner_key: tuple[int, int] | None = None
-        self._stopping: set[int] = set()  # runs asked to stop once
         self._cursors: dict[int, float] = {}  # each run's cursor, where it was left
         self._cursor_run: int | None = None  # the run the cursor belongs to now
         self._moment_shown_at: tuple[int, int] | None = None
@@ -102,15 +83,6 @@ class MainWindow(QMainWindow):
         self.run_panel.stop_clicked.connect(self.stop_run)
         self.run_list = RunList()
         self.run_list.shown_changed.connect(self._shown_changed)
-        runs_box = QGroupBox("Runs")
-        QVBoxLayout(runs_box).addWidget(self.run_list)
-        left = QSplitter(Qt.Orientation.Vertical)  # the user sizes the form and the runs
-        left.addWidget(self.run_panel)
-        left.addWidget(runs_box)
-        left.setChildrenCollapsible(False)
-        left.setStretchFactor(0, 3)
-        left.setStretchFactor(1, 1)
-        self.left_split = left
 
         self.error_banner = Banner()
         self.timeline = TimelineView()
@@ -134,25 +106,10 @@ class MainWindow(QMainWindow):
         self.comparison_view.start_requested.connect(self.start_comparison)
         self.comparison_view.cancel_requested.connect(self.cancel_comparison)
         self.comparison_view.run_selected.connect(self.select_run)
-        alloc_split = QSplitter(Qt.Orientation.Horizontal)
-        alloc_split.addWidget(self.alloc_view)
-        alloc_split.addWidget(self.inspector)
-        alloc_split.setSizes([700, 280])
-        alloc_tab = QWidget()
-        alloc_layout = QVBoxLayout(alloc_tab)
-        alloc_layout.setContentsMargins(2, 2, 2, 2)
-        alloc_layout.addWidget(self.filter_bar)
-        alloc_layout.addWidget(alloc_split, 1)
-        self.tabs = QTabWidget()
-        self.tabs.addTab(self.step_table, "Steps")
-        self.tabs.addTab(alloc_tab, "Allocations")
-        self.tabs.addTab(self.moment_view, "At a moment")
-        self.tabs.addTab(self.modules_view, "Modules")
-        self.tabs.addTab(self.story_view, "Memory story")
-        self.tabs.addTab(self.comparison_view, "Technique comparison")
-        self.tabs.addTab(self.diff_view, "Diff two runs")
-        self.tabs.addTab(self.ranks_view, "Ranks")
-        self.tabs.addTab(self.log_pane, "Log")
+        self.state_label = QLabel("Ready: press Run")
+        self.memory_label = QLabel()
+        self.gpu_label = QLabel()
+        self.left_split, self.right_split, self.tabs = window_layout.arrange(self)
         self.alloc_view.allocation_clicked.connect(self._inspect)
         self.moment_view.row_selected.connect(self._inspect)
         self.moment_view.jump_requested.connect(self.set_cursor)
@@ -161,37 +118,13 @@ class MainWindow(QMainWindow):
         self.filter_bar.changed.connect(self._filter_changed)
         self.filter_bar.colour_by.currentTextChanged.connect(self.alloc_view.set_colour_by)
         self._keep = None
-        right_split = QSplitter(Qt.Orientation.Vertical)
-        right_split.addWidget(self.timeline)
-        right_split.addWidget(self.tabs)
-        right_split.setSizes([520, 240])
-        self.right_split = right_split
         self.tabs.currentChanged.connect(self._tab_changed)
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addWidget(self.error_banner)
-        right_layout.addWidget(right_split, 1)
-
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setSizes([330, 950])
-        self.setCentralWidget(split)
-
-        self.state_label = QLabel("Ready: press Run")
-        self.memory_label = QLabel()
-        self.gpu_label = QLabel()
-        bar = self.statusBar()
-        bar.addWidget(self.state_label, 1)
-        bar.addPermanentWidget(self.memory_label)
-        bar.addPermanentWidget(self.gpu_label)
-
         self.setAcceptDrops(True)
         self.external = ExternalRuns(self)
         self.working_sets = WorkingSets()  # long runs opened a span at a time
-        self.background_opens = BackgroundOpens()  # large PyTorch snapshots being read
         self.files = FileActions(self)
+        self.opener = FileOpener(self)
+        self.control = RunControl(self)
         self.menus = WindowMenus(self)
 
         self.timer = QTimer(self)
@@ -226,66 +159,11 @@ class MainWindow(QMainWindow):
         self.files.remember(path)
 
     def _open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open a snapshot", str(runs_dir()),
-            "memviz and PyTorch snapshots (*.memviz *.pickle *.pkl *.json);;All files (*)")
-        if path:
-            self.open_snapshot(path)
+        self.opener.open_dialog()
 
     def open_snapshot(self, path: str) -> Run | None:
-        """Open a .memviz file as a run in the list; a bad file says why, nothing else."""
-        from ..snapshot import SnapshotError, open_run
-        from ..snapshot.comparison_file import is_comparison
-
-        self.error_banner.user_acted()
-        if is_comparison(path):
-            return self._open_comparison(path)
-        if opens_in_background(path):  # a large PyTorch snapshot: None now, the run later
-            self.background_opens.start(path, self._next_id)
-            self._next_id += 1
-            self._show_opening()
-            return None
-        try:
-            # a long run: the whole timeline, and the allocations around its peak
-            run = open_run(path, run_id=self._next_id,
-                           tensors_window=first_window(path, self.working_sets.max_events))
-        except SnapshotError as exc:
-            self.error_banner.action_error(f"Cannot open {exc}")
-            return None
-        self._next_id += 1
-        return self._add_opened(run, path)
-
-    def _add_opened(self, run: Run, path: str) -> Run:
-        self.runs[run.run_id] = run
-        self.run_list.add_run(run)
-        self._remember(str(Path(path).resolve()))
-        self._shown_changed()
-        self.state_label.setText(f"Opened {path}" + _window_note(run))
-        return run
-
-    def _open_comparison(self, path: str) -> Run | None:
-        """A saved comparison: its runs join the list, its table and charts come back."""
-        from ..compare import load_comparison
-        from ..snapshot import SnapshotError
-
-        def next_id() -> int:
-            self._next_id += 1
-            return self._next_id - 1
-
-        try:
-            comparison = load_comparison(path, next_id)
-        except SnapshotError as exc:
-            self.error_banner.action_error(f"Cannot open {exc}")
-            return None
-        for result in comparison.results:
-            self.runs[result.run.run_id] = result.run
-            self.run_list.add_run(result.run, select=False)
-        self.comparison = comparison
-        self.tabs.setCurrentWidget(self.comparison_view)
-        self._remember(str(Path(path).resolve()))
-        self.state_label.setText(f"Opened the comparison {path}")
-        self.refresh()
-        return comparison.results[0].run if comparison.results else None
+        """Open a .memviz file or PyTorch snapshot as a run (``FileOpener.open``)."""
+        return self.opener.open(path)
 
     def dragEnterEvent(self, event) -> None:
         if any(u.toLocalFile().endswith(SNAPSHOT_SUFFIXES) for u in event.mimeData().urls()):
@@ -294,113 +172,37 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event) -> None:
         for url in event.mimeData().urls():
             if url.toLocalFile().endswith(SNAPSHOT_SUFFIXES):
-                self.open_snapshot(url.toLocalFile())
-
-    def _recorder_for(self, run: Run):
-        """Every run is recorded, so nothing measured is lost; failing that, it still runs."""
-        from ..snapshot import Recorder
-
-        folder = runs_dir()
-        path = folder / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{run.run_id}.memviz"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            recorder = Recorder(path, run.spec.to_dict())
-        except OSError as exc:
-            run.add_log("warning", f"not recorded: {exc}")
-            return None
-        run.add_log("info", f"recording to {path}")
-        run.snapshot_path = str(path)
-        return recorder
+                self.opener.open(url.toLocalFile())
 
     # -- actions ----------------------------------------------------------------
-    def active_run(self) -> Run | None:
-        return next((r for r in self.runs.values() if not r.finished and r.rank == 0), None)
+    # -- run control (gui/run_control.py) ----------------------------------------------
+    def _recorder_for(self, run: Run):
+        return self.control.recorder_for(run)
 
-    def _busy(self) -> bool:
-        """A run is going, or a comparison is (which may be simulating a set's step
-        before the set's run joins the list)."""
-        return self.active_run() is not None or (
-            self.comparison is not None and not self.comparison.finished)
+    def active_run(self) -> Run | None:
+        return self.control.active_run()
+
+    def adopt(self, run: Run, session) -> None:
+        self.control.adopt(run, session)
+
+    def start_run(self, spec: RunSpec | None = None, session_for=None) -> Run | None:
+        return self.control.start_run(spec, session_for)
+
+    def start_comparison(self, text: str, greedy: bool = False):
+        return self.control.start_comparison(text, greedy)
+
+    def cancel_comparison(self) -> None:
+        self.control.cancel_comparison()
+
+    def stop_run(self) -> None:
+        self.control.stop_run()
+
+    def record_next_step_in_full(self) -> None:
+        self.control.record_next_step_in_full()
 
     def new_run_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
-
-    def adopt(self, run: Run, session) -> None:
-        """A run that began elsewhere (a program that connected) joins the list, shown."""
-        self.runs[run.run_id] = run
-        self.sessions[run.run_id] = session
-        self.run_list.add_run(run)
-        self._shown_changed()
-
-    def start_run(self, spec: RunSpec | None = None, session_for=None) -> Run | None:
-        """Run ``spec`` (the run panel's) in a worker started here, or in the session
-        ``session_for(run, memory_cap)`` makes (a worker attached to)."""
-        self.error_banner.user_acted()
-        if self._busy():
-            self.error_banner.action_error("A run is going: stop it (Esc) or wait for it")
-            return None
-        spec = spec or self.run_panel.spec()
-        try:
-            # what cannot run is refused before a worker starts (a remote worker's
-            # device is its own to check)
-            preflight(spec, check_device=session_for is None and not spec.simulate)
-            cap = self.run_panel.cap()
-        except SpecError as exc:
-            self.error_banner.action_error(f"Cannot run: {exc}")
-            return None
-        run = Run(spec, run_id=self._next_id)
-        self._next_id += 1
-        session = session_for(run, cap) if session_for else \
-            WorkerSession(run, recorder=self._recorder_for(run), memory_cap=cap)
-        self.runs[run.run_id] = run
-        self.sessions[run.run_id] = session
-        try:
-            session.start()
-        except OSError as exc:
-            run.fail("start", f"could not start the worker: {exc}")
-        self.run_list.add_run(run)
-        self._shown_changed()
-        self.run_panel.set_running(True)
-        return run
-
-    def start_comparison(self, text: str, greedy: bool = False):
-        """Run technique sets on the workload chosen in the run panel, one by one."""
-        from ..compare import Comparison, each_alone
-        from ..compare.sets import runnable
-
-        self.error_banner.user_acted()
-        if self._busy():
-            self.error_banner.action_error("A run is going: stop it or wait before comparing")
-            return None
-        base = replace(self.run_panel.spec(), techniques=[])
-        try:
-            base.validate()
-            sets = each_alone(base) if text == "each" else sets_from_text(text)
-            for candidate in [] if greedy else sets:
-                why = runnable(base, candidate)
-                if why:
-                    raise SpecError(f"set {candidate.name!r}: {why}")
-        except SpecError as exc:
-            self.error_banner.action_error(f"Cannot compare: {exc}")
-            return None
-
-        def next_id() -> int:
-            self._next_id += 1
-            return self._next_id - 1
-
-        def make_session(run: Run) -> WorkerSession:
-            self.runs[run.run_id] = run
-            self.run_list.add_run(run, select=False)
-            session = WorkerSession(run, recorder=self._recorder_for(run))
-            self.sessions[run.run_id] = session
-            return session
-
-        self.comparison = Comparison(base, sets, greedy=greedy, make_session=make_session,
-                                     next_run_id=next_id)
-        self.tabs.setCurrentWidget(self.comparison_view)
-        self.comparison.poll()
-        return self.comparison
 
     def _tab_changed(self, _index: int) -> None:
         """The comparison needs room: it takes most of the height while it is shown."""
@@ -408,42 +210,11 @@ class MainWindow(QMainWindow):
         share = 0.8 if self.tabs.currentWidget() is self.comparison_view else 0.32
         self.right_split.setSizes([int(total * (1 - share)), int(total * share)])
 
-    def cancel_comparison(self) -> None:
-        if self.comparison is not None:
-            self.comparison.cancel()
-
     def select_run(self, run_id: int) -> None:
         for row in range(self.run_list.count()):
             if self.run_list.item(row).data(Qt.ItemDataRole.UserRole) == run_id:
                 self.run_list.setCurrentRow(row)
                 return
-
-    def stop_run(self) -> None:
-        if self.comparison is not None and not self.comparison.finished:
-            self.comparison.cancel()
-        run = self.active_run()
-        if run is None:
-            return
-        session = self.sessions[run.run_id]
-        if run.run_id in self._stopping:  # asked twice: at once
-            session.kill()
-            self.state_label.setText(f"Run #{run.run_id} ended at once")
-            return
-        self._stopping.add(run.run_id)
-        session.request_stop()
-        self.state_label.setText(f"Stopping run #{run.run_id} at its next phase (Esc again: "
-                                 "at once)…")
-
-    def record_next_step_in_full(self) -> None:
-        """The running run's next step is seen op by op (every temporary), whatever its
-        detail policy says."""
-        run = self.active_run()
-        session = self.sessions.get(run.run_id) if run is not None else None
-        if session is None or not hasattr(session, "request_detail"):
-            self.error_banner.action_error("No run is going here to record in full")
-            return
-        session.request_detail()
-        self.state_label.setText(f"Run #{run.run_id}: its next step is recorded in full")
 
     def current_run(self) -> Run | None:
         run_id = self.run_list.current_run_id()
@@ -540,21 +311,6 @@ class MainWindow(QMainWindow):
             return None
         return self.runs.get(self.rank_parent.get(run.run_id, run.run_id))
 
-    def _show_opening(self) -> None:
-        pending = self.background_opens.pending()
-        if pending:
-            self.state_label.setText("Opening " + ", ".join(
-                f"{Path(o.path).name} ({o.fraction:.0%})" for o in pending) + "…")
-
-    def _take_background_opens(self) -> None:
-        """Snapshots read in the background: each joins the list, or says why not."""
-        for opening in self.background_opens.poll():
-            if opening.run is not None:
-                self._add_opened(opening.run, opening.path)
-            else:
-                self.error_banner.action_error(f"Cannot open {opening.error}")
-        self._show_opening()
-
     def _take_working_sets(self) -> None:
         """Allocations a cursor move asked for have been read: every view redraws."""
         for run, error in self.working_sets.poll():
@@ -564,7 +320,7 @@ class MainWindow(QMainWindow):
                 self.alloc_view.set_run(None)  # its layout was of the allocations before
                 self._keep = None
                 self._shown_changed()
-                self.state_label.setText(f"Run #{run.run_id}" + _window_note(run))
+                self.state_label.setText(f"Run #{run.run_id}" + window_note(run))
 
     def refresh(self) -> None:
         self._refresh()
@@ -576,7 +332,7 @@ class MainWindow(QMainWindow):
 
     def _refresh(self) -> None:
         self.external.poll()
-        self._take_background_opens()
+        self.opener.take_background_opens()
         self._take_working_sets()
         self._adopt_ranks()
         if self.comparison is not None:
@@ -647,7 +403,7 @@ class MainWindow(QMainWindow):
         if imported:
             return f"Run #{run.run_id}: {run.spec.model}, a {imported}, " \
                 f"{len(run.tensors):,} allocations"
-        return f"Run #{run.run_id} {run.state}, {steps}" + _window_note(run)
+        return f"Run #{run.run_id} {run.state}, {steps}" + window_note(run)
 
     def closeEvent(self, event) -> None:
         gui_thread_gc.release(id(self))
@@ -658,12 +414,3 @@ class MainWindow(QMainWindow):
         for session in self.sessions.values():
             session.wait(5)
         super().closeEvent(event)
-
-
-def _window_note(run: Run) -> str:
-    """What a windowed run shows of its allocations (nothing for a whole one)."""
-    if run.tensors_window is None:
-        return ""
-    a, b = run.tensors_window
-    return (f": a long run; the allocations of {a:.1f}–{b:.1f} s are loaded (the shaded "
-            "span); click elsewhere on the timeline to load that part")

@@ -42,7 +42,11 @@ def parse_technique(text: str) -> dict[str, Any]:
         raise TechniqueError(f"no technique named {name!r} (known: {', '.join(TECHNIQUES)})")
     by_name = {p.name: p for p in technique.params}
     params: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
+    items = [part.strip() for part in rest.split(",")] if rest.strip() else []
+    if any(not item for item in items):
+        raise TechniqueError(f"{name}: an empty setting in {text.strip()!r} "
+                             "(settings are key=value, separated by single commas)")
+    for item in items:
         key, eq, value = item.partition("=")
         if not eq:
             raise TechniqueError(f"{name}: {item!r} is not key=value")

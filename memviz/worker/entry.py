@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import signal
 
+from ..protocol import address
 from ..protocol.token import TokenError, token_from
 from . import lean_imports
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="memviz worker")
+    parser = argparse.ArgumentParser(prog="memviz worker", allow_abbrev=False)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # a distributed run's peer
     where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
@@ -26,6 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--master-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for where_to in (args.connect, args.listen):
+        if where_to is None:
+            continue
+        try:
+            parsed = address.parse(where_to)
+        except address.AddressError as exc:
+            parser.error(str(exc))
+        if args.listen and not args.allow_remote and not parsed.is_loopback:
+            parser.error(f"{where_to} is not a loopback address: anyone who can reach it "
+                         "could try the token; pass --allow-remote if that is meant")
     lean_imports.hide_technique_libraries()
     if args.connect or args.rank is not None:
         # a Ctrl-C in the terminal reaches the whole process group: the controller

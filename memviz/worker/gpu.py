@@ -52,6 +52,18 @@ class NvmlDevice:
         }
 
 
+NVML_REASONS = {
+    "NVMLError_LibraryNotFound": "no NVIDIA driver",
+    "NVMLError_DriverNotLoaded": "the NVIDIA driver is not loaded",
+    "NVMLError_NoPermission": "no permission to read the NVIDIA GPU",
+}
+
+
+def _nvml_reason(error: str) -> str:
+    """What NVML's failure to start means, in words (the error's name stays for the rest)."""
+    return NVML_REASONS.get(error, f"no NVIDIA GPU ({error})")
+
+
 def open_nvml(index: int = 0) -> NvmlDevice:
     try:
         import pynvml
@@ -60,7 +72,7 @@ def open_nvml(index: int = 0) -> NvmlDevice:
     try:
         pynvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-        return NvmlDevice(False, f"no NVIDIA GPU ({type(exc).__name__})")
+        return NvmlDevice(False, _nvml_reason(type(exc).__name__))
     try:
         if pynvml.nvmlDeviceGetCount() <= index:
             return NvmlDevice(False, f"no NVIDIA GPU with index {index}")
