@@ -64,7 +64,7 @@ def test_memviz_run_with_the_wrong_token_is_refused(tmp_path):
     try:
         done = subprocess.run([*MEMVIZ, "run", "--connect", where, "--steps", "1"],
                               capture_output=True, text=True, timeout=WORKER_DEADLINE_S,
-                              env={**os.environ, "MEMVIZ_TOKEN": "guess"})
+                              env={**os.environ, "MEMVIZ_TOKEN": handshake.new_token()})
         assert done.returncode == 1
         assert "refused" in done.stderr and "Traceback" not in done.stderr
         assert worker.poll() is None  # still waiting for its controller

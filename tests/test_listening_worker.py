@@ -183,3 +183,118 @@ def test_a_private_token_file_serves_a_controller(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("weak", ["secret", "t" * 64, "0123456789abcdef",
+                                  "correct horse battery"])
+def test_a_token_too_weak_to_be_safe_is_refused(weak, tmp_path):
+    """Whoever sees one handshake can test guesses offline: a guessable token is
+    refused before anything listens or connects."""
+    out = subprocess.run([sys.executable, "-m", "memviz", "worker", "--listen",
+                          "tcp:127.0.0.1:0"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "MEMVIZ_TOKEN": weak})
+    assert out.returncode == 2 and "the token is too weak" in out.stderr
+    assert "listening" not in out.stdout
+    path = tmp_path / "token"
+    path.write_text(weak + "\n")
+    path.chmod(0o600)
+    out = subprocess.run([sys.executable, "-m", "memviz", "run", "--connect",
+                          "tcp:127.0.0.1:9", "--token-file", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "the token is too weak" in out.stderr
+    assert weak not in out.stderr
+
+
+def test_memviz_token_makes_a_strong_private_token(tmp_path):
+    from memviz.protocol.token import MIN_BITS, estimated_bits
+
+    printed = subprocess.run([sys.executable, "-m", "memviz", "token"], capture_output=True,
+                             text=True, timeout=60).stdout.strip()
+    assert estimated_bits(printed) >= 2 * MIN_BITS
+    path = tmp_path / "token"
+    done = subprocess.run([sys.executable, "-m", "memviz", "token", "--write", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and (path.stat().st_mode & 0o777) == 0o600
+    written = path.read_text().strip()
+    assert written != printed and estimated_bits(written) >= 2 * MIN_BITS
+    again = subprocess.run([sys.executable, "-m", "memviz", "token", "--write", str(path)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "exists" in again.stderr
+    assert path.read_text().strip() == written  # nothing lost
+
+
+def _silent_stranger(port: int, stop, connected: list) -> None:
+    """Connects, says nothing, and reconnects the moment it is cut off."""
+    while not stop.is_set():
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        except OSError:
+            continue
+        connected.append(1)
+        sock.settimeout(0.2)
+        try:
+            while not stop.is_set():
+                try:
+                    if not sock.recv(4096):
+                        break  # cut off by the listener
+                except TimeoutError:
+                    continue
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+def test_silent_strangers_that_reconnect_cannot_lock_the_owner_out():
+    """24 silent connections that reconnect at once hold more places than the
+    listener has; the owner still gets in within 5 s, every try, and the refusals
+    are logged a few a second, not one line each."""
+    import threading
+
+    from memviz.protocol.accept import LOG_PER_S, MAX_PENDING, accept_authenticated
+
+    token = handshake.new_token()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop, connected, lines = threading.Event(), [], []
+    strangers = [threading.Thread(target=_silent_stranger, args=(port, stop, connected),
+                                  daemon=True) for _ in range(24)]
+    waits = []
+    started = time.monotonic()
+    try:
+        for attempt in range(4):
+            accepted: list = []
+
+            def listen(into: list = accepted) -> None:
+                into.append(accept_authenticated(server, token, "worker",
+                                                 refused=lines.append, timeout=60))
+
+            listener = threading.Thread(target=listen, daemon=True)
+            listener.start()
+            if attempt == 0:
+                for thread in strangers:
+                    thread.start()
+            # the first time, until every stranger holds a place and more have come;
+            # later, until some have come back to the new listener
+            wanted = len(connected) + (len(strangers) + MAX_PENDING if attempt == 0 else 8)
+            deadline = time.monotonic() + 30
+            while len(connected) < wanted and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the strangers hold every place, and more
+            assert len(connected) >= wanted
+            began = time.monotonic()
+            owner = Connection(socket.create_connection(("127.0.0.1", port), timeout=10))
+            handshake.perform(owner, token, "controller")
+            waits.append(time.monotonic() - began)
+            listener.join(10)
+            assert accepted and accepted[0] is not None
+            accepted[0][0].close()
+            owner.close()
+    finally:
+        stop.set()
+        server.close()
+    assert max(waits) < 5.0, waits
+    elapsed = time.monotonic() - started
+    assert len(connected) > 4 * len(strangers)  # they hammered throughout
+    # each listener logs a few lines a second, then one "… and N more refused"
+    assert len(lines) <= 4 * (LOG_PER_S + 1) * (elapsed + 1), (len(lines), elapsed)
+    assert any(line.startswith("… and ") for line in lines)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from memviz.protocol import handshake
 from memviz.session.spawn import popen_own_session
 from memviz.snapshot import open_run
 
@@ -210,7 +211,7 @@ def test_a_ctrl_c_while_the_worker_is_spawned_cannot_kill_it(tmp_path):
     server.listen(1)
     server.settimeout(WORKER_DEADLINE_S)
     worker = popen_own_session([*MEMVIZ, "worker", "--connect", f"unix:{tmp_path / 'w.sock'}"],
-                               env={**os.environ, "MEMVIZ_TOKEN": "t" * 32},
+                               env={**os.environ, "MEMVIZ_TOKEN": handshake.new_token()},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         peer, _ = server.accept()  # it connects after setting its disposition

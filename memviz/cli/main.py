@@ -33,6 +33,7 @@ EXAMPLES = {
     "fit": "memviz fit --model llama-tiny --limit 2GiB --search batch",
     "record": "memviz record -o train.memviz -- python train.py --epochs 1",
     "techniques": "memviz techniques --model gpt2-tiny",
+    "token": "memviz token --write ~/.memviz-token",
 }
 
 
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .techniques_cmd import add_arguments as add_techniques_arguments
 
     add_techniques_arguments(_parser(sub, "techniques", help="list the memory techniques"))
+    from .token_cmd import add_arguments as add_token_arguments
+
+    add_token_arguments(_parser(sub, "token", help="make a token for a listening worker"))
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
@@ -152,6 +156,10 @@ def _main(argv: list[str] | None = None) -> int:
         from .techniques_cmd import cmd_techniques
 
         return cmd_techniques(args)
+    if args.command == "token":
+        from .token_cmd import cmd_token
+
+        return cmd_token(args)
     if args.command == "export":
         from .export_cmd import cmd_export
 

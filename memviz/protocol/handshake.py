@@ -22,6 +22,7 @@ import secrets
 import time
 
 from ..version import __version__
+from . import token as tokens
 from .messages import ProtocolError
 from .transport import Connection, HandshakeTimeout
 
@@ -39,7 +40,8 @@ class AuthenticationError(ProtocolError):
 
 
 def new_token() -> str:
-    return secrets.token_hex(16)
+    """A token of 256 random bits (``token.new_token``)."""
+    return tokens.new_token()
 
 
 def proof(token: str, sender_role: str, sender_nonce: str, receiver_nonce: str) -> str:
