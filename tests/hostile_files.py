@@ -53,6 +53,25 @@ def _sql(name: str, *statements: tuple[str, tuple]) -> Callable[[Path, Path], Pa
     return lambda good, folder: _copy(good, folder, name, list(statements))
 
 
+def _view_instead_of(table: str, name: str, select: str) -> Callable[[Path, Path], Path]:
+    """memviz's ``table`` replaced by a view that computes ``select`` when read."""
+    return lambda good, folder: _copy(good, folder, name, [
+        (f"DROP TABLE {table}", ()), (f"CREATE VIEW {table} AS {select}", ())])
+
+
+RECURSIVE = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+             "SELECT 'magic' AS key, n AS value FROM r")
+
+
+def _renamed(name: str) -> Callable[[Path, Path], Path]:
+    """A good file under a name that a careless URI would read otherwise."""
+    def build(good: Path, folder: Path) -> Path:
+        path = folder / name
+        shutil.copy(good, path)
+        return path
+    return build
+
+
 def _event_bomb(good: Path, folder: Path) -> Path:
     """8 batches that each claim 4M events, zlib-packed into a few hundred KiB."""
     from memviz.snapshot.codec import DTYPES
@@ -188,4 +207,18 @@ CASES: list[Case] = [
          "frames": [{"filename": ANSI + "train.py", "line": 3, "name": ANSI}]}]]}), None),
     *(Case(f"runs-code-protocol-{p}", _runs_code(p), "refused: the pickle asks for")
       for p in (2, 4, 5)),
+    # a file that defines views under memviz's table names: read, they would never end
+    # or would allocate gigabytes; refused before anything is read from them
+    Case("meta-recursive-view", _view_instead_of("meta", "view-recursive", RECURSIVE),
+         "meta is a view, not a table"),
+    Case("samples-printf-view", _view_instead_of(
+        "samples", "view-printf", "SELECT printf('%.*c', 1000000000, 'x') AS t"),
+        "samples is a view, not a table"),
+    Case("steps-zeroblob-view", _view_instead_of(
+        "steps", "view-zeroblob", "SELECT zeroblob(2000000000) AS step"),
+        "steps is a view, not a table"),
+    # names that change which file an unquoted SQLite URI opens
+    Case("name-with-hash", _renamed("run#1.memviz"), None),
+    Case("name-with-percent", _renamed("evil%41.memviz"), None),
+    Case("name-with-question-mark", _renamed("run?mode=rwc.memviz"), None),
 ]

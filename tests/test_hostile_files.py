@@ -4,6 +4,7 @@ bounded memory, and never runs anything (cases in tests/hostile_files.py)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -70,6 +71,17 @@ def test_a_hostile_file_is_one_line_at_every_entry_point(verdicts, case):
     assert ESCAPE not in export_err + diff_err + opened
     bound = MEMORY_FLOOR + MEMORY_PER_FILE_BYTE * verdict["file_bytes"]
     assert verdict["rss_delta"] < bound, f"{verdict['rss_delta'] >> 20} MiB"
+
+
+def test_a_name_never_changes_which_file_opens(verdicts, hostile_files):
+    """``run#1.memviz`` is not ``run``, ``evil%41.memviz`` is not ``evilA.memviz``:
+    each opened itself (above), read-only, and nothing appeared beside it."""
+    good, files = hostile_files
+    names = set(os.listdir(good.parent))
+    assert not names & {"run", "evilA.memviz", "run?mode=rwc.memviz-wal"}
+    assert not any(n.endswith(("-wal", "-shm")) for n in names), sorted(names)
+    for case in ("name-with-hash", "name-with-percent", "name-with-question-mark"):
+        assert verdicts[case]["open"] == "opened"
 
 
 def test_the_window_refuses_or_opens_every_hostile_file_and_keeps_refreshing(
