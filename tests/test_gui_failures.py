@@ -3,6 +3,7 @@ widgets, offscreen."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -164,3 +165,17 @@ def test_cycles_are_collected_on_the_gui_thread_only_while_a_window_is_open(qtbo
     assert collected_in == [threading.main_thread().name]
     win.close()
     assert gc.isenabled() and not gui_thread_gc.on_gui_thread()
+
+
+def test_a_pipe_is_refused_and_never_blocks_the_window(window, tmp_path):
+    """A FIFO blocks whoever opens it until a writer comes: the window refuses it at
+    once, with one line, and the CLI too."""
+    fifo = tmp_path / "run.memviz"
+    os.mkfifo(fifo)
+    assert window.open_snapshot(str(fifo)) is None
+    assert window.error_banner.text() == f"Cannot open {fifo}: not a regular file"
+    assert not window.runs
+    done = subprocess.run([sys.executable, "-m", "memviz", "export", str(fifo), "--to", "csv",
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "not a regular file" in done.stderr

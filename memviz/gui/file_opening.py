@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog
 
 from ..core.run import Run
+from ..core.text import printable
 from .background_open import BackgroundOpens, opens_in_background
 from .file_actions import runs_dir
 from .working_set import first_window
@@ -33,6 +34,11 @@ class FileOpener:
 
         window = self.window
         window.error_banner.user_acted()
+        if not Path(path).is_file():  # a pipe would block the window on its first read
+            window.error_banner.action_error(
+                f"Cannot open {printable(str(path), one_line=True)}: " +
+                ("not a regular file" if Path(path).exists() else "no such file"))
+            return None
         if is_comparison(path):
             return self._open_comparison(path)
         if opens_in_background(path):  # a large PyTorch snapshot: None now, the run later

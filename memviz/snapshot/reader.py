@@ -56,7 +56,9 @@ def is_torch_snapshot(path: Path) -> bool:
 def _connect(path: Path) -> sqlite3.Connection:
     """The file opened read-only as untrusted input (``untrusted.connect_read_only``)."""
     if not path.is_file():
-        raise SnapshotError(f"{path}: no such file")
+        raise SnapshotError(f"{path}: " + ("not a regular file (a pipe, a device or a "
+                                           "folder): memviz opens files only"
+                                           if path.exists() else "no such file"))
     with open(path, "rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
             raise SnapshotError(f"{path}: not a memviz snapshot (not an SQLite file)")
