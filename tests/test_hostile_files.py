@@ -76,7 +76,7 @@ def test_a_hostile_file_is_one_line_at_every_entry_point(verdicts, case):
 def test_a_name_never_changes_which_file_opens(verdicts, hostile_files):
     """``run#1.memviz`` is not ``run``, ``evil%41.memviz`` is not ``evilA.memviz``:
     each opened itself (above), read-only, and nothing appeared beside it."""
-    good, files = hostile_files
+    good, _ = hostile_files
     names = set(os.listdir(good.parent))
     assert not names & {"run", "evilA.memviz", "run?mode=rwc.memviz-wal"}
     assert not any(n.endswith(("-wal", "-shm")) for n in names), sorted(names)
