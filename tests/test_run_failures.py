@@ -222,3 +222,42 @@ def test_a_ctrl_c_while_the_worker_is_spawned_cannot_kill_it(tmp_path):
         worker.kill()
         worker.wait()
         server.close()
+
+
+def test_a_disk_that_fills_at_any_moment_is_a_failure_that_says_so(tmp_path):
+    """Wherever the file stops growing, in the run or in its last commit, `memviz run`
+    says why and exits 1: never 0 with a file that lacks what was measured."""
+    spec = ["--steps", "2", "--batch-size", "1", "--seq-len", "32", "--sample-hz", "20"]
+    whole = tmp_path / "whole.memviz"
+    done = subprocess.run([*MEMVIZ, "run", *spec, "-o", str(whole)], capture_output=True,
+                          text=True, timeout=WORKER_DEADLINE_S)
+    assert done.returncode == 0, done.stderr
+    size = whole.stat().st_size
+    for share in (0.3, 0.6, 0.9, 0.99):
+        path = tmp_path / f"cut-{share}.memviz"
+        limit = int(size * share)
+        out = subprocess.run(
+            [*MEMVIZ, "run", *spec, "-o", str(path)], capture_output=True, text=True,
+            timeout=WORKER_DEADLINE_S,
+            preexec_fn=lambda limit=limit: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                              (limit, limit)))
+        assert out.returncode == 1, (share, out.stderr)
+        assert f"memviz: error: could not write {path}: " in out.stderr, (share, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_an_export_that_fills_the_disk_is_one_line(tmp_path):
+    recorded = tmp_path / "run.memviz"
+    done = subprocess.run([*MEMVIZ, "run", "--steps", "1", "--batch-size", "1", "--seq-len",
+                           "32", "-o", str(recorded)], capture_output=True, text=True,
+                          timeout=WORKER_DEADLINE_S)
+    assert done.returncode == 0, done.stderr
+    before = recorded.read_bytes()
+    out = tmp_path / "run.pickle"
+    done = subprocess.run(
+        [*MEMVIZ, "export", str(recorded), "--to", "torch-pickle", "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
+    assert done.returncode == 1
+    assert done.stderr == f"memviz: error: could not write {out}: File too large\n"
+    assert recorded.read_bytes() == before  # what was read is untouched

@@ -35,17 +35,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     target = StdoutFile(args.output, "." + args.to)
     out = Path(target.path)
-    if args.to == "chrome-trace":
-        exports.write_chrome_trace(run, out)
-    elif args.to == "csv":
-        exports.write_csv(run, out)
-    elif args.to == "html":
-        from ..snapshot import html_report
+    try:
+        if args.to == "chrome-trace":
+            exports.write_chrome_trace(run, out)
+        elif args.to == "csv":
+            exports.write_csv(run, out)
+        elif args.to == "html":
+            from ..snapshot import html_report
 
-        html_report.write(run, out)
-    else:
-        write(run, out, args.to)
-    target.deliver()
+            html_report.write(run, out)
+        else:
+            write(run, out, args.to)
+        target.deliver()
+    except OSError as exc:  # a full disk, a file too large: the snapshot read is untouched
+        reason = exc.strerror or str(exc)
+        print(f"memviz: error: could not write {shown(args.output)}: {reason}",
+              file=sys.stderr)
+        return 1
     where = "standard output" if args.output == STDOUT else shown(args.output)
     print(f"wrote {where} ({args.to}, {len(run.tensors):,} allocations)",
           file=sys.stderr if args.output == STDOUT else sys.stdout)

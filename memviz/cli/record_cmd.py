@@ -99,7 +99,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     if output:
         from ..snapshot import Recorder
 
-        recorder = Recorder(target.path, spec.to_dict(), overwrite=args.force)
+        try:
+            recorder = Recorder(target.path, spec.to_dict(), overwrite=args.force)
+        except OSError as exc:
+            print(f"memviz record: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, FileExistsError) else 1
     session = ProgramSession(command, run, recorder=recorder, relay=relay, memory_cap=cap,
                              stdout_to_stderr=STDOUT in (output, args.summary))
     # a Ctrl-C reaches the program itself (the same terminal): it ends as it would, and

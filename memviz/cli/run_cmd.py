@@ -232,9 +232,9 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
 
         try:
             recorder = Recorder(target.path, spec.to_dict(), overwrite=args.force)
-        except (FileExistsError, OSError) as exc:
+        except OSError as exc:  # exists (2), or cannot be written at all (1)
             print(f"memviz: error: {exc}", file=sys.stderr)
-            return 2
+            return 2 if isinstance(exc, FileExistsError) else 1
     if args.connect:
         from ..session.attach import AttachedSession
 

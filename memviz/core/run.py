@@ -172,11 +172,14 @@ class Run:
             self.revision += 1
             return self.ranks[rank]
 
-    def fail(self, kind: str, message: str, traceback: str = "", **details: Any) -> None:
-        """Mark the run failed (worker died, connection broke) unless it already ended.
-        ``details``: figures of the failure (ERROR_DETAILS), such as an OOM's cap."""
+    def fail(self, kind: str, message: str, traceback: str = "", *,
+             even_if_ended: bool = False, **details: Any) -> None:
+        """Mark the run failed (worker died, connection broke) unless it already ended;
+        ``even_if_ended``: also then (its file could not be written: what was measured
+        is not all saved). ``details``: figures of the failure (ERROR_DETAILS), such as
+        an OOM's cap."""
         with self.lock:
-            if self.state in ("finished", "stopped"):
+            if self.state in ("finished", "stopped") and not even_if_ended:
                 return
             if self.error is None:
                 self.error = {"kind": kind, "message": message, "traceback": traceback,

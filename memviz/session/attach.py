@@ -15,7 +15,7 @@ import threading
 from ..core.run import Run
 from ..protocol import address, handshake
 from ..protocol.transport import Connection, ConnectionClosed
-from .feed import Feed, serve
+from .feed import Feed, finish_recording, serve
 from .memory_cap import MemoryCap
 
 CONNECT_TIMEOUT_S = 30.0
@@ -96,5 +96,5 @@ class AttachedSession:
             self.run.fail(kind, message)
         self.exit_code = 0 if self.run.state != "failed" else 1
         if self.recorder is not None:
-            self.recorder.finish(self.run.state, self.run.error)
+            finish_recording(self.recorder, self.run)
         self.done.set()

@@ -70,7 +70,7 @@ class Feed:
         try:
             self.recorder.write(messages)
         except RecorderError as exc:
-            self.run.fail("disk", str(exc))
+            self.run.fail("disk", str(exc), even_if_ended=True)
             self.stop()
 
     def _enforce_cap(self, messages: list[dict]) -> None:
@@ -110,3 +110,12 @@ def serve(conn: Connection, feed: Feed, source: str, on_malformed: Callable[[], 
             feed.run.add_log("error", f"connection to the {source} lost: {exc}")
     finally:
         conn.close()
+
+
+def finish_recording(recorder, run: Run) -> None:
+    """Close the run's file with its final state. A file that could not be written
+    (a full disk at the last commit) fails the run, whatever the worker said: the
+    file does not hold all that was measured, and the exit code must say so."""
+    recorder.finish(run.state, run.error)
+    if recorder.failed is not None:
+        run.fail("disk", str(recorder.failed), even_if_ended=True)

@@ -19,7 +19,7 @@ from ..protocol import address, handshake
 from ..protocol.accept import MAX_PENDING, POLL_S, authenticate
 from ..protocol.token import TOKEN_ENV
 from ..protocol.transport import Connection, ConnectionClosed
-from .feed import Feed, serve
+from .feed import Feed, finish_recording, serve
 
 
 class ProgramConnection:
@@ -122,5 +122,5 @@ class ProgramListener:
         if not run.finished:
             run.fail("crash", "the program stopped streaming before its end")
         if recorder is not None:
-            recorder.finish(run.state, run.error)
+            finish_recording(recorder, run)
         session.done.set()

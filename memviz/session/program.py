@@ -22,7 +22,7 @@ from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
 from ..protocol.token import TOKEN_ENV
 from ..protocol.transport import Connection
-from .feed import Feed, serve
+from .feed import Feed, finish_recording, serve
 from .memory_cap import MemoryCap
 from .session import describe_exit
 
@@ -123,7 +123,7 @@ class ProgramSession:
                 self.run.mark_stopped()
         self.exit_code = code
         if self.recorder is not None:
-            self.recorder.finish(self.run.state, self.run.error)
+            finish_recording(self.recorder, self.run)
         if self.relay is not None:
             self.relay.close()
         shutil.rmtree(self._tmpdir, ignore_errors=True)

@@ -25,7 +25,7 @@ from ..protocol.accept import accept_authenticated
 from ..protocol.framing import FrameError
 from ..protocol.messages import ProtocolError
 from ..protocol.transport import Connection, ConnectionClosed
-from .feed import Feed, serve
+from .feed import Feed, finish_recording, serve
 from .memory_cap import AUTO, MemoryCap, parse_cap
 from .spawn import popen_own_session
 
@@ -272,6 +272,6 @@ class WorkerSession:
                 self.run.fail("crash", describe_exit(code) + last)
         self.exit_code = code
         if self.recorder is not None:
-            self.recorder.finish(self.run.state, self.run.error)
+            finish_recording(self.recorder, self.run)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         self.done.set()

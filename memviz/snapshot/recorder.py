@@ -58,17 +58,20 @@ class Recorder:
             if not overwrite:
                 raise FileExistsError(f"{self.path} exists (choose another name or overwrite)")
             self.path.unlink()
-        self.db = sqlite3.connect(self.path, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(DDL)
         self.lock = threading.Lock()
         self._batch = 0
         self._last_commit = time.monotonic()
-        self._meta({"magic": MAGIC, "schema_version": SCHEMA_VERSION,
-                    "memviz_version": __version__, "created": time.time(), "spec": spec,
-                    "state": "running"})
-        self.db.commit()
+        try:
+            self.db = sqlite3.connect(self.path, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(DDL)
+            self._meta({"magic": MAGIC, "schema_version": SCHEMA_VERSION,
+                        "memviz_version": __version__, "created": time.time(), "spec": spec,
+                        "state": "running"})
+            self.db.commit()
+        except (sqlite3.Error, OSError) as exc:  # not even the header fits
+            raise RecorderError(f"could not write {self.path}: {_reason(exc)}") from None
 
     def _meta(self, items: dict) -> None:
         self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
