@@ -261,3 +261,40 @@ def test_an_export_that_fills_the_disk_is_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr == f"memviz: error: could not write {out}: File too large\n"
     assert recorded.read_bytes() == before  # what was read is untouched
+
+
+def test_ctrl_c_stops_a_comparison_and_leaves_no_worker(tmp_path):
+    """One Ctrl-C stops the running set at its next phase and starts no other; the
+    comparison reports what finished and exits 130, with no worker left behind."""
+    import threading
+
+    import psutil
+
+    summary = tmp_path / "sets.json"
+    proc = subprocess.Popen([*MEMVIZ, "compare", "--steps", "100000", "--batch-size", "1",
+                             "--seq-len", "32", "--set", "checkpointing", "--set", "amp",
+                             "--summary", str(summary)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True)
+    reader.start()
+    family = [psutil.Process(proc.pid)]
+    deadline = time.monotonic() + WORKER_DEADLINE_S
+    while time.monotonic() < deadline and proc.poll() is None and \
+            not any("baseline: running" in line for line in said):
+        family += [p for p in family[0].children(recursive=True) if p not in family]
+        time.sleep(0.05)
+    assert any("baseline: running" in line for line in said), said
+    family += [p for p in family[0].children(recursive=True) if p not in family]
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole group
+    assert proc.wait(WORKER_DEADLINE_S) == 130, said
+    reader.join(10)
+    err = "".join(said)
+    assert time.monotonic() - started < 60
+    assert "stopping at the next phase" in err and "Traceback" not in err
+    sets = json.loads(summary.read_text())["sets"]
+    assert [s["name"] for s in sets] == ["baseline"]  # no set started after the Ctrl-C
+    assert sets[0]["state"] == "stopped"
+    gone, alive = psutil.wait_procs(family[1:], timeout=30)
+    assert not alive, [p.pid for p in alive]  # no worker, no warm parent left

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -77,11 +78,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"[{number}/{planned}] {result.name}: running{guess}", file=sys.stderr,
               flush=True)
 
+    presses = 0
+
+    def pressed(_signum, _frame) -> None:
+        """The first Ctrl-C stops the running set at its next phase and starts no more;
+        the second ends it at once."""
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            print("\nmemviz compare: stopping at the next phase (Ctrl-C again to kill the "
+                  "running set)", file=sys.stderr, flush=True)
+            comparison.cancel()
+        else:
+            comparison.kill()
+
+    previous = signal.signal(signal.SIGINT, pressed)
     try:
         results = comparison.run_all(started)
-    except KeyboardInterrupt:
-        comparison.cancel()
-        results = comparison.run_all()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if presses:
         print("memviz compare: stopped; the sets that finished are reported",
               file=sys.stderr)
     items = entries(results)
@@ -101,4 +117,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         save_comparison(comparison, args.save, overwrite=args.force)
         folder.cleanup()
+    if presses:
+        return 130
     return 1 if failed else 0

@@ -130,6 +130,14 @@ class Comparison:
         else:
             self._cool_down()
 
+    def kill(self) -> None:
+        """End the running set at once (a second Ctrl-C), and run no more."""
+        simulation, session = self._simulation, self.session
+        self.cancel()
+        for running in (simulation[3] if simulation else None, session):
+            if running is not None:
+                running.kill()
+
     # -- driving ----------------------------------------------------------------
     def poll(self) -> SetResult | None:
         """Advance: simulate the next set, start it, or collect the running one. Returns
