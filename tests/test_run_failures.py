@@ -296,5 +296,5 @@ def test_ctrl_c_stops_a_comparison_and_leaves_no_worker(tmp_path):
     sets = json.loads(summary.read_text())["sets"]
     assert [s["name"] for s in sets] == ["baseline"]  # no set started after the Ctrl-C
     assert sets[0]["state"] == "stopped"
-    gone, alive = psutil.wait_procs(family[1:], timeout=30)
+    _gone, alive = psutil.wait_procs(family[1:], timeout=30)
     assert not alive, [p.pid for p in alive]  # no worker, no warm parent left
