@@ -298,3 +298,39 @@ def test_ctrl_c_stops_a_comparison_and_leaves_no_worker(tmp_path):
     assert sets[0]["state"] == "stopped"
     _gone, alive = psutil.wait_procs(family[1:], timeout=30)
     assert not alive, [p.pid for p in alive]  # no worker, no warm parent left
+
+
+@pytest.fixture()
+def memory_cgroup():
+    """A real memory cgroup of 3 GiB that a process can be put in (v2 or v1), where
+    this machine lets us make one."""
+    limit = 3 << 30
+    name = f"memviz-test-{os.getpid()}"
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+    if v2.exists() and "memory" in v2.read_text():
+        folder, limit_file = Path("/sys/fs/cgroup") / name, "memory.max"
+    else:
+        folder, limit_file = Path("/sys/fs/cgroup/memory") / name, "memory.limit_in_bytes"
+    try:
+        folder.mkdir()
+        (folder / limit_file).write_text(str(limit))
+    except OSError as exc:
+        pytest.skip(f"no memory cgroup can be made here: {exc}")
+    yield folder, limit
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def test_the_automatic_cap_stays_inside_a_containers_limit(memory_cgroup):
+    folder, limit = memory_cgroup
+    code = ("import os, sys; open(sys.argv[1], 'w').write(str(os.getpid()));"
+            "from memviz.session.memory_cap import parse_cap;"
+            "print(parse_cap('auto').bytes)")
+    done = subprocess.run([sys.executable, "-c", code, str(folder / "cgroup.procs")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    cap = int(done.stdout)
+    assert 0 < cap <= 0.8 * limit  # not the host's 80 %, which is far more
+    import psutil
+
+    assert psutil.virtual_memory().available * 0.8 > limit  # the host alone would say more

@@ -37,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect", metavar="ADDR",
                         help="stream live to a window waiting at ADDR (its token in "
                              "MEMVIZ_TOKEN)")
-    parser.add_argument("--memory-cap", default="none", metavar="SIZE|auto|none",
-                        help="kill the program if its memory passes this (default none: "
-                             "it is the user's own program)")
+    parser.add_argument("--memory-cap", default="auto", metavar="SIZE|auto|none",
+                        help="stop the program if its memory passes this (auto: 80%% of "
+                             "the memory available at start, within a container's limit, "
+                             "so the kernel's OOM killer never picks another program)")
     parser.add_argument("program_argv", nargs=argparse.REMAINDER, metavar="-- PROGRAM",
                         help="-- python train.py ARGS, or -- python -m package.module ARGS")
 

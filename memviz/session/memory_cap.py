@@ -9,6 +9,7 @@ session stops the worker and the run fails with kind ``oom``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -32,12 +33,55 @@ class MemoryCap:
         if self.bytes is None:
             return "no memory cap"
         what = "GPU memory" if self.device_memory else "RSS"
-        how = f" ({DEFAULT_SHARE:.0%} of the memory available at start)" if self.automatic else ""
+        how = (f" ({DEFAULT_SHARE:.0%} of the memory available at start, within a "
+               "container's limit)") if self.automatic else ""
         return f"{self.bytes / (1 << 20):,.0f} MiB of {what}{how}"
 
 
+UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def container_room_bytes(cgroup_root: Path = Path("/sys/fs/cgroup"),
+                         proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """What this process's memory cgroup (a container's limit) still allows: its limit
+    less its usage, for cgroup v2 and v1; None where no limit applies. The kernel
+    kills inside the container at that limit, whatever the host has free."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if controllers == "":  # v2: one unified hierarchy
+            folder = cgroup_root / relative
+            limit, usage = _read_int(folder / "memory.max"), _read_int(folder / "memory.current")
+        elif "memory" in controllers.split(","):  # v1: the memory controller's own
+            folder = cgroup_root / "memory" / relative
+            limit = _read_int(folder / "memory.limit_in_bytes")
+            usage = _read_int(folder / "memory.usage_in_bytes")
+        else:
+            continue
+        if limit is not None and limit < UNLIMITED:
+            rooms.append(max(0, limit - (usage or 0)))
+    return min(rooms) if rooms else None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
 def default_cap_bytes() -> int:
-    return int(psutil.virtual_memory().available * DEFAULT_SHARE)
+    """``DEFAULT_SHARE`` of the memory available: the host's, or the container's room
+    if that is less."""
+    available = psutil.virtual_memory().available
+    room = container_room_bytes()
+    return int(min(available, room if room is not None else available) * DEFAULT_SHARE)
 
 
 def parse_cap(text: str | None, device: str = "cpu") -> MemoryCap:
