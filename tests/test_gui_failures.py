@@ -179,3 +179,20 @@ def test_a_pipe_is_refused_and_never_blocks_the_window(window, tmp_path):
                            "-o", str(tmp_path / "out")], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "not a regular file" in done.stderr
+
+
+def test_a_large_open_can_be_cancelled_with_esc(window, qtbot, tmp_path, monkeypatch):
+    from benchmarks.torch_snapshot_file import write_snapshot
+    from memviz.gui import background_open
+
+    path = tmp_path / "large.pickle"
+    write_snapshot(path, 400_000)
+    monkeypatch.setattr(background_open, "BACKGROUND_BYTES", 1 << 20)
+    assert window.open_snapshot(str(path)) is None
+    window.stop_run()  # Esc
+    assert window.state_label.text() == "Cancelled opening 1 snapshot"
+    opener = window.opener.background_opens
+    qtbot.waitUntil(lambda: all(o.done for o in opener._open), timeout=WAIT_MS)
+    window.refresh()
+    assert not window.runs and window.error_banner.isHidden()
+    assert not opener.pending()

@@ -124,6 +124,12 @@ class RunControl:
             self.window.comparison.cancel()
 
     def stop_run(self) -> None:
+        """Esc: stop the running run (twice: at once), the comparison, and any open of a
+        large snapshot under way."""
+        cancelled = self.window.opener.background_opens.cancel()
+        if cancelled:
+            self.window.state_label.setText(
+                f"Cancelled opening {cancelled} snapshot{'s' if cancelled > 1 else ''}")
         if self.window.comparison is not None and not self.window.comparison.finished:
             self.window.comparison.cancel()
         run = self.active_run()
