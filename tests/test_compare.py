@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -84,6 +85,18 @@ def test_compare_cli_writes_the_table_json_and_an_offline_report(tmp_path):
         assert new["predicted_peak_bytes"] == old["predicted_peak_bytes"]
     with pytest.raises(SnapshotError, match="a whole comparison"):
         open_run(saved)
+
+    # opened three times in one process: its runs' private copies live while it does,
+    # and nothing is left behind when it exits
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = ("import os, sys; from memviz.compare import load_comparison;"
+            "[load_comparison(sys.argv[1]) for _ in range(3)];"
+            "print(len(os.listdir(os.environ['TMPDIR'])))")
+    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "TMPDIR": str(scratch)})
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == 3 and os.listdir(scratch) == []
 
 
 def test_compare_refuses_a_wrong_set_before_running(tmp_path):

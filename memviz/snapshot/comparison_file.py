@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -78,26 +79,50 @@ def is_comparison(path: str | os.PathLike) -> bool:
         db.close()
 
 
+# The private copies of opened comparisons' runs: kept while this process may save
+# the comparison again (each run's file is its part of it), removed when it exits.
+_SCRATCH: list[tempfile.TemporaryDirectory] = []
+COPY_CHUNK = 1 << 20
+
+
+def _copy_member(db: sqlite3.Connection, idx: int, member: Path) -> None:
+    """One set's run file out of the comparison, a MiB at a time (never whole in
+    memory), if the folder has room for it."""
+    size = db.execute("SELECT length(snapshot) FROM runs WHERE idx = ?", (idx,)).fetchone()[0]
+    free = shutil.disk_usage(member.parent).free
+    if size > free:
+        raise SnapshotError(f"set {idx} needs {size / 2**20:,.0f} MB in the temporary folder "
+                            f"and {free / 2**20:,.0f} MB are free")
+    rowid = db.execute("SELECT rowid FROM runs WHERE idx = ?", (idx,)).fetchone()[0]
+    with db.blobopen("runs", "snapshot", rowid, readonly=True) as blob, \
+            open(member, "wb") as out:
+        while chunk := blob.read(COPY_CHUNK):
+            out.write(chunk)
+
+
 def open_comparison(path: str | os.PathLike, next_run_id: Callable[[], int] | None = None
                     ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Run | None]]]:
-    """The base workload and every set with its run (opened from a private copy)."""
+    """The base workload and every set with its run (opened from a private copy, removed
+    when this process exits)."""
     path = Path(path)
     db = _connect(path)
+    scratch = tempfile.TemporaryDirectory(prefix="memviz-comparison-")
+    kept = False
     try:
         meta = checked_meta(db, path, COMPARISON_MAGIC, COMPARISON_VERSION)
-        blobs = dict(db.execute("SELECT idx, snapshot FROM runs"))
+        members = {idx for (idx,) in db.execute("SELECT idx FROM runs")}
         rows = db.execute("SELECT idx, entry FROM sets ORDER BY idx").fetchall()
-        folder = Path(tempfile.mkdtemp(prefix="memviz-comparison-"))
+        folder = Path(scratch.name)
         out = []
         for idx, text in rows:
             entry = printable_tree(json.loads(text))
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                 raise SnapshotError(f"{path}: set {idx} is damaged")
             run = None
-            if idx in blobs:
+            if idx in members:
                 member = folder / f"set-{idx}.memviz"
-                member.write_bytes(bytes(blobs[idx]))
                 try:
+                    _copy_member(db, idx, member)
                     run = open_run(member, run_id=next_run_id() if next_run_id else idx + 1)
                 except SnapshotError as exc:
                     raise SnapshotError(f"{path}: set {entry['name']!r}: {exc}") from None
@@ -105,6 +130,8 @@ def open_comparison(path: str | os.PathLike, next_run_id: Callable[[], int] | No
         base = meta.get("base") or {}
         if not isinstance(base, dict):
             raise SnapshotError(f"{path}: its base workload is not a map")
+        _SCRATCH.append(scratch)
+        kept = True
         return printable_tree(base), out
     except DAMAGE as exc:
         if isinstance(exc, SnapshotError):
@@ -113,3 +140,5 @@ def open_comparison(path: str | os.PathLike, next_run_id: Callable[[], int] | No
             from None
     finally:
         db.close()
+        if not kept:  # refused: nothing of it is kept
+            scratch.cleanup()
