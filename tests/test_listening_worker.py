@@ -298,3 +298,76 @@ def test_silent_strangers_that_reconnect_cannot_lock_the_owner_out():
     # each listener logs a few lines a second, then one "… and N more refused"
     assert len(lines) <= 4 * (LOG_PER_S + 1) * (elapsed + 1), (len(lines), elapsed)
     assert any(line.startswith("… and ") for line in lines)
+
+
+def test_listen_alone_is_a_private_unix_socket_that_leaves_nothing(tmp_path):
+    token = handshake.new_token()
+    proc = subprocess.Popen([sys.executable, "-m", "memviz", "worker", "--listen"],
+                            env={**os.environ, "MEMVIZ_TOKEN": token}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("memviz worker listening on unix:"), proc.stderr.read()
+        path = line.split("listening on unix:", 1)[1].strip()
+        folder = os.path.dirname(path)
+        assert (os.stat(folder).st_mode & 0o777) == 0o700  # only its owner may enter
+        done = subprocess.run([sys.executable, "-m", "memviz", "run", "--connect",
+                               f"unix:{path}", "--model", "conv-lm", "--steps", "1",
+                               "--batch-size", "1", "--seq-len", "16"],
+                              capture_output=True, text=True, timeout=WORKER_DEADLINE_S,
+                              env={**os.environ, "MEMVIZ_TOKEN": token})
+        assert done.returncode == 0, done.stderr
+        assert proc.wait(60) == 0
+        assert not os.path.exists(folder)  # neither the socket nor its folder is left
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_stale_socket_file_does_not_block_a_restart(tmp_path):
+    path = tmp_path / "w.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # a killed worker's file: nothing listens at it
+    token = handshake.new_token()
+    proc = subprocess.Popen([sys.executable, "-m", "memviz", "worker", "--listen",
+                             f"unix:{path}"], env={**os.environ, "MEMVIZ_TOKEN": token},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in proc.stdout.readline(), proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs another user to listen")
+def test_a_controller_refuses_a_listener_of_another_user():
+    """A stranger listening where the owner expects a worker gets nothing: the
+    controller checks who listens at a Unix socket before it says a word."""
+    import shutil
+    import tempfile
+
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python for another user")
+    shared = tempfile.mkdtemp(prefix="memviz-shared-")
+    os.chmod(shared, 0o777)  # where anyone may put a socket
+    path = os.path.join(shared, "w.sock")
+    rogue = subprocess.Popen(
+        [python, "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); "
+         "s.bind(sys.argv[1]); s.listen(1); print('ready', flush=True); "
+         "c, _ = s.accept(); print(repr(c.recv(4096)), flush=True)", path],
+        stdout=subprocess.PIPE, text=True, user="nobody")
+    try:
+        assert rogue.stdout.readline() == "ready\n"
+        done = subprocess.run([sys.executable, "-m", "memviz", "run", "--connect",
+                               f"unix:{path}", "--steps", "1"], capture_output=True, text=True,
+                              timeout=WORKER_DEADLINE_S,
+                              env={**os.environ, "MEMVIZ_TOKEN": handshake.new_token()})
+        assert done.returncode != 0
+        assert "belongs to another user" in done.stderr and "Traceback" not in done.stderr
+        assert rogue.stdout.readline() == "b''\n"  # it was told nothing
+    finally:
+        rogue.kill()
+        rogue.wait()
+        shutil.rmtree(shared, ignore_errors=True)

@@ -63,4 +63,4 @@ def test_run_record_export_and_track_need_no_window(no_gui_env, tmp_path):
 def test_the_window_says_how_to_add_itself(no_gui_env):
     done = _memviz(no_gui_env, "gui")
     assert done.returncode == 2
-    assert "pip install 'memviz[gui]'" in done.stderr and "Traceback" not in done.stderr
+    assert "pip install 'memviz-profiler[gui]'" in done.stderr and "Traceback" not in done.stderr

@@ -35,7 +35,9 @@ def _open_connection(args: argparse.Namespace, token: str) -> Connection:
         conn = Connection(address.connect(address.parse(args.connect)))
         handshake.perform(conn, token, "worker")
         return conn
-    server, real = address.listen(address.parse(args.listen), allow_remote=args.allow_remote)
+    private = args.listen == "private"
+    where = address.private_unix_address() if private else address.parse(args.listen)
+    server, real = address.listen(where, allow_remote=args.allow_remote)
     print(f"memviz worker listening on {real}", flush=True)
     try:
         conn, _ = accept_authenticated(
@@ -43,6 +45,12 @@ def _open_connection(args: argparse.Namespace, token: str) -> Connection:
             refused=lambda text: print(f"memviz worker: {text}", file=sys.stderr, flush=True))
     finally:
         server.close()
+        if real.family == "unix":  # nothing is left to connect to by mistake
+            with contextlib.suppress(OSError):
+                os.unlink(real.path)
+            if private:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(real.path))
     return conn
 
 
