@@ -275,6 +275,15 @@ def test_ctrl_c_stops_a_comparison_and_leaves_no_worker(tmp_path):
                              "--seq-len", "32", "--set", "checkpointing", "--set", "amp",
                              "--summary", str(summary)], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _stop_a_comparison(proc, summary, psutil, threading)
+    finally:  # whatever failed, nothing of it runs on
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _stop_a_comparison(proc, summary, psutil, threading) -> None:
     said: list[str] = []
     reader = threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True)
     reader.start()
