@@ -142,10 +142,18 @@ def test_a_set_that_cannot_be_simulated_is_predicted_by_the_closed_form():
 @pytest.mark.slow
 def test_fit_finds_the_largest_batch_under_a_cap_and_refuses_the_next():
     from memviz.compare.fit import FitSearch, measured_peak, run_capped
+    from memviz.session.warm import WarmStart
 
     base = RunSpec(model="gpt2-tiny", steps=2, seq_len=256)
-    two, three = (measured_peak(run_capped(RunSpec(model="gpt2-tiny", steps=2, seq_len=256,
-                                                   batch_size=b), 1 << 40)) for b in (2, 3))
+    # measured as the search measures: in workers forked from a warm parent (whose
+    # imports a fresh worker lacks, so their RSS differs by tens of MiB)
+    warm = WarmStart()
+    try:
+        two, three = (measured_peak(run_capped(RunSpec(model="gpt2-tiny", steps=2,
+                                                       seq_len=256, batch_size=b), 1 << 40,
+                                               warm=warm)) for b in (2, 3))
+    finally:
+        warm.close()
     assert three - two > 20 << 20  # a batch row of 256 tokens costs tens of MiB
     limit = (two + three) // 2
     result = FitSearch(base, limit).run()

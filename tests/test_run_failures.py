@@ -200,7 +200,10 @@ def test_a_ctrl_c_while_the_worker_is_spawned_cannot_kill_it(tmp_path):
     setsid got it too and died of it (the run failed: "killed by SIGINT"). Spawned
     with SIGINT blocked, the child keeps such a Ctrl-C pending instead."""
     itself = ["sh", "-c", "kill -INT $$; echo alive"]  # a Ctrl-C at its first instant
-    plain = subprocess.run(itself, start_new_session=True, capture_output=True, text=True)
+    plain = subprocess.run(itself, start_new_session=True, capture_output=True, text=True,
+                           # SIGINT as a terminal's shell leaves it (a background job's
+                           # parent may have it ignored, and a child would inherit that)
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert plain.returncode == -signal.SIGINT  # what the plain spawn does with it
     child = popen_own_session(itself, stdout=subprocess.PIPE, text=True)
     assert child.communicate(timeout=60)[0] == "alive\n" and child.returncode == 0

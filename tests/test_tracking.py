@@ -196,11 +196,14 @@ def test_lstm_peak_matches_the_profiler_with_torch_own_kernels(without_onednn):
     assert math.isclose(tracked, profiled, rel_tol=0.02), (tracked, profiled)
 
 
-@pytest.mark.parametrize("model,low", [("lstm-lm", 0.5), ("conv-lm", 0.8)])
+@pytest.mark.parametrize("model,low", [("lstm-lm", 0.5), ("conv-lm", 0.5)])
 def test_kernel_internal_workspace_is_the_documented_blind_spot(model, low):
     """oneDNN's LSTM and CPU convolutions allocate workspace inside the kernel, below
     the dispatcher: the profiler (an allocator hook) sees it, a dispatch-level
-    tracker cannot. docs/tracking.md states the gap; this test keeps it true."""
+    tracker cannot. docs/tracking.md states the gap; this test keeps it true. How
+    large the workspace is depends on the CPU's kernels (the convolutions' took 10 %
+    of the peak on one CPU, 46 % on an AVX2 one), not on memviz: the tracked bytes
+    are the same on both."""
     tracked, profiled = _peaks(model)
     assert low * profiled < tracked < profiled, (tracked, profiled)
 
