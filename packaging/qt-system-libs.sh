@@ -4,7 +4,8 @@
 # the packages are only listed. Used by `make run` on a machine with a screen; the
 # .deb declares the same packages as dependencies.
 set -euo pipefail
-venv_python=${VENV_PYTHON:-.venv/bin/python}
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)  # it runs from any folder
+venv_python=${VENV_PYTHON:-$repo/.venv/bin/python}
 plugin_dir=$("$venv_python" -c 'import os, PySide6; print(os.path.join(os.path.dirname(PySide6.__file__), "Qt"))')
 libs=("$plugin_dir/plugins/platforms/libqxcb.so" "$plugin_dir"/lib/libQt6XcbQpa.so.*)
 

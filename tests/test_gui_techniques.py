@@ -136,3 +136,36 @@ def test_window_shows_the_ranks_of_a_simulated_sharded_run(qtbot, tmp_path):
         view.grab().save(str(tmp_path / "simulated-ranks.png"))
     finally:
         dispose(window)
+
+
+def _wheel(widget, steps: int = 1) -> None:
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * steps), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_scrolls_the_list_and_never_edits_a_setting(qtbot):
+    panel = RunPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    tree = panel.technique_panel
+    _param, every = tree._editors["checkpointing"]["every"]
+    _param, dtype = tree._editors["amp"]["dtype"]
+    before = (every.value(), dtype.currentText())
+    for editor in (every, dtype):
+        _wheel(editor, -3)
+    assert (every.value(), dtype.currentText()) == before  # scrolling past changes nothing
+    # the same wheel over Qt's own spin box edits it: what the panel's editors refuse
+    from PySide6.QtWidgets import QSpinBox
+
+    plain = QSpinBox()
+    qtbot.addWidget(plain)
+    plain.show()
+    _wheel(plain, 1)
+    assert plain.value() == 1

@@ -29,9 +29,38 @@ from ..techniques.model_notes import structure_note
 NAME_ROLE = Qt.ItemDataRole.UserRole
 
 
+class _ScrollsPast:
+    """A setting's editor the mouse wheel scrolls past: only a click (focus) and then
+    the wheel or the keys change it, so scrolling the list never edits a setting."""
+
+    def wheelEvent(self, event) -> None:
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()  # to the list, which scrolls
+
+
+class _Combo(_ScrollsPast, QComboBox):
+    pass
+
+
+class _Spin(_ScrollsPast, QSpinBox):
+    pass
+
+
+class _DoubleSpin(_ScrollsPast, QDoubleSpinBox):
+    pass
+
+
 def _editor(param: Param) -> QWidget:
+    editor = _new_editor(param)
+    editor.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # not the wheel's focus
+    return editor
+
+
+def _new_editor(param: Param) -> QWidget:
     if param.choices:
-        box = QComboBox()
+        box = _Combo()
         box.addItems([str(c) for c in param.choices])
         box.setCurrentText(str(param.default))
         return box
@@ -40,13 +69,13 @@ def _editor(param: Param) -> QWidget:
         check.setChecked(bool(param.default))
         return check
     if param.kind is int:
-        spin = QSpinBox()
+        spin = _Spin()
         spin.setRange(int(param.low if param.low is not None else -(2**31)),
                       int(min(param.high if param.high is not None else 2**31 - 1, 2**31 - 1)))
         spin.setValue(int(param.default))
         return spin
     if param.kind is float:
-        spin = QDoubleSpinBox()
+        spin = _DoubleSpin()
         spin.setDecimals(3)
         spin.setSingleStep(0.05)
         spin.setRange(param.low if param.low is not None else -1e9,
