@@ -93,6 +93,9 @@ def _clear_stale_socket(path: str) -> None:
     raise AddressError(f"cannot listen at {path}: another process is listening there")
 
 
+PRIVATE = "private"  # `--listen` alone: a private Unix socket (private_unix_address)
+
+
 def private_unix_address(name: str = "worker.sock") -> Address:
     """A Unix socket in a new folder only this user can enter: no other local user can
     connect to it, or listen in its place."""

@@ -10,15 +10,13 @@ from ..protocol import address
 from ..protocol.token import TokenError, token_from
 from . import lean_imports
 
-PRIVATE = "private"  # --listen alone: a Unix socket in a folder only this user can enter
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="memviz worker", allow_abbrev=False)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # a distributed run's peer
     where.add_argument("--connect", help="controller address (unix:/path or tcp:host:port)")
-    where.add_argument("--listen", nargs="?", const=PRIVATE, metavar="ADDR",
+    where.add_argument("--listen", nargs="?", const=address.PRIVATE, metavar="ADDR",
                        help="wait for a controller here; alone, at a Unix socket in a folder "
                             "only you can enter (printed; forward it with ssh -L for remote "
                             "use), or tcp:127.0.0.1:PORT")
@@ -33,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for where_to in (args.connect, args.listen):
-        if where_to is None or where_to == PRIVATE:
+        if where_to is None or where_to == address.PRIVATE:
             continue
         try:
             parsed = address.parse(where_to)

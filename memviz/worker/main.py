@@ -35,7 +35,7 @@ def _open_connection(args: argparse.Namespace, token: str) -> Connection:
         conn = Connection(address.connect(address.parse(args.connect)))
         handshake.perform(conn, token, "worker")
         return conn
-    private = args.listen == "private"
+    private = args.listen == address.PRIVATE
     where = address.private_unix_address() if private else address.parse(args.listen)
     server, real = address.listen(where, allow_remote=args.allow_remote)
     print(f"memviz worker listening on {real}", flush=True)
