@@ -223,14 +223,17 @@ def test_memviz_token_makes_a_strong_private_token(tmp_path):
     assert path.read_text().strip() == written  # nothing lost
 
 
-def _silent_stranger(port: int, stop, connected: list) -> None:
-    """Connects, says nothing, and reconnects the moment it is cut off."""
+def _silent_stranger(port: int, stop, connected: list, arrived) -> None:
+    """Connects, says nothing, and reconnects the moment it is cut off; each connection
+    is counted in ``connected`` and told to ``arrived`` (a Condition)."""
     while not stop.is_set():
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=2)
         except OSError:
             continue
-        connected.append(1)
+        with arrived:
+            connected.append(1)
+            arrived.notify_all()
         sock.settimeout(0.2)
         try:
             while not stop.is_set():
@@ -256,9 +259,10 @@ def test_silent_strangers_that_reconnect_cannot_lock_the_owner_out():
     token = handshake.new_token()
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
-    stop, connected, lines = threading.Event(), [], []
-    strangers = [threading.Thread(target=_silent_stranger, args=(port, stop, connected),
-                                  daemon=True) for _ in range(24)]
+    stop, connected, lines, arrived = threading.Event(), [], [], threading.Condition()
+    strangers = [threading.Thread(target=_silent_stranger,
+                                  args=(port, stop, connected, arrived), daemon=True)
+                 for _ in range(24)]
     waits = []
     started = time.monotonic()
     try:
@@ -277,10 +281,8 @@ def test_silent_strangers_that_reconnect_cannot_lock_the_owner_out():
             # the first time, until every stranger holds a place and more have come;
             # later, until some have come back to the new listener
             wanted = len(connected) + (len(strangers) + MAX_PENDING if attempt == 0 else 8)
-            deadline = time.monotonic() + 30
-            while len(connected) < wanted and time.monotonic() < deadline:
-                time.sleep(0.01)  # until the strangers hold every place, and more
-            assert len(connected) >= wanted
+            with arrived:  # until the strangers hold every place, and more
+                assert arrived.wait_for(lambda: len(connected) >= wanted, timeout=30)
             began = time.monotonic()
             owner = Connection(socket.create_connection(("127.0.0.1", port), timeout=10))
             handshake.perform(owner, token, "controller")
