@@ -282,7 +282,7 @@ def test_silent_strangers_that_reconnect_cannot_lock_the_owner_out():
             # later, until some have come back to the new listener
             wanted = len(connected) + (len(strangers) + MAX_PENDING if attempt == 0 else 8)
             with arrived:  # until the strangers hold every place, and more
-                assert arrived.wait_for(lambda: len(connected) >= wanted, timeout=30)
+                assert arrived.wait_for(lambda n=wanted: len(connected) >= n, timeout=30)
             began = time.monotonic()
             owner = Connection(socket.create_connection(("127.0.0.1", port), timeout=10))
             handshake.perform(owner, token, "controller")
