@@ -141,6 +141,64 @@ def _empty_dict_flood(good: Path, folder: Path) -> Path:
     return _write(folder, "empty-dict-flood.pickle", pickle.dumps(data, protocol=4))
 
 
+def _flood(name: str, padding: Callable[[], list]) -> Callable[[Path, Path], Path]:
+    """An empty snapshot with ``padding()`` beside its traces: what reading it builds
+    is all that can cost."""
+    return lambda good, folder: _write(folder, name, pickle.dumps(
+        {"segments": [], "device_traces": [], "padding": padding()}, protocol=4))
+
+
+def _meta_flood(good: Path, folder: Path) -> Path:
+    """An environment of three million empty maps: 9 MB of text, 200 MB once parsed."""
+    text = '{"padding": [' + ",".join(["{}"] * 3_000_000) + "]}"
+    return _copy(good, folder, "meta-flood", [
+        ("INSERT OR REPLACE INTO meta VALUES ('environment', ?)", (text,))])
+
+
+def _json_flood(good: Path, folder: Path) -> Path:
+    text = '{"segments": [], "device_traces": [], "padding": [' + \
+        ",".join(["{}"] * 3_000_000) + "]}"
+    return _write(folder, "maps.json", text.encode())
+
+
+def _many_device_traces(good: Path, folder: Path) -> Path:
+    """20,000 device traces of one entry each, 28 bytes a trace (538 KB): each trace's
+    columns, had they been made, cost more than the file."""
+    data = {"segments": [], "device_traces": [
+        [{"action": "alloc", "addr": 512, "size": 8, "time_us": 1.5}] for _ in range(20_000)]}
+    return _write(folder, "many-device-traces.pickle", pickle.dumps(data, protocol=4))
+
+
+def _names_out_of_range(column: str) -> Callable[[Path, Path], Path]:
+    """Every allocation of the first event batch names ``column`` id 2**31 - 1, which
+    no string ever was (a table sized by it would take 176 GiB)."""
+    def build(good: Path, folder: Path) -> Path:
+        from memviz.snapshot import codec
+
+        db = sqlite3.connect(good)
+        batch, blob = db.execute("SELECT batch, columns FROM event_batches "
+                                 "ORDER BY batch LIMIT 1").fetchone()
+        db.close()
+        columns = {k: v.copy() for k, v in codec.decode(blob).items()}
+        columns[column][:] = 2**31 - 1
+        return _copy(good, folder, f"{column}-out-of-range", [(
+            "UPDATE event_batches SET columns = ? WHERE batch = ?",
+            (codec.encode(columns), batch))])
+    return build
+
+
+def _rows(name: str, statement: str, count: int) -> Callable[[Path, Path], Path]:
+    """``count`` tiny rows of one table: ten bytes of file, hundreds of memory each."""
+    def build(good: Path, folder: Path) -> Path:
+        path = _copy(good, folder, name)
+        db = sqlite3.connect(path)
+        db.executemany(statement, [()] * count)
+        db.commit()
+        db.close()
+        return path
+    return build
+
+
 CASES: list[Case] = [
     # .memviz files with fields of the wrong type
     Case("environment-as-list", _meta("environment", ["a", "b"]), "environment is a list"),
@@ -202,6 +260,24 @@ CASES: list[Case] = [
     Case("json-deep", _json_snapshot("deep.json", "{" + '"a":[' * 50_000), "not a readable"),
     Case("memo-bomb", _memo_bomb, "more than a"),
     Case("empty-dict-flood", _empty_dict_flood, "more than a"),
+    # floods that cost many times their size beside the traces (memory bounded)
+    Case("empty-list-flood", _flood("empty-lists.pickle",
+                                    lambda: [[] for _ in range(3_000_000)]), "more than a"),
+    Case("one-item-map-flood", _flood("one-item-maps.pickle",
+                                      lambda: [{"a": 1} for _ in range(1_000_000)]),
+         "more than a"),
+    Case("distinct-text-flood", _flood("texts.pickle",
+                                       lambda: [f"t{i}" for i in range(1_000_000)]),
+         "more than a"),
+    Case("json-map-flood", _json_flood, "more than"),
+    Case("many-device-traces", _many_device_traces, "device traces"),
+    Case("meta-json-flood", _meta_flood, "more than"),
+    Case("marks-flood", _rows("marks-flood", "INSERT INTO marks VALUES (0, 0, '', '{}')",
+                              1_000_000), "more rows than"),
+    Case("log-flood", _rows("log-flood", "INSERT INTO log VALUES (0.5, 'info', '')",
+                            1_000_000), "more rows than"),
+    Case("module-out-of-range", _names_out_of_range("module"), "never arrived"),
+    Case("op-out-of-range", _names_out_of_range("op"), "never arrived"),
     Case("escapes-in-frames", _snapshot("frames.pickle", {"segments": [], "device_traces": [[
         {"action": "alloc", "addr": 64, "size": 512, "time_us": 1,
          "frames": [{"filename": ANSI + "train.py", "line": 3, "name": ANSI}]}]]}), None),

@@ -19,9 +19,10 @@ from .conftest import WORKER_DEADLINE_S
 from .hostile_files import CASES
 
 # What opening one file may cost at most, over the process's memory before it: a
-# floor, and a few bytes of memory per byte of file (measured: the event bomb about
-# 4 over the floor; three million empty dicts in a 6 MB pickle, 3, now that pickles
-# are walked and not unpickled — Python's unpickler spent 40 on them).
+# floor, and a few bytes of memory per byte of file (measured over the floor: the
+# event bomb about 4 MiB; three million empty dicts in a 6 MB pickle, 7 MiB — Python's
+# unpickler spent 40 bytes a byte on them; a flood of one-item maps 94 MiB for 7 MB,
+# the most of any case).
 MEMORY_FLOOR = 64 << 20
 MEMORY_PER_FILE_BYTE = 16
 ESCAPE = "\x1b"
@@ -123,3 +124,33 @@ def _opened(window, qtbot, path: str):
         new = set(window.runs) - before
         run = window.runs[new.pop()] if new else None
     return run
+
+
+ADDRESS_SPACE_CHILD = """
+import contextlib, io, resource, sys
+from memviz.cli.main import main
+import memviz.snapshot.torch_import
+with open("/proc/self/status") as f:
+    used = next(int(line.split()[1]) << 10 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (used + (64 << 20), resource.RLIM_INFINITY))
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    code = main(["export", sys.argv[1], "--to", "torch-json", "-o", sys.argv[2], "--force"])
+sys.stdout.write(f"{code}\\n{err.getvalue()}")
+"""
+
+
+def test_a_snapshot_larger_than_the_address_space_left_is_one_line(tmp_path):
+    """Under ``ulimit -v``, mapping a 1 GiB pickle fails: one line, exit 2."""
+    big = tmp_path / "big.pickle"
+    with open(big, "wb") as f:
+        f.write(b"\x80\x04")
+        f.truncate(1 << 30)  # sparse: no disk spent
+    out = subprocess.run([sys.executable, "-c", ADDRESS_SPACE_CHILD, str(big),
+                          str(tmp_path / "out.json")], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    code, err = out.stdout.split("\n", 1)
+    assert code == "2", err
+    assert err.startswith("memviz: error: ") and err.count("\n") == 1, err
+    assert "cannot read it" in err and "Traceback" not in err

@@ -15,6 +15,8 @@ from .module_totals import ModuleTotals
 from .stream import STRING_TABLES
 
 ALLOC, FREE, RETAG = 0, 1, 2
+# the event columns that are ids into the string tables of the same name
+NAMED_COLUMNS = ("dtype", "shape", "device", "module", "op")
 ROW_COLUMNS = {
     "t_alloc": np.float64, "t_free": np.float64, "nbytes": np.int64, "category": np.int16,
     "offset": np.int64, "dtype": np.int32, "shape": np.int32, "device": np.int32,
@@ -61,6 +63,7 @@ class TensorLog:
         self.event_count += len(kind)
         alloc = kind == ALLOC
         if alloc.any():
+            self._check_names(cols, alloc)
             new_ids = ids[alloc]
             expected = np.arange(len(self.rows), len(self.rows) + len(new_ids))
             if not np.array_equal(new_ids, expected):
@@ -91,6 +94,16 @@ class TensorLog:
         rows = self.rows
         self.modules.apply(kind, rows.column("module")[ids], rows.column("phase")[ids],
                            rows.column("nbytes")[ids], cols["category"], old_category)
+
+    def _check_names(self, cols: dict[str, np.ndarray], alloc: np.ndarray) -> None:
+        """Every name an allocation refers to arrived before it (-1: none); an id out
+        of range would size tables by it (a module id of 2**31: 176 GiB)."""
+        for table in NAMED_COLUMNS:
+            values = cols[table][alloc]
+            low, high = int(values.min()), int(values.max())
+            if low < -1 or high >= len(self.strings[table]):
+                bad = low if low < -1 else high
+                raise TrackingError(f"an allocation names {table} {bad}, which never arrived")
 
     def string(self, table: str, ident: int) -> str:
         values = self.strings[table]

@@ -30,9 +30,14 @@ RELEASE_EVERY = 8 << 20
 # a real pickler puts at most 1000 items between a mark and the op that takes them
 MAX_STACK = 1 << 20
 MAX_INT_BYTES = 16
-# an honest snapshot spends more than this many bytes on each map or list it holds
-CONTAINER_FLOOR_BYTES = 8
-CONTAINER_SLACK = 1 << 12
+# What the walk may build, in units of about 100 bytes of memory: a map, list or
+# tuple is one, a map's first items one more, a distinct string two. An honest
+# snapshot spends more than UNIT_FLOOR_BYTES of file on each (its trace entries and
+# blocks, 30 to 60), so a file that builds more (floods of empty lists, one-item maps
+# or short distinct strings) is refused before it costs over about 13 bytes of memory
+# a byte of file.
+UNIT_FLOOR_BYTES = 8
+UNIT_SLACK = 1 << 12
 
 
 class PlainPickleError(ValueError):
@@ -75,13 +80,23 @@ class PlainPickleWalker:
         self.sink = sink
         self.progress = progress
         self._memo: list[Any] = []
-        self._recent: dict[int, int] = {}  # id of a container memoized lately → its slot
+        # id of each container memoized since the last batch → its slot: made when a
+        # sink first forgets something, dropped after the batch (never kept for all)
+        self._recent: dict[int, int] | None = None
+        self._batch_start = 0  # the memo's length when the last batch ended
+        self._units = 0  # see UNIT_FLOOR_BYTES
+        self._budget = UNIT_SLACK
         self._strings: dict[str, str] = {}
         self._ref_lists: dict[bytes, list] = {}  # see _REFS_LIST
+        self._stack: list[Any] = []
 
     def forget(self, obj: Any, replacement: Any) -> None:
         """From a sink: where the memo holds ``obj`` (memoized since the last batch),
         hold ``replacement`` instead, so ``obj`` can be freed."""
+        if self._recent is None:
+            memo = self._memo
+            self._recent = {id(memo[i]): i for i in range(self._batch_start, len(memo))
+                            if type(memo[i]) in (list, dict)}
         slot = self._recent.get(id(obj))
         if slot is not None:
             self._memo[slot] = replacement
@@ -102,6 +117,13 @@ class PlainPickleWalker:
                     if isinstance(exc, PlainPickleError):
                         raise
                     raise PlainPickleError(f"damaged pickle ({exc})") from None
+                finally:  # what was built is let go now, whatever still refers to the walk
+                    self._release()
+
+    def _release(self) -> None:
+        for built in (self._stack, self._memo, self._strings, self._ref_lists):
+            built.clear()
+        self._recent = None
 
     # -- the machine ----------------------------------------------------------------
     def _append_many(self, stack: list, mark: int) -> None:
@@ -127,12 +149,8 @@ class PlainPickleWalker:
             raise _SinkFailed(exc) from None
         for item in items:
             self.forget(item, None)
-        self._recent.clear()
-
-    def _memoize(self, value: Any) -> None:
-        if type(value) in (list, dict):
-            self._recent[id(value)] = len(self._memo)
-        self._memo.append(value)
+        self._recent = None
+        self._batch_start = len(self._memo)
 
     def _put(self, slot: int, value: Any) -> None:
         if slot != len(self._memo):
@@ -141,7 +159,7 @@ class PlainPickleWalker:
             self._memo[slot] = value
             self._ref_lists.clear()  # the same bytes may now name other objects
             return
-        self._memoize(value)
+        self._memo.append(value)
 
     def _get(self, slot: int) -> Any:
         if not 0 <= slot < len(self._memo):
@@ -164,16 +182,29 @@ class PlainPickleWalker:
 
     def _text(self, raw: bytes) -> str:
         text = raw.decode("utf-8", "surrogatepass")
-        return self._strings.setdefault(text, text)
+        found = self._strings.get(text)
+        if found is None:
+            found = self._strings[text] = text
+            self._spend(2)
+        return found
+
+    def _spend(self, units: int) -> None:
+        self._units += units
+        if self._units > self._budget:
+            raise PlainPickleError(f"it builds {self._units:,} maps, lists and texts or "
+                                   f"more, more than a {self.path.stat().st_size:,}-byte "
+                                   "snapshot can hold")
 
     def _run(self, data: mmap.mmap) -> Any:
-        stack: list[Any] = []
+        stack = self._stack
         marks: list[int] = []
-        memoize, text, memo = self._memoize, self._text, self._memo
+        text, memo = self._text, self._memo
+        memoize = memo.append
         refs_only, ref_lists = _REFS_LIST.match, self._ref_lists
         from_bytes = int.from_bytes
-        pos = released = containers = 0
-        budget = CONTAINER_SLACK + len(data) // CONTAINER_FLOOR_BYTES
+        pos = released = 0
+        spend = self._spend
+        self._budget = UNIT_SLACK + len(data) // UNIT_FLOOR_BYTES
         while True:
             op = data[pos]
             pos += 1
@@ -191,9 +222,9 @@ class PlainPickleWalker:
                 pos += 1 + n
             elif op == 0x7D:  # EMPTY_DICT
                 stack.append({})
-                containers += 1
+                spend(1)
             elif op == 0x5D:  # EMPTY_LIST
-                containers += 1
+                spend(1)
                 refs = refs_only(data, pos)
                 if refs is None:
                     stack.append([])
@@ -209,8 +240,9 @@ class PlainPickleWalker:
                 pos = refs.end()
             elif op == 0x28:  # MARK
                 marks.append(len(stack))
-                if len(stack) > MAX_STACK or containers > budget:
-                    raise self._too_many(containers)
+                if len(stack) > MAX_STACK:
+                    raise PlainPickleError("a pickle with more items in one place than a "
+                                           "snapshot holds")
             elif op == 0x4B:  # BININT1
                 stack.append(data[pos])
                 pos += 1
@@ -235,12 +267,11 @@ class PlainPickleWalker:
                 del stack[mark:]
                 if len(items) % 2:
                     raise PlainPickleError("a map with a key and no value")
+                self._spend_on_items(target, items)
                 for i in range(0, len(items), 2):
                     target[items[i]] = items[i + 1]
             elif op == 0x65:  # APPENDS
                 self._append_many(stack, marks.pop())
-                if containers > budget:
-                    raise self._too_many(containers)
                 if pos - released > RELEASE_EVERY:  # what is walked is not read again
                     keep = released
                     released = pos & ~(mmap.PAGESIZE - 1)
@@ -254,6 +285,7 @@ class PlainPickleWalker:
                 key = stack.pop()
                 if type(stack[-1]) is not dict:
                     raise PlainPickleError("an item set on something that is not a map")
+                self._spend_on_items(stack[-1], [key, value])
                 stack[-1][key] = value
             elif op == 0x95:  # FRAME: only a hint for buffered readers
                 pos += 8
@@ -279,15 +311,20 @@ class PlainPickleWalker:
             elif op == 0x29:  # EMPTY_TUPLE
                 stack.append(())
             elif op == 0x85:  # TUPLE1
+                spend(1)
                 stack[-1:] = [(stack[-1],)]
             elif op == 0x86:  # TUPLE2
+                spend(1)
                 stack[-2:] = [tuple(stack[-2:])]
             elif op == 0x87:  # TUPLE3
+                spend(1)
                 stack[-3:] = [tuple(stack[-3:])]
             elif op == 0x74:  # TUPLE
+                spend(1)
                 mark = marks.pop()
                 stack[mark:] = [tuple(stack[mark:])]
             elif op == 0x6C:  # LIST
+                spend(1)
                 mark = marks.pop()
                 stack[mark:] = [stack[mark:]]
             elif op == 0x64:  # DICT
@@ -295,6 +332,9 @@ class PlainPickleWalker:
                 items = stack[mark:]
                 if len(items) % 2:
                     raise PlainPickleError("a map with a key and no value")
+                made: dict = {}
+                spend(1)
+                self._spend_on_items(made, items)
                 stack[mark:] = [dict(zip(items[::2], items[1::2], strict=True))]
             elif op == 0x30:  # POP
                 if marks and marks[-1] == len(stack):
@@ -340,9 +380,15 @@ class PlainPickleWalker:
             else:
                 raise PlainPickleError(f"opcode {op:#04x} has no place in a snapshot")
 
-    def _too_many(self, containers: int) -> PlainPickleError:
-        return PlainPickleError(f"it builds {containers:,} maps and lists or more, more than "
-                                f"a {self.path.stat().st_size:,}-byte snapshot can hold")
+    def _spend_on_items(self, target: dict, items: list) -> None:
+        """A map's first items cost a unit (its table); an item keyed by anything but
+        text one more (a snapshot's keys are a few texts, each counted once)."""
+        units = 0 if target or not items else 1
+        for key in items[::2]:
+            if type(key) is not str:
+                units += 1
+        if units:
+            self._spend(units)
 
     def _text_op(self, op: int, line: bytes, stack: list) -> None:
         """The protocol-0 opcodes, which end at a newline."""

@@ -22,9 +22,10 @@ from ..core.spec import RunSpec, SpecError
 from ..core.tensors import ALLOC, FREE, RETAG, TrackingError
 from ..core.text import printable
 from ..protocol.messages import ProtocolError, validate_message
-from . import codec
+from . import bounded_json, codec
 from .meta_check import MetaError, checked
 from .recorder import SAMPLE_FIELDS
+from .row_budget import TooManyRows, check_rows
 from .schema import COMPARISON_MAGIC, MAGIC, SCHEMA_VERSION, TABLES
 from .untrusted import connect_read_only
 
@@ -80,8 +81,8 @@ def read_meta(db: sqlite3.Connection, path: Path) -> dict:
     """The ``meta`` table as a dict, whatever the file claims to be."""
     try:
         rows = db.execute("SELECT key, value FROM meta").fetchall()
-        return {k: json.loads(v) for k, v in rows}
-    except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError, RecursionError) as exc:
+        return {k: bounded_json.loads(v, f"its {k}") for k, v in rows}
+    except (sqlite3.DatabaseError, ValueError, TypeError, RecursionError) as exc:
         raise SnapshotError(f"{path}: not a memviz snapshot ({exc})") from None
 
 
@@ -117,6 +118,15 @@ def open_run(path: str | os.PathLike, run_id: int = 0,
     run's working set (``run.tensors_window`` says which). ``progress(fraction)`` is
     called as a PyTorch snapshot is read (they can take a minute)."""
     path = Path(path)
+    try:
+        return _open(path, run_id, t_range, tensors_window, progress)
+    except MemoryError:  # a file honest in every count, larger than this machine's memory
+        raise SnapshotError(f"{path}: not enough memory to open it") from None
+
+
+def _open(path: Path, run_id: int, t_range: tuple[float, float] | None,
+          tensors_window: tuple[float, float] | None,
+          progress: Callable[[float], None] | None) -> Run:
     if path.is_file() and path.stat().st_size and is_torch_snapshot(path):
         from . import torch_import
 
@@ -132,6 +142,10 @@ def open_run(path: str | os.PathLike, run_id: int = 0,
     db = _connect(path)
     try:
         meta = checked_meta(db, path)
+        try:
+            check_rows(db, path.stat().st_size)
+        except TooManyRows as exc:
+            raise SnapshotError(f"{path}: {exc}") from None
         budget = EVENT_SLACK + path.stat().st_size // EVENT_FLOOR_BYTES
         return _load(db, meta, run_id, t_range, budget, tensors_window)
     except DAMAGE as exc:
@@ -331,12 +345,13 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
         messages.append({"type": "log", "t": t, "level": _text(level), "text": _text(text)})
     for t, step, label, live in db.execute("SELECT t, step, label, live_by_category FROM marks"):
         messages.append({"type": "mark", "t": t, "step": step, "label": _text(label),
-                         "live_by_category": json.loads(live)})
+                         "live_by_category": bounded_json.loads(live, "a mark")})
     strings = [[kind, ident, _text(text)] for kind, ident, text in
                db.execute("SELECT kind, id, text FROM strings ORDER BY kind, id")]
     if strings:
         messages.append({"type": "strings", "entries": strings})
-    stacks = [[i, json.loads(f)] for i, f in db.execute("SELECT id, frames FROM stacks")]
+    stacks = [[i, bounded_json.loads(f, "a stack")]
+              for i, f in db.execute("SELECT id, frames FROM stacks")]
     if stacks:
         messages.append({"type": "stacks", "entries": stacks})
     for msg in messages:

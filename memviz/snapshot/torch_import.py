@@ -12,7 +12,6 @@ present, ``other`` for torch's ``unknown``); blocks still active at the end with
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ..core.categories import CODE
 from ..core.run import Run
 from ..core.spec import RunSpec
 from ..core.text import printable
+from . import bounded_json
 from .live_timeline import TARGET_BINS
 from .plain_pickle import TRACES_KEY, PlainPickleError, PlainPickleWalker
 from .trace_columns import Stacks, TorchSnapshotError, TraceColumns, whole
@@ -38,6 +38,9 @@ MAX_JSON_BYTES = 512 << 20
 # one per ENTRY_FLOOR_BYTES lies about itself and is refused as soon as it does.
 ENTRY_FLOOR_BYTES = 8
 ENTRY_SLACK = 1 << 12
+# a snapshot holds one trace a GPU of its machine; more is a file that lies (each
+# trace's columns cost memory however short it is)
+MAX_DEVICE_TRACES = 256
 APPLY_CHUNK = 1 << 18
 
 
@@ -63,6 +66,8 @@ class _Reading:
     def columns_for(self, trace: list) -> TraceColumns:
         found = self.by_trace.get(id(trace))
         if found is None:
+            if len(self.by_trace) >= MAX_DEVICE_TRACES:
+                raise _too_many_traces(len(self.by_trace) + 1)
             found = self.by_trace[id(trace)] = TraceColumns(self.stacks, self.bin_entries)
         return found
 
@@ -72,6 +77,11 @@ class _Reading:
             raise TorchSnapshotError(f"it claims {self.entries:,} entries or more, more "
                                      f"than a {self.file_bytes:,}-byte file can hold")
         self.columns_for(trace).add(entries, self.walker.forget if self.walker else None)
+
+
+def _too_many_traces(count: int) -> TorchSnapshotError:
+    return TorchSnapshotError(f"it claims {count:,} device traces or more; a snapshot holds "
+                              f"one a GPU, at most {MAX_DEVICE_TRACES}")
 
 
 def _read(path: Path, progress: Callable[[float], None] | None = None
@@ -84,13 +94,17 @@ def _read(path: Path, progress: Callable[[float], None] | None = None
             is_pickle = f.read(1) == b"\x80"
         if is_pickle:
             reading.walker = PlainPickleWalker(path, reading, progress)
-            data = reading.walker.walk()
-            reading.walker = None  # and its memo with it
+            try:
+                data = reading.walker.walk()
+            finally:
+                reading.walker = None  # and its memo with it
         else:
             if size > MAX_JSON_BYTES:
                 raise TorchSnapshotError(f"a JSON snapshot larger than {MAX_JSON_BYTES >> 20} "
                                          "MiB (PyTorch's own are pickles, which have no limit)")
-            data = json.loads(path.read_bytes())
+            data = bounded_json.loads(path.read_bytes(), "the snapshot")
+    except OSError as exc:  # mapping or reading the file failed (no address space left)
+        raise TorchSnapshotError(f"cannot read it ({exc.strerror or exc})") from None
     except PlainPickleError as exc:
         text = str(exc)
         raise TorchSnapshotError(text if text.startswith("refused") or "can hold" in text
@@ -103,6 +117,8 @@ def _read(path: Path, progress: Callable[[float], None] | None = None
             not isinstance(data.get(TRACES_KEY, []), list):
         raise TorchSnapshotError("not a PyTorch memory snapshot (no segments or "
                                  "device_traces)")
+    if len(data.get(TRACES_KEY, [])) > MAX_DEVICE_TRACES:
+        raise _too_many_traces(len(data[TRACES_KEY]))
     for trace in data.get(TRACES_KEY, []):
         if not isinstance(trace, list):
             raise TorchSnapshotError("a device trace is not a list")

@@ -99,18 +99,32 @@ class Stacks:
 
 
 class _Blocks:
-    """A column filled in fixed blocks: no doubling, no copy as it grows."""
+    """A column filled in fixed blocks: no copy as it grows, but for its first block,
+    which starts small (a snapshot may hold many short traces) and doubles to SIZE."""
 
     SIZE = 1 << 16
+    FIRST = 1 << 8
 
     def __init__(self, dtype: str | np.dtype, fill: float | int) -> None:
         self.dtype, self.fill = dtype, fill
         self.blocks: list[np.ndarray] = []
 
-    def block(self, i: int) -> np.ndarray:
+    def block(self, i: int, at: int = 0) -> np.ndarray:
+        """Block ``i``, with room for its row ``at``."""
+        if i and self.blocks and len(self.blocks[0]) < self.SIZE:
+            self._grow_first(self.SIZE)
+        if not self.blocks:
+            self.blocks.append(np.full(self.FIRST, self.fill, self.dtype))
+        if i == 0 and at >= len(self.blocks[0]):
+            self._grow_first(min(self.SIZE, max(2 * len(self.blocks[0]), at + 1)))
         while len(self.blocks) <= i:
             self.blocks.append(np.full(self.SIZE, self.fill, self.dtype))
         return self.blocks[i]
+
+    def _grow_first(self, size: int) -> None:
+        grown = np.full(size, self.fill, self.dtype)
+        grown[:len(self.blocks[0])] = self.blocks[0]
+        self.blocks[0] = grown
 
     def values(self, n: int) -> np.ndarray:
         return np.concatenate(self.blocks)[:n] if self.blocks else np.zeros(0, self.dtype)
@@ -154,7 +168,9 @@ class TraceColumns:
             if action == "alloc":
                 row = self.count
                 block, at = divmod(row, size)
-                c = self._block_of.get(block) or self._open_block(block)
+                c = self._block_of.get(block)
+                if c is None or at >= len(c["addr"]):
+                    c = self._open_block(block, at)
                 addr = whole(entry.get("addr", 0), "an address")
                 self._live[addr] = row
                 c["t_us"][at], c["t_index"][at], c["addr"][at] = t, index, addr
@@ -178,8 +194,10 @@ class TraceColumns:
                     self.timeline.change(t, index, int(c["category"][at]),
                                          -int(c["nbytes"][at]))
 
-    def _open_block(self, block: int) -> dict[str, np.ndarray]:
-        c = self._block_of[block] = {k: g.block(block) for k, g in self.cols.items()}
+    def _open_block(self, block: int, at: int) -> dict[str, np.ndarray]:
+        c = self._block_of[block] = {k: g.block(block, at) for k, g in self.cols.items()}
+        if block:  # opening a later block may have grown the first one to its full size
+            self._block_of[0] = {k: g.blocks[0] for k, g in self.cols.items()}
         return c
 
     def take(self, name: str) -> np.ndarray:
