@@ -310,3 +310,24 @@ def test_backward_allocations_belong_to_the_module_whose_backward_makes_them():
     assert "" in backward["mul.Tensor"]
     assert backward["threshold_backward.default"] == {"1"}
     assert tracker.scope._marks == []  # dropped once backward is over
+
+
+@pytest.mark.parametrize("simulate", [False, True], ids=["measured", "simulated"])
+def test_a_first_step_peak_carries_the_optimizer_state_as_optimizer_state(odd_factory,
+                                                                          simulate):
+    """At batch 1 the step peaks inside its first optimizer.step(), where AdamW makes
+    its state: that state is optimizer_state at the peak (it becomes known as state
+    only when step() returns), the step counters too (made by torch.tensor)."""
+    run, _ = run_worker(model=odd_factory, steps=1, batch_size=1, seq_len=4,
+                        simulate=simulate)
+    assert run.state == "finished", run.error
+    tracking = run.worker_summary["tracking"]
+    [optimizer] = [p for p in run.phases if p.name == "optimizer"]
+    assert optimizer.begin <= tracking["peak_t"] <= optimizer.end  # inside step()
+    at_peak = tracking["peak_by_category"]
+    adamw_state = 2 * ODD_TRAINABLE + 4 * 4  # exp_avg, exp_avg_sq, a float32 step each
+    assert at_peak["optimizer_state"] == adamw_state
+    assert at_peak["gradient"] == ODD_TRAINABLE
+    assert sum(at_peak.values()) == tracking["tracked_bytes"]
+    # what is left as temporary is the update's own scratch, less than the state
+    assert 0 < at_peak["temporary"] < adamw_state

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .category_history import CategoryHistory
 from .columns import Columns
 from .spec import RunSpec, SpecError
 from .stream import SAMPLE_COLUMNS, ProtocolError
@@ -74,6 +75,7 @@ class Run:
     rank: int = 0  # in a sharded run: which rank this stream is
     ranks: dict[int, Run] = field(default_factory=dict)  # rank 0's Run holds the others
     _open_phases: dict[tuple[int, str], Phase] = field(default_factory=dict, repr=False)
+    _history: CategoryHistory = field(default_factory=CategoryHistory, repr=False)
     revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -106,7 +108,9 @@ class Run:
         self.model = msg["model"]
 
     def _on_samples(self, msg: dict) -> None:
+        first = len(self.samples)
         self.samples.append(msg["columns"])
+        self._history.sampled(self.samples, first)
 
     def _on_phase(self, msg: dict) -> None:
         key = (msg["step"], msg["name"])
@@ -141,7 +145,9 @@ class Run:
         self.tensors.add_stacks(msg["entries"])
 
     def _on_tensor_events(self, msg: dict) -> None:
-        self.tensors.apply(msg["columns"])
+        retags = self.tensors.apply(msg["columns"])
+        if retags is not None:
+            self._history.retagged(self.samples, retags)
 
     def _on_cuda_memory(self, msg: dict) -> None:
         self.cuda_memory.append({k: v for k, v in msg.items() if k != "type"})

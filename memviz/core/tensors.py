@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .categories import CATEGORIES
+from .category_history import Retags
 from .columns import Columns
 from .module_totals import ModuleTotals
 from .stream import STRING_TABLES
@@ -55,7 +56,8 @@ class TensorLog:
         for ident, frames in entries:
             self.stacks[ident] = frames
 
-    def apply(self, cols: dict[str, np.ndarray]) -> None:
+    def apply(self, cols: dict[str, np.ndarray]) -> Retags | None:
+        """Take a batch of events; the retags among them, if any, for the timeline."""
         kind = cols["kind"]
         ids = cols["id"]
         if len(kind) and (cols["category"].max() >= len(CATEGORIES)):
@@ -86,14 +88,19 @@ class TensorLog:
         before[1:][same] = cols["category"][order][:-1][same]
         old_category[order] = before
         retag = kind == RETAG
+        retags = None
         if retag.any():
             self.rows.writable("category")[ids[retag]] = cols["category"][retag]
+            retags = Retags(self.rows.column("t_alloc")[ids[retag]], cols["t"][retag],
+                            self.rows.column("nbytes")[ids[retag]], old_category[retag],
+                            cols["category"][retag])
         free = kind == FREE
         if free.any():
             self.rows.writable("t_free")[ids[free]] = cols["t"][free]
         rows = self.rows
         self.modules.apply(kind, rows.column("module")[ids], rows.column("phase")[ids],
                            rows.column("nbytes")[ids], cols["category"], old_category)
+        return retags
 
     def _check_names(self, cols: dict[str, np.ndarray], alloc: np.ndarray) -> None:
         """Every name an allocation refers to arrived before it (-1: none); an id out

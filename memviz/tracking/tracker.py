@@ -60,7 +60,10 @@ def _storage_key(t: torch.Tensor):
     return st, st._cdata
 
 
-_RESIZING = ("resize_", "resize_as_", "set_", "_resize_output_")
+# ops that can hand back a storage new to the tracker though their schema says the
+# output aliases the input: resizes, and lift_fresh, which torch.tensor(data) calls on
+# the storage it just made outside the dispatcher (AdamW's step counters)
+_RESIZING = ("resize_", "resize_as_", "set_", "_resize_output_", "lift_fresh")
 
 
 def makes_storage(func) -> bool:
@@ -149,6 +152,11 @@ class TensorTracker:
         self._peak = 0
         self._peak_t = 0.0  # when the peak was reached, seconds on the run's clock
         self._peak_by_category = [0] * len(CATEGORIES)
+        # allocation ids are made in order: the last one made when the peak was
+        # reached, and when the timeline was last sampled (see the retag in the pass)
+        self._peak_through = -1
+        self._sampled_through = -1
+        self._last_id = -1
         self._max_by_category = [0] * len(CATEGORIES)
         self._step_peak = 0
         self._allocations = 0
@@ -397,6 +405,7 @@ class TensorTracker:
             self._dtype_device_ids, self._shape_ids, self._module_ids)
         by_cat, max_by_cat = self._by_category, self._max_by_category
         total, peak, step_peak = self._total, self._peak, self._step_peak
+        last_id = self._last_id
         for record in records:
             kind, entry = record[0], record[1]
             nbytes = entry[NBYTES]
@@ -417,6 +426,7 @@ class TensorTracker:
                        shape_id, dtype_device[1], module_id, op, phase, step, stack]
                 rows.append(row)
                 pending[entry[ID]] = row
+                last_id = entry[ID]
                 self._allocations += 1
             elif kind == FREE:
                 category = entry[COUNTED]
@@ -433,12 +443,18 @@ class TensorTracker:
                 by_cat[old] -= nbytes
                 total -= nbytes
                 entry[COUNTED] = category
+                # A category is the allocation's from its birth. Not sent yet and
+                # counted in no sample: the allocation itself is rewritten; otherwise
+                # a retag event lets the timeline move its bytes back to its birth.
                 row = pending.get(entry[ID])
-                if row is not None:  # not sent yet: rewrite the allocation itself
+                if row is not None and entry[ID] > self._sampled_through:
                     row[CATEGORY_COLUMN] = category
                 else:
                     rows.append([record[2] - t0, entry[ID], RETAG, nbytes, category, 0,
                                  -1, -1, -1, -1, -1, record[4], record[5], -1])
+                if entry[ID] <= self._peak_through:  # live at the peak: it was this
+                    self._peak_by_category[old] -= nbytes
+                    self._peak_by_category[category] += nbytes
             # the bytes arrive in ``category``: an allocation, or a retag's second half
             by_cat[category] += nbytes
             total += nbytes
@@ -450,7 +466,9 @@ class TensorTracker:
                 peak = total
                 self._peak_by_category = list(by_cat)
                 self._peak_t = record[2] - t0
+                self._peak_through = last_id
         self._total, self._peak, self._step_peak = total, peak, step_peak
+        self._last_id = last_id
 
     def _dtype_device_id(self, dtype, device) -> tuple[int, int, str]:
         found = self._dtype_device_ids.get((dtype, device))
@@ -498,8 +516,11 @@ class TensorTracker:
 
     @property
     def live_by_category(self) -> list[int]:
-        self._current()
-        return list(self._by_category)
+        """The bytes live now by category, for the timeline's sample of now."""
+        with self.lock:
+            self._work_through_log()
+            self._sampled_through = self._last_id
+            return list(self._by_category)
 
     def take_messages(self) -> list[dict]:
         """The strings, stacks and events gathered since the last call, as messages."""
