@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from memviz.core.categories import CODE
 from memviz.core.cuda_model import CachingAllocatorModel, round_request, segment_size
 
 from .conftest import WORKER_DEADLINE_S, run_worker
@@ -75,7 +76,15 @@ def test_each_rank_of_a_sharded_run_simulates_exactly(name):
     assert not fake.ranks  # no peer process streamed: every rank ran in the one worker
     assert _rank_figures(fake) == _rank_figures(real)
     if name == "zero":  # DDP's gradient buckets are found once the first step made them
-        assert _rank_figures(fake)[0][2]["gradient"] == real.model["parameter_bytes"]
+        rank0 = fake.worker_summary["distributed"]["ranks"][0]["tracking"]
+        rows = fake.tensors.rows
+        t_alloc, t_free = rows.column("t_alloc"), rows.column("t_free")
+        live = (t_alloc <= rank0["peak_t"]) & ~(t_free <= rank0["peak_t"])
+        grads = rows.column("nbytes")[live & (rows.column("category") == CODE["gradient"])]
+        # the buckets, and a gradient just computed that DDP has not copied in yet: each
+        # a gradient from its birth
+        assert real.model["parameter_bytes"] in grads.tolist()
+        assert rank0["peak_by_category"]["gradient"] == int(grads.sum())
 
 
 def test_a_world_of_eight_ranks_simulates_on_one_cpu():
