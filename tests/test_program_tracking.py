@@ -88,6 +88,44 @@ def test_a_script_memviz_never_saw_is_recorded_exactly(tmp_path):
                       (1, "optimizer")]
 
 
+def test_a_recorded_programs_own_optimizer_is_named_and_its_state_counted(tmp_path):
+    """A hand-written Lion (one momentum buffer a parameter): the summary names Lion,
+    never the runner's default, and its state is optimizer_state."""
+    script = _script(tmp_path, "lion.py", """
+        import torch
+        from torch import nn
+
+        class Lion(torch.optim.Optimizer):
+            def __init__(self, params, lr=1e-4, betas=(0.9, 0.99)):
+                super().__init__(params, {"lr": lr, "betas": betas})
+
+            @torch.no_grad()
+            def step(self):
+                for group in self.param_groups:
+                    b1, b2 = group["betas"]
+                    for p in group["params"]:
+                        state = self.state[p]
+                        if not state:
+                            state["exp_avg"] = torch.zeros_like(p)
+                        m = state["exp_avg"]
+                        p.add_(torch.sign(m * b1 + p.grad * (1 - b1)), alpha=-group["lr"])
+                        m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+        model = nn.Sequential(nn.Embedding(97, 32), nn.Linear(32, 97))
+        optimizer = Lion(model.parameters())
+        for _ in range(2):
+            ids = torch.randint(0, 97, (2, 16))
+            model(ids).logsumexp(-1).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    """)
+    done, summary, _ = _record(tmp_path, script)
+    assert done.returncode == 0, done.stderr
+    assert summary["optimizer"] == "Lion"
+    trainable = (97 * 32 + 32 * 97 + 97) * 4
+    assert summary["max_by_category"]["optimizer_state"] == trainable  # one buffer each
+
+
 def test_frozen_parts_tied_weights_and_two_groups_are_exact(tmp_path):
     script = _script(tmp_path, "frozen.py", """
         import sys, torch

@@ -52,6 +52,13 @@ def tracked_peaks(run: Run) -> dict[str, Any]:
     }
 
 
+def _optimizer(run: Run) -> str | None:
+    """The runner's optimizer, or what a recorded program steps (its class names)."""
+    if run.model.get("kind") == "program":
+        return ", ".join(run.model.get("optimizers") or []) or None
+    return run.spec.optimizer if run.spec.mode == "train" else None
+
+
 def build_summary(run: Run) -> dict[str, Any]:
     with run.lock:
         tracked = tracked_peaks(run)
@@ -71,7 +78,7 @@ def build_summary(run: Run) -> dict[str, Any]:
             "device": run.spec.device,
             "batch_size": run.spec.batch_size,
             "seq_len": run.spec.seq_len,
-            "optimizer": run.spec.optimizer if run.spec.mode == "train" else None,
+            "optimizer": _optimizer(run),
             "techniques": (run.worker_summary or {}).get("techniques")
             or list(run.spec.techniques),
             "output_drift": (run.worker_summary or {}).get("output_drift"),

@@ -77,6 +77,7 @@ class ProgramTracker:
         self._loss_over_step = False
         self._step_loss: float | None = None  # a framework's own figure for the step
         self._optimizer_open = False  # between an optimizer step's pre and post hooks
+        self.optimizer_classes: list[str] = []  # what the program steps, by class name
         self._stop_asked = threading.Event()
         self.stopped = False
 
@@ -159,8 +160,10 @@ class ProgramTracker:
                    **spec_changes}
         for key, value in changes.items():
             setattr(self.spec, key, value)
+        summary = model_summary.summarize(self.spec.model, kind, model)
+        summary["optimizers"] = list(self.optimizer_classes)
         self.emitter.send({"type": "discovered", "spec": self.spec.to_dict(),
-                           "model": model_summary.summarize(self.spec.model, kind, model)})
+                           "model": summary})
 
     def forward_begins(self, model: nn.Module, inputs: list[torch.Tensor],
                        loss_over_step: bool = False) -> None:
@@ -225,6 +228,11 @@ class ProgramTracker:
             return
         self.trained = True
         self._optimizer_open = True
+        name = type(optimizer).__name__
+        if name not in self.optimizer_classes:  # the program's own, never a default
+            self.optimizer_classes.append(name)
+            if self.models:
+                self._describe(self.models[0], mode="train")
         if not self.in_step:
             self._begin_step()
         self._enter("optimizer")
