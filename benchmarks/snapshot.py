@@ -7,7 +7,7 @@ import tempfile
 import time
 
 from memviz.core.spec import RunSpec
-from memviz.snapshot import Recorder, open_run
+from memviz.snapshot import Recorder, connect_sql, open_run
 
 from .alloc_view import synthetic_events
 from .common import Result
@@ -35,10 +35,19 @@ def measure(events: int = 1_000_000) -> list[Result]:
     started = time.perf_counter()
     window = open_run(path, t_range=span)
     windowed = time.perf_counter() - started
+    started = time.perf_counter()
+    connect_sql(path).close()
+    sql_built = time.perf_counter() - started
     imported, peak_mib = _import_torch_snapshot(events)
+    recorded = [(steps, *_recorded_bytes_per_event(steps)) for steps in (20, 300)]
     return [
-        Result("snapshot: bytes per tensor event (whole file)", per_event, "B", "≤ 32 B",
-               per_event <= 32, f"{size / 2**20:.1f} MiB for {events:,} events (synthetic)"),
+        Result("snapshot: bytes per tensor event (whole file)", per_event, "B", "≤ 12 B",
+               per_event <= 12, f"{size / 2**20:.1f} MiB for {events:,} events (synthetic)"),
+        *(Result(f"snapshot: bytes per event, {steps}-step run", b, "B", "≤ 12 B", b <= 12,
+                 f"gpt2-tiny 1 × 32, every step detailed: {n:,} events")
+          for steps, b, n in recorded),
+        Result("snapshot: build its rows for SQL", sql_built * 1000, "ms", "(info)", True,
+               "connect_sql on the 1M-event file: 500,000 allocations as rows"),
         Result("snapshot: open a 1M-event file", opened * 1000, "ms", "≤ 2000 ms",
                opened <= 2.0, "all events decoded into a Run"),
         Result("snapshot: open a tenth of its time", windowed * 1000, "ms", "(info)", True,
@@ -46,6 +55,22 @@ def measure(events: int = 1_000_000) -> list[Result]:
         Result("import a 1M-entry PyTorch snapshot", imported * 1000, "ms", "≤ 10000 ms",
                imported <= 10.0, f"torch's layout, 150 MB; process peak RSS {peak_mib:.0f} MiB"),
     ]
+
+
+def _recorded_bytes_per_event(steps: int) -> tuple[float, int]:
+    """A real run recorded by ``memviz run -o``: its file's bytes per tensor event."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    path = os.path.join(tempfile.mkdtemp(), "run.memviz")
+    subprocess.run([sys.executable, "-m", "memviz", "run", "--model", "gpt2-tiny", "--steps",
+                    str(steps), "--batch-size", "1", "--seq-len", "32", "--detail", "all",
+                    "-o", path], check=True, capture_output=True)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    (events,) = db.execute("SELECT sum(count) FROM event_batches").fetchone()
+    db.close()
+    return os.path.getsize(path) / events, events
 
 
 def _import_torch_snapshot(entries: int) -> tuple[float, float]:

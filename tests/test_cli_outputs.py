@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from memviz.snapshot import open_run
+from memviz.snapshot import connect_sql, open_run
 
 MEMVIZ = [sys.executable, "-m", "memviz"]
 RUN = [*MEMVIZ, "run", "--model", "gpt2-tiny", "--steps", "2", "--batch-size", "1",
@@ -55,7 +55,7 @@ def test_the_file_knows_when_its_peak_was(piped):
     out, _ = piped
     run = open_run(out)
     tracking = run.worker_summary["tracking"]
-    db = sqlite3.connect(out)
+    db = connect_sql(out)
     # which module held most at the peak: one short query (at 1 × 32 the peak is
     # AdamW's first step, with no activations live; docs/snapshot.md shows the same
     # query by category)
@@ -68,6 +68,19 @@ def test_the_file_knows_when_its_peak_was(piped):
     assert rows and rows[0][1] > 0
     assert total == tracking["tracked_bytes"]
     assert by_category == {k: v for k, v in tracking["peak_by_category"].items() if v}
+    # the same from the command line, as a user would ask
+    done = subprocess.run([*MEMVIZ, "sql", str(out), "--csv",
+                           "SELECT category, sum(nbytes) FROM live_at_peak GROUP BY category"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "category,sum(nbytes)"
+    assert dict(line.split(",") for line in lines[1:]) == {
+        k: str(v) for k, v in by_category.items()}
+    done = subprocess.run([*MEMVIZ, "sql", str(out), "DROP TABLE steps"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "readonly" in done.stderr.replace("-", "")
 
 
 def test_the_summary_goes_to_standard_output_alone():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from memviz.core.categories import CATEGORIES
-from memviz.snapshot import open_run
+from memviz.snapshot import connect_sql, open_run
 
 from .conftest import WORKER_DEADLINE_S, run_worker
 from .model_zoo import NanoGPT, save_hf
@@ -195,7 +195,11 @@ def test_every_allocation_is_a_row_for_pandas(recorded):
 
     path = recorded["tensors"]
     run = open_run(path)
-    db = sqlite3.connect(path)
+    plain = sqlite3.connect(path)  # the file itself holds only the compressed events
+    assert not plain.execute("SELECT name FROM sqlite_master WHERE name LIKE 'allocations%'"
+                             ).fetchall()
+    plain.close()
+    db = connect_sql(path)
     frame = pd.read_sql("SELECT * FROM allocations_named", db)
     assert len(frame) == len(run.tensors)
     assert frame["nbytes"].sum() == int(run.tensors.rows.column("nbytes").sum())
@@ -207,11 +211,10 @@ def test_every_allocation_is_a_row_for_pandas(recorded):
     top = pd.read_sql("SELECT module, sum(nbytes) AS b FROM allocations_named WHERE category ="
                       " 'activation' GROUP BY module ORDER BY b DESC LIMIT 1", db)
     assert top["module"][0].startswith("transformer.h.")
-    # what the table costs: events and rows together well under 32 bytes an event
+    # what the file costs: the rows are built on reading, the events stay compressed
     blobs, events = db.execute("SELECT sum(length(columns)), sum(count) FROM event_batches"
                                ).fetchone()
-    pages = db.execute("PRAGMA page_count").fetchone()[0]
-    assert blobs / events < 12 and pages * db.execute("PRAGMA page_size").fetchone()[0] > 0
+    assert blobs / events < 8  # the whole file's bytes an event: benchmarks/snapshot.py
 
 
 def test_csv_shapes_are_parseable(recorded, tmp_path):

@@ -34,6 +34,8 @@ EXAMPLES = {
     "record": "memviz record -o train.memviz -- python train.py --epochs 1",
     "techniques": "memviz techniques --model gpt2-tiny",
     "token": "memviz token --write ~/.memviz-token",
+    "sql": "memviz sql run.memviz \"SELECT module, sum(nbytes) FROM live_at_peak "
+           "GROUP BY module ORDER BY 2 DESC LIMIT 5\"",
 }
 
 
@@ -94,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .token_cmd import add_arguments as add_token_arguments
 
     add_token_arguments(_parser(sub, "token", help="make a token for a listening worker"))
+    from .sql_cmd import add_arguments as add_sql_arguments
+
+    add_sql_arguments(_parser(sub, "sql", help="SQL over a run's file, every allocation a row"))
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
@@ -160,6 +165,10 @@ def _main(argv: list[str] | None = None) -> int:
         from .token_cmd import cmd_token
 
         return cmd_token(args)
+    if args.command == "sql":
+        from .sql_cmd import cmd_sql
+
+        return cmd_sql(args)
     if args.command == "export":
         from .export_cmd import cmd_export
 

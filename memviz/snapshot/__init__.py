@@ -6,5 +6,6 @@ the schema for sqlite3 and pandas users.
 
 from .reader import SnapshotError, open_run
 from .recorder import Recorder
+from .sql_access import connect_sql
 
-__all__ = ["Recorder", "SnapshotError", "open_run"]
+__all__ = ["Recorder", "SnapshotError", "connect_sql", "open_run"]

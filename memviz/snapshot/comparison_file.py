@@ -24,7 +24,7 @@ from typing import Any
 from ..core.run import Run
 from ..core.text import printable_tree
 from ..version import __version__
-from .reader import DAMAGE, SnapshotError, _connect, checked_meta, open_run, read_meta
+from .reader import DAMAGE, SnapshotError, checked_meta, connect_snapshot, open_run, read_meta
 from .schema import COMPARISON_MAGIC
 
 COMPARISON_VERSION = 1
@@ -68,7 +68,7 @@ def write_comparison(path: str | os.PathLike, base: dict[str, Any],
 
 def is_comparison(path: str | os.PathLike) -> bool:
     try:
-        db = _connect(Path(path))
+        db = connect_snapshot(Path(path))
     except SnapshotError:
         return False
     try:
@@ -105,7 +105,7 @@ def open_comparison(path: str | os.PathLike, next_run_id: Callable[[], int] | No
     """The base workload and every set with its run (opened from a private copy, removed
     when this process exits)."""
     path = Path(path)
-    db = _connect(path)
+    db = connect_snapshot(path)
     scratch = tempfile.TemporaryDirectory(prefix="memviz-comparison-")
     kept = False
     try:

@@ -54,7 +54,7 @@ def is_torch_snapshot(path: Path) -> bool:
     return looks_like_torch_snapshot(path)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_snapshot(path: Path) -> sqlite3.Connection:
     """The file opened read-only as untrusted input (``untrusted.connect_read_only``)."""
     if not path.is_file():
         raise SnapshotError(f"{path}: " + ("not a regular file (a pipe, a device or a "
@@ -139,7 +139,7 @@ def _open(path: Path, run_id: int, t_range: tuple[float, float] | None,
         except DAMAGE as exc:
             raise SnapshotError(f"{path}: damaged PyTorch snapshot "
                                 f"({type(exc).__name__}: {exc})") from None
-    db = _connect(path)
+    db = connect_snapshot(path)
     try:
         meta = checked_meta(db, path)
         try:
@@ -162,7 +162,7 @@ def _window(t_range: tuple[float, float] | None, column: str = "t") -> tuple[str
     return f" WHERE {column} BETWEEN ? AND ?", (float(t_range[0]), float(t_range[1]))
 
 
-class _Budget:
+class EventBudget:
     """Events left to decode in this file (see EVENT_FLOOR_BYTES)."""
 
     def __init__(self, events: int) -> None:
@@ -179,7 +179,7 @@ _SCAN = ("t", "id", "kind", "category")
 
 
 def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None,
-            budget: _Budget) -> Iterator[dict] | list[dict]:
+            budget: EventBudget) -> Iterator[dict] | list[dict]:
     """The tensor-event batches to replay (for a window: see _window_events)."""
     if t_range is None:  # one batch at a time: decoded, applied, dropped
         return (budget.decode(blob) for (blob,) in
@@ -188,7 +188,7 @@ def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None,
 
 
 def _window_events(db: sqlite3.Connection, t_range: tuple[float, float],
-                   budget: _Budget) -> list[dict]:
+                   budget: EventBudget) -> list[dict]:
     """The events of a window, and the allocations made before it still live at its
     start (with the category they had then), numbered afresh from 0.
 
@@ -256,7 +256,7 @@ def _renumbered(parts: list[dict], live: np.ndarray, first: int | None) -> list[
 
 def _live_at_start(db: sqlite3.Connection, live: np.ndarray, live_batch: np.ndarray,
                    retag_id: np.ndarray, retag_category: np.ndarray,
-                   budget: _Budget) -> list[dict]:
+                   budget: EventBudget) -> list[dict]:
     """The allocation events of ``live`` (read from the batches that made them), each
     with the category of its last retag before the window."""
     parts = []
@@ -282,7 +282,7 @@ def window_around(path: str | os.PathLike, t: float, max_events: int) -> tuple[f
     """A span of the run around ``t`` holding about ``max_events`` tensor events, or
     None when the whole run holds no more (read from the batches' index, nothing is
     decoded)."""
-    db = _connect(Path(path))
+    db = connect_snapshot(Path(path))
     try:
         rows = db.execute("SELECT t_first, t_last, count FROM event_batches "
                           "ORDER BY batch").fetchall()
@@ -359,7 +359,7 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
     state, error = run.state, run.error
     run.apply_all(messages)
     window = tensors_window or t_range
-    events = _events(db, window, _Budget(budget))
+    events = _events(db, window, EventBudget(budget))
     # room for every allocation at once, not grown by doubling
     run.tensors.rows.reserve(min(allocation_count(db), budget) if window is None else
                              sum(int((p["kind"] == ALLOC).sum()) for p in events), exact=True)

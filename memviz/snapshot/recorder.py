@@ -26,7 +26,6 @@ from ..core.categories import CATEGORIES, SAMPLE_PREFIX
 from ..core.recording import RecorderError
 from ..version import __version__
 from . import codec
-from .allocations_table import write_allocations
 from .schema import DDL, MAGIC, SCHEMA_VERSION
 
 COMMIT_INTERVAL_S = 0.5
@@ -140,7 +139,7 @@ class Recorder:
         peak_t = ((msg["summary"] or {}).get("tracking") or {}).get("peak_t")
         if isinstance(peak_t, int | float):
             # the tracked peak's time in the allocations table's unit (the view
-            # live_at_peak reads it)
+            # live_at_peak, built by sql_access, reads it)
             items["peak_t_us"] = round(peak_t * 1e6)
         self._meta(items)
 
@@ -195,7 +194,6 @@ class Recorder:
             try:
                 if self.failed is None:
                     self._flush_events()
-                    write_allocations(self.db)  # every allocation as a row, for SQL
                     items: dict = {"state": state}
                     if error is not None:
                         items["error"] = error
