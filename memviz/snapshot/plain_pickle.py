@@ -332,9 +332,8 @@ class PlainPickleWalker:
                 items = stack[mark:]
                 if len(items) % 2:
                     raise PlainPickleError("a map with a key and no value")
-                made: dict = {}
                 spend(1)
-                self._spend_on_items(made, items)
+                self._spend_on_items({}, items)
                 stack[mark:] = [dict(zip(items[::2], items[1::2], strict=True))]
             elif op == 0x30:  # POP
                 if marks and marks[-1] == len(stack):
