@@ -161,6 +161,9 @@ def test_no_display_is_one_line(argv):
     (["diff", "a.memviz", "b.memviz", "--top", "-5"], "--top: must be from 1 to 10000"),
     (["diff", "a.memviz", "b.memviz", "--top", "10" + "0" * 20], "--top: must be from 1"),
     (["worker", "--listen", "nowhere"], "bad address 'nowhere'"),
+    (["export", "a.memviz", "--to", "folded", "-o", "-", "--at", "soon"],
+     "--at is 'peak' or a number of seconds"),
+    (["sql", "missing.memviz", "SELECT 1"], "no such file"),
 ])
 def test_wrong_input_exits_2_with_one_line(argv, says):
     env = {**os.environ, "MEMVIZ_TOKEN": "t"}

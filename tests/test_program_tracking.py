@@ -362,3 +362,28 @@ def test_the_lightning_callback_counts_optimizer_steps(tmp_path):
     # update itself)
     assert [p.name for p in run.phases if p.step == 1] == \
         ["forward", "backward", "optimizer", "forward", "backward", "optimizer"]
+
+
+def test_folded_stacks_at_the_peak_name_the_users_lines_and_add_up(tmp_path):
+    """``memviz export --to folded``: one line per stack, outermost frame first, the
+    user's own file in it, the bytes adding up to the tracked peak."""
+    out, summary = tmp_path / "stacks.memviz", tmp_path / "stacks.json"
+    done = subprocess.run([*MEMVIZ, "record", "--track", "tensors+stacks", "-o", str(out),
+                           "--summary", str(summary), "--", "python", "examples/train_loop.py",
+                           "--steps", "2"], capture_output=True, text=True,
+                          timeout=WORKER_DEADLINE_S, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    folded = tmp_path / "stacks.folded"
+    done = subprocess.run([*MEMVIZ, "export", str(out), "--to", "folded", "-o", str(folded)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = folded.read_text().splitlines()
+    stacks = [line.rsplit(" ", 1) for line in lines]
+    assert len({s for s, _ in stacks}) == len(lines) > 10  # each stack once
+    tracking = json.loads(summary.read_text())
+    assert sum(int(n) for _, n in stacks) == tracking["peak"]["tracked_bytes"]
+    frames = [s.split(";") for s, _ in stacks]
+    assert all(f[-1].startswith("[") and f[-1].endswith("]") for f in frames)  # category
+    # the optimizer's state at the peak, made on a line of the user's training loop
+    state = [f for f in frames if f[-1] == "[optimizer_state]"]
+    assert state and all(f[0].startswith("examples/train_loop.py:") for f in state)

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-KINDS = ("torch-pickle", "torch-json", "chrome-trace", "csv", "html")
+KINDS = ("torch-pickle", "torch-json", "chrome-trace", "csv", "html", "folded")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +17,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="where to write it (a folder for csv; - for standard output)")
     parser.add_argument("--force", action="store_true", help="overwrite the output file")
+    parser.add_argument("--at", metavar="SECONDS|peak", default="peak",
+                        help="folded: the moment whose live bytes to write, in seconds on "
+                             "the run's clock (default: the tracked peak)")
+
+
+def _moment(text: str) -> float | None:
+    """``--at``: seconds, or None for the peak."""
+    from ..core.spec import SpecError
+
+    if text == "peak":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise SpecError(f"--at is 'peak' or a number of seconds, not {text!r}")
+    return value
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -26,6 +44,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .outputs import STDOUT, StdoutFile, check_output, shown
 
     try:
+        at = _moment(args.at)
         if args.output == STDOUT and args.to == "csv":
             raise SpecError("csv writes a folder of files: give -o FOLDER, not -")
         check_output(args.output, overwrite=args.force, folder=args.to == "csv")
@@ -40,6 +59,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             exports.write_chrome_trace(run, out)
         elif args.to == "csv":
             exports.write_csv(run, out)
+        elif args.to == "folded":
+            from ..snapshot.folded import peak_time, write_folded
+
+            write_folded(run, out, peak_time(run) if at is None else at)
         elif args.to == "html":
             from ..snapshot import html_report
 
