@@ -141,7 +141,20 @@ class Comparison:
     # -- driving ----------------------------------------------------------------
     def poll(self) -> SetResult | None:
         """Advance: simulate the next set, start it, or collect the running one. Returns
-        a set that has just started (so a caller can show it), else None."""
+        a set that has just started (so a caller can show it), else None.
+
+        The next set's simulation starts as soon as the running set's measured steps
+        are over: it overlaps what a run does after them (its model's size on disk),
+        never a measured step."""
+        if self.current is not None:
+            if not self.session.done.is_set():
+                self._simulate_ahead()
+                return None
+            self.results.append(self.current)
+            self._round.append(self.current)
+            self.current = self.session = None
+            if self.greedy and not self.pending and not self.cancelled:
+                self._plan_greedy_round()
         if self._simulation is not None:
             chosen, spec, simulated, session = self._simulation
             if not session.done.is_set():
@@ -149,16 +162,24 @@ class Comparison:
             self._simulation = None
             estimate, why = _simulated_estimate(spec, simulated)
             return self._start(chosen, spec, estimate, why)
-        if self.current is not None:
-            if not self.session.done.is_set():
-                return None
-            self.results.append(self.current)
-            self._round.append(self.current)
-            self.current = self.session = None
-            if self.greedy and not self.pending and not self.cancelled:
-                self._plan_greedy_round()
         if self.cancelled or not self.pending:
             self._cool_down()
+            return None
+        return self._begin_next()
+
+    def _simulate_ahead(self) -> None:
+        """Once the running set's measured steps are over, the next set's simulation."""
+        run = self.current.run if self.current is not None else None
+        if self._simulation is not None or self.cancelled or not self.pending or \
+                run is None or len(run.steps) < run.spec.steps:
+            return
+        if self.simulate_predictions and _simulable(self.pending[0].spec(self.base)):
+            self._begin_next()
+
+    def _begin_next(self) -> SetResult | None:
+        """Take the next pending set: simulate it (it starts once simulated), or start
+        it at once with the closed-form prediction."""
+        if self.cancelled or not self.pending:
             return None
         chosen = self.pending.pop(0)
         self._tried.add(chosen.name)
