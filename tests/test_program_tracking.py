@@ -387,3 +387,44 @@ def test_folded_stacks_at_the_peak_name_the_users_lines_and_add_up(tmp_path):
     # the optimizer's state at the peak, made on a line of the user's training loop
     state = [f for f in frames if f[-1] == "[optimizer_state]"]
     assert state and all(f[0].startswith("examples/train_loop.py:") for f in state)
+
+
+def test_the_trainer_callback_reads_the_loss_of_a_model_that_returns_a_dict(tmp_path):
+    """A model of the user's own (no transformers class, a dict out, no loss keywords:
+    the Trainer divides its loss by the accumulation itself): each step's loss is the
+    one the Trainer logs, under gradient accumulation 2."""
+    script = _script(tmp_path, "dict_model.py", """
+        import sys, tempfile, torch
+        from torch import nn
+        from transformers import Trainer, TrainingArguments
+        from memviz.integrations.transformers import MemvizCallback
+        sys.path.insert(0, sys.argv[2])
+        from trainer_callback import RandomTokens
+
+        class Tiny(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb, self.head = nn.Embedding(256, 64), nn.Linear(64, 256)
+
+            def forward(self, input_ids, labels):
+                logits = self.head(self.emb(input_ids))
+                loss = nn.functional.cross_entropy(logits.view(-1, 256), labels.view(-1))
+                return {"loss": loss, "logits": logits}
+
+        args = TrainingArguments(output_dir=tempfile.mkdtemp(), max_steps=3,
+                                 per_device_train_batch_size=2, gradient_accumulation_steps=2,
+                                 logging_steps=1, report_to=[], save_strategy="no",
+                                 use_cpu=True, disable_tqdm=True)
+        Trainer(model=Tiny(), args=args, train_dataset=RandomTokens(),
+                callbacks=[MemvizCallback(sys.argv[1], force=True)]).train()
+    """)
+    out = tmp_path / "dict.memviz"
+    done = subprocess.run([sys.executable, script, str(out), str(ROOT / "examples")],
+                          capture_output=True, text=True, timeout=WORKER_DEADLINE_S)
+    assert done.returncode == 0, done.stderr
+    logged = [ast.literal_eval(line) for line in done.stdout.splitlines()
+              if line.startswith("{'loss'")]
+    steps = open_run(out).steps
+    assert len(steps) == len(logged) == 3
+    for step, log in zip(steps, logged, strict=True):
+        assert step.loss is not None and f"{step.loss:.4g}" == f"{float(log['loss']):.4g}"

@@ -191,8 +191,7 @@ class ProgramTracker:
     def forward_ends(self, model: nn.Module, output: Any) -> None:
         if self.stopped:
             return
-        loss = getattr(output, "loss", None) if not isinstance(output, torch.Tensor) else \
-            (output if output.dim() == 0 else None)
+        loss = loss_in(output)
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._losses.append(loss.detach())
         cache = output_cache(output)
@@ -300,6 +299,20 @@ def _wall_at(t0: float) -> float:
     import time
 
     return time.time() - (now() - t0)
+
+
+def loss_in(output: Any) -> Any:
+    """The loss a forward returned, where a trainer would look for it: a scalar tensor
+    itself, a ``loss`` field or key (transformers' outputs, a dict), or the first item
+    of a tuple when that is a scalar (as transformers' Trainer reads one)."""
+    if isinstance(output, torch.Tensor):
+        return output if output.dim() == 0 else None
+    if isinstance(output, dict):
+        return output.get("loss")
+    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor) \
+            and output[0].dim() == 0:
+        return output[0]
+    return getattr(output, "loss", None)
 
 
 def inputs_of(value: Any) -> list[torch.Tensor]:
