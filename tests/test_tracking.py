@@ -331,3 +331,18 @@ def test_a_first_step_peak_carries_the_optimizer_state_as_optimizer_state(odd_fa
     assert sum(at_peak.values()) == tracking["tracked_bytes"]
     # what is left as temporary is the update's own scratch, less than the state
     assert 0 < at_peak["temporary"] < adamw_state
+
+
+@pytest.mark.parametrize("simulate", [False, True], ids=["measured", "simulated"])
+def test_an_inference_forward_keeps_its_kv_cache_as_kv_cache(simulate):
+    """One forward of a causal LM fills its KV cache (transformers' use_cache default):
+    at the peak that is kv_cache, exactly the keys and values of every layer (llama-tiny:
+    4 layers, 2 of its 4 heads for keys and values, 64 dims), not temporaries. It is
+    what sets Llama-2-7B (32 key-value heads) 3 GiB above Mistral-7B (8) at 1 × 4096."""
+    batch, seq = 2, 96
+    run, _ = run_worker(model="llama-tiny", mode="infer", steps=1, batch_size=batch,
+                        seq_len=seq, simulate=simulate)
+    assert run.state == "finished", run.error
+    at_peak = run.worker_summary["tracking"]["peak_by_category"]
+    layers, kv_heads, head_dim = 4, 2, 256 // 4
+    assert at_peak["kv_cache"] == 2 * layers * batch * seq * kv_heads * head_dim * 4

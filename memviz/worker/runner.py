@@ -148,10 +148,17 @@ class Runner:
     def _infer_step(self, step: int) -> None:
         self._begin_step(step)
         batch = self._batch()
-        with self.phase(step, "forward"), torch.no_grad(), self.plan.forward_context():
-            loss = self.task.loss(batch)
-            loss_value = math.nan if self.simulated else float(loss)
-            del loss
+        # a causal LM's forward fills its KV cache (transformers' use_cache default)
+        # even for one forward: it is kv_cache, as in a generation
+        tagger = CacheTagger(self.tracker).attach(self.task.model) if self.tracker else None
+        try:
+            with self.phase(step, "forward"), torch.no_grad(), self.plan.forward_context():
+                loss = self.task.loss(batch)
+                loss_value = math.nan if self.simulated else float(loss)
+                del loss
+        finally:
+            if tagger is not None:
+                tagger.detach()
         del batch
         self.plan.after_step()
         self._end_step(step, _finite_or_none(loss_value),
