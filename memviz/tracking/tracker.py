@@ -41,6 +41,7 @@ from .components import SCALE, dense_parts, is_plain
 from .interning import Interner
 from .layout import FirstFitLayout
 from .module_scope import ModuleScope
+from .rng_states import RngStates
 
 ALLOC, FREE, RETAG = 0, 1, 2
 PHASES = ("", "load", "forward", "backward", "optimizer", "generate")
@@ -168,6 +169,7 @@ class TensorTracker:
         self.detailed = False
         self._saved_hooks = None
         self._grad_hooks: list = []
+        self._rng_states: RngStates | None = None
         self._hooked: set[int] = set()  # ids of parameters whose gradient is hooked
         self._opaque: list[torch.Tensor] = []
         self._stack_ids: dict[tuple, int] = {}  # ((code, line), ...) -> stack id
@@ -184,6 +186,7 @@ class TensorTracker:
         self.scope.start()
         self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
         self._saved_hooks.__enter__()
+        self._rng_states = RngStates(self)
         self.set_detail(True)
 
     def set_detail(self, detailed: bool) -> None:
@@ -204,6 +207,9 @@ class TensorTracker:
         if self._saved_hooks is not None:
             self._saved_hooks.__exit__(None, None, None)
             self._saved_hooks = None
+        if self._rng_states is not None:
+            self._rng_states.restore()
+            self._rng_states = None
         if self.scope is not None:
             self.scope.stop()
         for handle in self._grad_hooks:
