@@ -17,6 +17,7 @@ from ..core.categories import LABELS
 from ..core.diff import diff
 from ..core.run import Run
 from .axes import format_bytes
+from .dotted_names import DottedNameDelegate
 from .tables import read_only_table
 
 GREW, SHRANK = QColor("#b03a2e"), QColor("#1e7b34")
@@ -42,8 +43,11 @@ class DiffView(QWidget):
             header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
             for column in (1, 2, 3):  # the numbers always show in full
                 header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-            table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # both ends of a name
             split.addWidget(table)
+        # module names shortened by whole segments, their telling tail kept
+        self.names = {"modules": DottedNameDelegate(self.tables["modules"])}
+        for key, delegate in self.names.items():
+            self.tables[key].setItemDelegateForColumn(0, delegate)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
@@ -74,6 +78,8 @@ class DiffView(QWidget):
             f"{format_bytes(rb['peak_rss_bytes'])}")
         for key_, table in self.tables.items():
             rows = [r for r in result[key_] if r["delta"]][:MAX_ROWS]
+            if key_ in self.names:
+                self.names[key_].set_names(r["name"] for r in rows)
             table.setRowCount(len(rows))
             for i, r in enumerate(rows):
                 name = LABELS.get(r["name"], r["name"]) if key_ == "categories" else r["name"]
