@@ -46,13 +46,32 @@ def describe(run: Run, row: int) -> dict[str, str]:
 
 
 class Inspector(QTextBrowser):
+    """The allocation last clicked in the selected run; each run keeps its own, so
+    selecting another run shows that run's (or none), never the last run's."""
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setPlaceholderText("Click an allocation to inspect it")
         self.setMinimumWidth(260)
         self.fields: dict[str, str] = {}
+        self.run_id: int | None = None  # whose allocation is shown
+        self._rows: dict[int, int] = {}  # run id -> the allocation inspected in it
+
+    def follow(self, run: Run | None) -> None:
+        """The selected run changed (or is the same): show its inspected allocation."""
+        if run is not None and run.run_id == self.run_id:
+            return
+        row = self._rows.get(run.run_id) if run is not None else None
+        if run is not None and row is not None and row < len(run.tensors):
+            self.show_allocation(run, row)
+        else:
+            self.fields = {}
+            self.run_id = None
+            self.clear()
 
     def show_allocation(self, run: Run, row: int) -> None:
+        self.run_id = run.run_id
+        self._rows[run.run_id] = row
         self.fields = describe(run, row)
         rows = "".join(
             f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>"

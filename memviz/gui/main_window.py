@@ -228,6 +228,7 @@ class MainWindow(QMainWindow):
         self.timeline.show_runs([self.runs[i] for i in self.run_list.shown_run_ids()])
         self.timeline.show_loaded_span(run.tensors_window if run is not None else None)
         self.alloc_view.set_run(run)
+        self.inspector.follow(run)
         self.moment_view.run = run
         t = self._cursors.get(run.run_id) if run is not None else None
         self._cursor_run = None  # no cursor moves are taken while it is placed
