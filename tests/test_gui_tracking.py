@@ -210,24 +210,19 @@ def test_run_menu_records_the_next_step_in_full(qtbot):
         dispose(window)
 
 
-def test_the_inspector_follows_the_selected_run(finished_window):
+def test_the_inspector_follows_the_selected_run(finished_window, qtbot):
     """Inspect an allocation of run 1, start run 2: the panel empties (run 2 has none
     inspected); select run 1 again: its allocation is back."""
-    app, win, run = finished_window
+    _app, win, run = finished_window
     win.select_run(run.run_id)
     win._inspect(0)
     assert win.inspector.fields["allocation"] == "#0"
     second = win.start_run(RunSpec(model="gpt2-tiny", steps=1, batch_size=1, seq_len=16))
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while not second.finished and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.02)
+    qtbot.waitUntil(lambda: second.finished, timeout=WAIT_MS)
     assert second.state == "finished", second.error
     win.select_run(second.run_id)
-    _settle(app)
-    assert win.current_run() is second
+    qtbot.waitUntil(lambda: win.current_run() is second)
     assert win.inspector.fields == {} and win.inspector.toPlainText() == ""
     win.select_run(run.run_id)
-    _settle(app)
-    assert win.inspector.fields["allocation"] == "#0"
+    qtbot.waitUntil(lambda: win.inspector.fields.get("allocation") == "#0")
     assert win.inspector.fields["bytes"] in win.inspector.toPlainText()

@@ -64,7 +64,7 @@ def _storage_key(t: torch.Tensor):
 # ops that can hand back a storage new to the tracker though their schema says the
 # output aliases the input: resizes, and lift_fresh, which torch.tensor(data) calls on
 # the storage it just made outside the dispatcher (AdamW's step counters)
-_RESIZING = ("resize_", "resize_as_", "set_", "_resize_output_", "lift_fresh")
+_ALWAYS_CHECKED = ("resize_", "resize_as_", "set_", "_resize_output_", "lift_fresh")
 
 
 def makes_storage(func) -> bool:
@@ -78,7 +78,7 @@ def makes_storage(func) -> bool:
     if any(r.alias_info is None for r in schema.returns):
         return True
     return (any(a.is_out for a in schema.arguments)
-            or func._opname.startswith(_RESIZING))
+            or func._opname.startswith(_ALWAYS_CHECKED))
 
 
 class _Dispatch(TorchDispatchMode):
