@@ -12,6 +12,9 @@ from .outputs import bounded_int, shown
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="a .memviz file or PyTorch snapshot (before)")
     parser.add_argument("b", help="a .memviz file or PyTorch snapshot (after)")
+    parser.add_argument("--device", type=int, metavar="N",
+                        help="PyTorch snapshots of several GPUs: device N's traces "
+                             "(default: each file's busiest)")
     parser.add_argument("--summary", metavar="JSON",
                         help="write the comparison as JSON here (- for standard output)")
     parser.add_argument("--json", action="store_const", const="-", dest="summary",
@@ -29,7 +32,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from ..snapshot import SnapshotError, open_run
 
     try:
-        a, b = open_run(args.a), open_run(args.b)
+        a, b = open_run(args.a, device=args.device), open_run(args.b, device=args.device)
     except SnapshotError as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,10 @@ KINDS = ("torch-pickle", "torch-json", "chrome-trace", "csv", "html", "folded")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="a .memviz snapshot")
+    parser.add_argument("file", help="a .memviz file or PyTorch snapshot")
+    parser.add_argument("--device", type=int, metavar="N",
+                        help="a PyTorch snapshot of several GPUs: device N's trace "
+                             "(default: the busiest)")
     parser.add_argument("--to", required=True, choices=KINDS, help="the format to write")
     parser.add_argument("-o", "--output", required=True,
                         help="where to write it (a folder for csv; - for standard output)")
@@ -48,7 +51,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.output == STDOUT and args.to == "csv":
             raise SpecError("csv writes a folder of files: give -o FOLDER, not -")
         check_output(args.output, overwrite=args.force, folder=args.to == "csv")
-        run = open_run(args.file)
+        run = open_run(args.file, device=args.device)
     except (SnapshotError, SpecError) as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2

@@ -44,8 +44,8 @@ class SetResult:
 
 def _simulable(spec: RunSpec) -> bool:
     """Whether the set's prediction can be its simulation (a generation and an
-    untracked run are predicted by the closed form)."""
-    return spec.track != "samples" and spec.mode != "generate"
+    untracked run are predicted by the closed form; a simulated set is its own)."""
+    return spec.track != "samples" and spec.mode != "generate" and not spec.simulate
 
 
 def _simulated_estimate(spec: RunSpec, simulated: Run) -> tuple[dict | None, str]:

@@ -131,8 +131,9 @@ class SimulatedFit:
 
     def __init__(self, base: RunSpec, limit: int, dimension: str = "batch_size",
                  upper: int = 1 << 16, on_probe: Callable[[Probe], None] | None = None,
-                 confirm: bool = True) -> None:
-        self.base = replace(base, steps=PROBE_STEPS).validate()
+                 confirm: bool = True, cancel: threading.Event | None = None) -> None:
+        self.base = replace(base, steps=PROBE_STEPS, simulate=False).validate()
+        self.cancel = cancel or threading.Event()
         self.limit = limit
         self.dimension = dimension
         self.upper = upper
@@ -146,6 +147,8 @@ class SimulatedFit:
         return replace(self.base, **{self.dimension: value})
 
     def simulate(self, value: int) -> Probe:
+        if self.cancel.is_set():  # every probe from here on ends the search
+            return Probe(value, False, None, None, "cancelled")
         if value not in self.simulated:
             run = simulate_spec(self._spec(value), self.warm)
             peak = simulated_peak(run)
@@ -368,9 +371,13 @@ def rank_sets(base: RunSpec, limit: int, overhead: int, verify: int = 3,
     for entry in ranked[:verify]:
         if cancel is not None and cancel.is_set():
             break
-        run = run_capped(replace(entry.technique_set.spec(base), steps=PROBE_STEPS), limit,
-                         cancel)
-        peak = measured_peak(run)
+        spec = replace(entry.technique_set.spec(base), steps=PROBE_STEPS)
+        if base.simulate:  # confirmed by a simulated step: the device may not be here
+            run = simulate_spec(spec)
+            peak = simulated_peak(run)
+        else:
+            run = run_capped(spec, limit, cancel)
+            peak = measured_peak(run)
         entry.verified = Probe(base.batch_size, run.state == "finished" and peak is not None
                                and peak <= limit, peak, entry.predicted_bytes,
                                (run.error or {}).get("message", ""))

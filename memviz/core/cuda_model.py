@@ -164,3 +164,50 @@ def replay(log: TensorLog) -> dict[str, int | bool]:
             "cublas_workspace_bytes": CUBLAS_WORKSPACE_BYTES,
             "process_peak": model.peak_reserved + CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES,
             "unverified": True}
+
+
+class SimulatedDevice:
+    """The model fed allocation by allocation as a simulated CUDA run goes: what
+    ``torch.cuda.memory_allocated()``, ``memory_reserved()`` and NVML would read.
+
+    A sample takes the highest allocated figure since the last sample (a peak that
+    comes and goes between two samples still shows), as a step takes its own."""
+
+    def __init__(self) -> None:
+        self.model = CachingAllocatorModel()
+        self._held: dict[int, _Block] = {}
+        self._sample_peak = 0
+        self._step_peak = 0
+
+    def allocate(self, key: int, nbytes: int) -> None:
+        self._held[key] = self.model.allocate(nbytes)
+        allocated = self.model.allocated
+        if allocated > self._sample_peak:
+            self._sample_peak = allocated
+        if allocated > self._step_peak:
+            self._step_peak = allocated
+
+    def release(self, key: int) -> None:
+        block = self._held.pop(key, None)
+        if block is not None:
+            self.model.release(block)
+
+    def take_sample(self) -> tuple[int, int, int]:
+        """(allocated, the highest since the last sample; reserved; the process's
+        device memory: reserved + the CUDA context + cuBLAS's workspace, assumed)."""
+        peak, self._sample_peak = max(self._sample_peak, self.model.allocated), \
+            self.model.allocated
+        return peak, self.model.reserved, self.process_bytes()
+
+    def take_step_peak(self) -> int:
+        peak, self._step_peak = self._step_peak, self.model.allocated
+        return peak
+
+    def process_bytes(self) -> int:
+        return self.model.reserved + CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES
+
+    def state(self) -> dict[str, int]:
+        """What a real CUDA step reports from the allocator's trace at its end."""
+        return {"reserved": self.model.reserved, "segments": self.model.segments,
+                "allocated": self.model.allocated,
+                "largest_free_block": self.model.largest_free()}

@@ -14,6 +14,7 @@ import numpy as np
 
 from .analysis import moment
 from .run import Run
+from .segments import explain_oom, history_of
 
 TOP_MODULES = 10
 
@@ -37,6 +38,12 @@ def last_moment(run: Run) -> dict[str, Any] | None:
             at = moment(run.tensors, float(t))
             report.update(tracked_bytes=at.total, by_category=at.by_category,
                           by_module=at.by_module[:TOP_MODULES])
+        history = history_of(run)
+        request = error.get("request_bytes")
+        if history is not None and isinstance(request, int):
+            # the allocator's side: the largest free block against the request
+            report["allocator"] = explain_oom(history, run.tensors, float(t), request,
+                                              error.get("device_free_bytes"))
         return report
 
 

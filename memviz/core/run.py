@@ -74,6 +74,11 @@ class Run:
     snapshot_path: str = ""  # the .memviz file it was recorded to or opened from
     rank: int = 0  # in a sharded run: which rank this stream is
     ranks: dict[int, Run] = field(default_factory=dict)  # rank 0's Run holds the others
+    # an imported snapshot: the other devices' runs; which allocations' categories were
+    # inferred (from frames and lifetimes) rather than measured; the device's segments
+    device_runs: list[Run] = field(default_factory=list)
+    category_inferred: Any = None  # numpy bool per allocation row, or None: all measured
+    device_segments: Any = None  # core.segments.SegmentHistory, or None
     _open_phases: dict[tuple[int, str], Phase] = field(default_factory=dict, repr=False)
     _history: CategoryHistory = field(default_factory=CategoryHistory, repr=False)
     revision: int = 0

@@ -53,6 +53,9 @@ class RunSpec:
     detail: str = "first:2,every:50"
     # run the real step on fake tensors: every storage and op, no data and no arithmetic
     simulate: bool = False
+    # what the run was read from, where memviz did not run it (a PyTorch snapshot): then
+    # only the model's name (the file's) and the device are known, nothing else
+    imported: str = ""
 
     def validate(self) -> RunSpec:
         if not self.model or not isinstance(self.model, str):
@@ -75,6 +78,8 @@ class RunSpec:
             raise SpecError(f"device must be cpu, cuda or cuda:N, not {self.device!r}")
         if not isinstance(self.program, str):
             raise SpecError("program must be a command line")
+        if not isinstance(self.imported, str):
+            raise SpecError("imported must name what the run was read from")
         if not isinstance(self.simulate, bool):
             raise SpecError("simulate must be true or false")
         if self.simulate and self.track == "samples":
@@ -123,6 +128,8 @@ class RunSpec:
         if self.mode == "train" and self.optimizer != "adamw" and not self.program:
             used = " + ".join(filter(None, [used, self.optimizer]))
         tail = f" · {used}" if used else ""
+        if self.imported:
+            return f"{self.model} · {self.device} · {self.imported}"
         if self.program:
             return f"{self.program} · {self.device}{tail}"
         return (f"{self.model} · {self.mode} · b{self.batch_size}×{self.seq_len} · "

@@ -97,6 +97,14 @@ def _cpu(run: Run, t: float) -> Part:
     parts = [tensors, Part("runtime and libraries", None if runtime is None else int(runtime),
                            "the interpreter, torch and the other libraries: RSS before the "
                            "model loaded", _library_imports(run))]
+    if run.spec.simulate:  # fake tensors take no memory here: the host is the simulator's
+        tensors.explanation = ("every fake tensor live at this moment: the simulated "
+                               "run's bytes, held by no memory of this machine")
+        return Part("tracked tensors (simulated)", tracked, tensors.explanation, [
+            *tensors.parts, Part("RSS of the simulating process (host)",
+                                 None if rss is None else int(rss),
+                                 "the process that ran the simulation: not part of the "
+                                 "simulated figures")])
     if rss is not None and runtime is not None and tracked is not None:
         rest = int(rss - runtime - tracked)
         parts.append(Part(
@@ -139,10 +147,21 @@ def _gpu(run: Run, t: float) -> Part | None:
                      f"; the largest is {largest:,} B (what one new tensor can take without "
                      "a new segment)" if largest is not None else ""), derived=True)])
     parts = [reserved_part]
+    if run.spec.simulate:
+        reserved_part.label = "reserved by PyTorch (simulated)"
+        reserved_part.explanation = ("segments the caching allocator's model reserves for "
+                                     "these allocations")
+        reserved_part.parts[0].explanation = "the allocator model's allocated blocks"
     if driver is not None and reserved is not None:
         parts.append(Part("CUDA context and memory outside PyTorch", int(driver - reserved),
+                          "assumed for a simulation: a CUDA context and cuBLAS's workspace, "
+                          "typical values not measured here" if run.spec.simulate else
                           "the CUDA context, cuBLAS workspaces and libraries that allocate "
                           "without PyTorch's allocator", derived=True))
+    if run.spec.simulate:
+        return Part("GPU memory of the process (simulated, as nvidia-smi would show)",
+                    None if driver is None else int(driver),
+                    "reserved + the CUDA context and memory outside PyTorch", parts)
     return Part("GPU memory of the process (NVML, as nvidia-smi shows)",
                 None if driver is None else int(driver),
                 "what the driver charges this process", parts)

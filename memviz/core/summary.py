@@ -9,6 +9,8 @@ import numpy as np
 
 from ..version import __version__
 from . import cuda_model
+from .analysis import moment, tracked_peak_time
+from .categories import CATEGORIES
 from .oom import last_moment
 from .run import Run
 
@@ -41,8 +43,11 @@ def peak_gpu_bytes(run: Run) -> int | None:
 
 
 def tracked_peaks(run: Run) -> dict[str, Any]:
-    """The tracker's own peak figures, from the worker's final summary."""
+    """The tracker's own peak figures, from the worker's final summary; for a run no
+    worker made (an imported snapshot), from its allocations."""
     tracking = (run.worker_summary or {}).get("tracking") or {}
+    if not tracking and run.spec.imported and len(run.tensors):
+        return _peaks_of_allocations(run)
     return {
         "tracked_bytes": tracking.get("tracked_bytes"),
         "t": tracking.get("peak_t"),
@@ -50,6 +55,29 @@ def tracked_peaks(run: Run) -> dict[str, Any]:
         "max_by_category": tracking.get("max_by_category"),
         "allocations": tracking.get("allocations"),
     }
+
+
+def _peaks_of_allocations(run: Run) -> dict[str, Any]:
+    t, peak = tracked_peak_time(run.tensors)
+    at = moment(run.tensors, t)
+    rows = run.tensors.rows
+    category = rows.column("category")
+    return {"tracked_bytes": int(peak), "t": float(t),
+            "peak_by_category": {c: int(at.by_category.get(c, 0)) for c in CATEGORIES},
+            "max_by_category": {c: _highest_live(rows, category == code)
+                                for code, c in enumerate(CATEGORIES)},
+            "allocations": len(run.tensors)}
+
+
+def _highest_live(rows, chosen: np.ndarray) -> int:
+    """The most bytes of the ``chosen`` allocations live at once (frees first at a tie)."""
+    t_alloc, t_free = rows.column("t_alloc")[chosen], rows.column("t_free")[chosen]
+    nbytes = rows.column("nbytes")[chosen].astype(np.int64)
+    freed = ~np.isnan(t_free)
+    times = np.concatenate([t_alloc, t_free[freed]])
+    change = np.concatenate([nbytes, -nbytes[freed]])
+    order = np.lexsort((change, times))
+    return int(max(np.cumsum(change[order]).max(initial=0), 0))
 
 
 def _optimizer(run: Run) -> str | None:
@@ -74,13 +102,15 @@ def build_summary(run: Run) -> dict[str, Any]:
                 "trainable_parameters": run.model.get("trainable_parameters"),
                 "parameter_bytes": run.model.get("parameter_bytes"),
             },
-            "mode": run.spec.mode,
+            # an imported snapshot says which device, and nothing of the workload
+            "mode": None if run.spec.imported else run.spec.mode,
             "device": run.spec.device,
-            "batch_size": run.spec.batch_size,
-            "seq_len": run.spec.seq_len,
+            "batch_size": None if run.spec.imported else run.spec.batch_size,
+            "seq_len": None if run.spec.imported else run.spec.seq_len,
+            "imported": run.spec.imported or None,
             "optimizer": _optimizer(run),
-            "techniques": (run.worker_summary or {}).get("techniques")
-            or list(run.spec.techniques),
+            "techniques": None if run.spec.imported else (
+                (run.worker_summary or {}).get("techniques") or list(run.spec.techniques)),
             "output_drift": (run.worker_summary or {}).get("output_drift"),
             "distributed": (run.worker_summary or {}).get("distributed"),
             "flops_per_step": (run.worker_summary or {}).get("flops_per_step"),

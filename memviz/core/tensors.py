@@ -7,6 +7,8 @@ all the allocation view, the inspector and the "at a moment" list need.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .categories import CATEGORIES
@@ -28,6 +30,20 @@ ROW_COLUMNS = {
 
 class TrackingError(ValueError):
     """Events that contradict each other (ids out of order, unknown categories)."""
+
+
+# a frame's file, in ``file:line:name`` (a Windows path's drive has no digits after it)
+_FRAME_FILE = re.compile(r"(.*?):(\d+):")
+_SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$|\.dylib$|\.dll$")
+_NATIVE_SUFFIXES = (".cpp", ".cc", ".cxx", ".c", ".h", ".hpp", ".cuh", ".cu")
+
+
+def is_native_frame(text: str) -> bool:
+    """A C++ frame (PyTorch's ``??``, a C or C++ source, a shared library), not Python's."""
+    found = _FRAME_FILE.match(text)
+    filename = found.group(1) if found else text
+    return filename in ("??", "") or filename.endswith(_NATIVE_SUFFIXES) or \
+        _SHARED_LIBRARY.search(filename) is not None
 
 
 class TensorLog:
@@ -116,8 +132,11 @@ class TensorLog:
         values = self.strings[table]
         return values[ident] if 0 <= ident < len(values) else ""
 
-    def stack_text(self, ident: int) -> list[str]:
-        return [self.string("frame", f) for f in self.stacks.get(ident, [])]
+    def stack_text(self, ident: int, native: bool = False) -> list[str]:
+        """A stack's frames, innermost first: Python's only, unless ``native`` (the C++
+        frames a snapshot recorded with ``stacks="all"`` puts above them)."""
+        frames = [self.string("frame", f) for f in self.stacks.get(ident, [])]
+        return frames if native else [f for f in frames if not is_native_frame(f)]
 
     def live_at(self, t: float) -> np.ndarray:
         """Row indices of the allocations live at time ``t``."""

@@ -56,6 +56,10 @@ class FileOpener:
 
     def _add(self, run: Run, path: str) -> Run:
         window = self.window
+        for device_run in run.device_runs:  # a snapshot's other GPUs: a run each
+            device_run.run_id = window.new_run_id()
+            window.runs[device_run.run_id] = device_run
+            window.run_list.add_run(device_run, select=False)
         window.runs[run.run_id] = run
         window.run_list.add_run(run)
         window.files.remember(str(Path(path).resolve()))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
-from ..compare.fit import FitSearch, rank_sets
+from ..compare.fit import FitSearch, SimulatedFit, rank_sets
 from ..core.spec import RunSpec
 from .axes import format_bytes
 
@@ -71,19 +71,21 @@ class FitPanel(QGroupBox):
     def _search(self, base: RunSpec, limit: int, sets: bool) -> None:
         def heard(probe) -> None:
             verdict = "fits" if probe.fits else "does not fit"
-            self._lines.append(f"batch {probe.value}: {format_bytes(probe.peak_bytes)} "
-                               f"{verdict}")
+            figure = format_bytes(probe.peak_bytes) if probe.peak_bytes is not None else \
+                f"simulated {format_bytes(probe.predicted_bytes)}"
+            self._lines.append(f"batch {probe.value}: {figure} {verdict}")
 
         try:
-            search = FitSearch(base, limit, on_probe=heard, cancel=self._cancel,
-                               upper=1024)
+            search: FitSearch | SimulatedFit
+            if base.simulate:  # on fake tensors (and, on CUDA, the allocator's model)
+                search = SimulatedFit(base, limit, on_probe=heard, cancel=self._cancel,
+                                      upper=1024)
+            else:
+                search = FitSearch(base, limit, on_probe=heard, cancel=self._cancel,
+                                   upper=1024)
             result = search.run()
             if not sets:
-                self._answer = (f"Largest batch under {format_bytes(limit)}: {result.largest}"
-                                + ("" if result.refused is None
-                                   else f" ({result.refused} did not fit)")
-                                + ("" if result.predicted is None
-                                   else f"; the estimator said {result.predicted}"))
+                self._answer = _largest_batch(result, base, search)
                 return
             ranked = rank_sets(base, limit, result.overhead_bytes or 0, cancel=self._cancel)
             fitting = [f"{r.technique_set.name} ({r.step_factor:.2f}× time"
@@ -107,3 +109,36 @@ class FitPanel(QGroupBox):
         self.batch_button.setEnabled(not running)
         self.sets_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+
+
+def _largest_batch(result, base: RunSpec, search) -> str:
+    """The answer, with the figure it rests on: the largest batch's peak (measured, or
+    simulated) against the limit."""
+    limit = format_bytes(result.limit_bytes)
+    if result.largest is None:
+        first = next((p for p in result.probes if p.value == 1), None)
+        why = "" if first is None else f": batch 1 {_figure(first)}"
+        return f"Not even batch 1 fits under {limit}{why}"
+    probes = [p for p in result.probes if p.value == result.largest]
+    text = f"Largest batch under {limit}: {result.largest}"
+    if probes:
+        text += f", {_figure(probes[-1])}"
+    if result.refused is not None:
+        refused = [p for p in result.probes if p.value == result.refused]
+        text += f" ({result.refused} did not fit" + (
+            f": {_figure(refused[-1])})" if refused else ")")
+    if base.simulate:
+        confirmed = getattr(search, "confirmed", None)
+        text += "; simulated" + (", confirmed by real runs" if confirmed else
+                                 f" on {base.device}, not confirmed by real runs")
+    elif result.predicted is not None:
+        text += f"; the estimator said {result.predicted}"
+    return text
+
+
+def _figure(probe) -> str:
+    if probe.peak_bytes is not None:
+        return f"{format_bytes(probe.peak_bytes)} measured"
+    if probe.predicted_bytes is not None:
+        return f"{format_bytes(probe.predicted_bytes)} simulated"
+    return probe.message or "no figure"

@@ -25,9 +25,11 @@ def describe(run: Run) -> str:
         return f"#{run.run_id} {spec.program}{used} — {state}"
     imported = run.environment.get("imported") if isinstance(run.environment, dict) else None
     if imported:  # a PyTorch snapshot: no spec of memviz's made it
-        return f"#{run.run_id} {spec.model} — {imported}"
-    return (f"#{run.run_id}{rank} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}{used}"
-            f" — {state}")
+        return f"#{run.run_id} {spec.model} {spec.device} — {imported}"
+    where = "" if spec.device == "cpu" and not spec.simulate else \
+        f" {spec.device}" + (" (simulated)" if spec.simulate else "")
+    return (f"#{run.run_id}{rank} {spec.model} {spec.mode} b{spec.batch_size}×{spec.seq_len}"
+            f"{where}{used} — {state}")
 
 
 def _tooltip(text: str) -> str:

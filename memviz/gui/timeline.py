@@ -40,6 +40,24 @@ STACK_ORDER = ("parameter", "parameter_frozen", "buffer", "optimizer_state", "gr
 assert set(STACK_ORDER) == set(CATEGORIES)
 
 
+# A simulated run's host series are the simulating process's, not the device's or the
+# model's: drawn apart (their own legend entries, hidden at first), never read as the
+# simulated bytes' memory. Its device series are the allocator model's.
+HOST_SERIES = ("rss", "uss", "peak_rss", "system_used")
+HOST_KEY = "host:"
+DEVICE_SERIES = ("gpu_device_used", "gpu_process_used", "torch_allocated", "torch_reserved")
+
+
+def series_key(column: str, simulated: bool) -> tuple[str, str]:
+    """The legend key and label of ``column`` in a run (simulated or not)."""
+    label = SERIES[column][0]
+    if simulated and column in HOST_SERIES:
+        return HOST_KEY + column, f"host {label} (the simulator's)"
+    if simulated and column in DEVICE_SERIES:
+        return "sim:" + column, label.replace(" (NVML)", "") + " (simulated)"
+    return column, label
+
+
 class _TimeBox(pg.ViewBox):
     """Drag across the plot to zoom in on that stretch of time (the time axis only);
     the wheel zooms time, a double click shows everything again."""
@@ -74,9 +92,10 @@ class _TimeBox(pg.ViewBox):
 class _RunLayers:
     """What one run contributes: its envelopes (data) and its plot items (drawing)."""
 
-    def __init__(self, style, primary: bool) -> None:
+    def __init__(self, style, primary: bool, simulated: bool = False) -> None:
         self.style = style
         self.primary = primary
+        self.simulated = simulated  # its device series are simulated, its host's are not
         self.envelopes: dict[str, Envelope] = {}  # sample columns shown as curves
         self.stacks: dict[str, Envelope] = {c: Envelope() for c in STACK_ORDER}
         self.stack_seen: set[str] = set()  # categories with bytes so far
@@ -131,7 +150,8 @@ class TimelineView(QWidget):
         layout.addWidget(self.legend)
         self._layers: dict[int, _RunLayers] = {}
         self._runs: dict[int, Run] = {}
-        self._hidden: set[str] = {c for c, (_, _, shown) in SERIES.items() if not shown}
+        self._hidden: set[str] = {c for c, (_, _, shown) in SERIES.items() if not shown} | {
+            HOST_KEY + c for c in HOST_SERIES}
         self._shade_height = 1.0
         self._loaded_band: pg.LinearRegionItem | None = None
         self._hint = ""
@@ -169,7 +189,8 @@ class TimelineView(QWidget):
             if layers is None or layers.primary != (index == 0):
                 if layers is not None:
                     self._remove(run.run_id)
-                layers = self._layers[run.run_id] = _RunLayers(style, index == 0)
+                layers = self._layers[run.run_id] = _RunLayers(style, index == 0,
+                                                               run.spec.simulate)
             layers.style = style
             for curve in layers.curves.values():
                 curve.setPen(pg.mkPen(curve.opts["pen"].color(), width=1, style=style))
@@ -314,16 +335,17 @@ class TimelineView(QWidget):
         self.readout.setText(self._hint or self.readout.text())
 
     def _curve(self, layers: _RunLayers, column: str) -> pg.PlotDataItem:
-        curve = layers.curves.get(column)
+        key, label = series_key(column, layers.simulated)
+        curve = layers.curves.get(key)
         if curve is None:
-            label, colour, _ = SERIES[column]
+            colour = SERIES[column][1]
             curve = self.plot_item.plot(pen=pg.mkPen(colour, width=1, style=layers.style))
-            curve.setVisible(column not in self._hidden)
+            curve.setVisible(key not in self._hidden)
             if column == "peak_rss":  # nearly equal to RSS: keep it under the RSS line
                 curve.setZValue(-1)
-            layers.curves[column] = curve
-            self.legend.ensure(column, label, swatch(colour), column not in self._hidden,
-                               order=list(SERIES).index(column))
+            layers.curves[key] = curve
+            self.legend.ensure(key, label, swatch(colour), key not in self._hidden,
+                               order=list(SERIES).index(column) + (0.5 if key != column else 0))
         return curve
 
     def _area(self, layers: _RunLayers, name: str) -> pg.PlotDataItem:
@@ -436,12 +458,13 @@ class TimelineView(QWidget):
             return " "
         parts = [f"t = {t:.3f} s"]
         for column, envelope in primary.envelopes.items():
-            if column in self._hidden:
+            key, label = series_key(column, primary.simulated)
+            if key in self._hidden:
                 continue
             times, _, values = (g.view() for g in envelope.levels[0])
             i = int(np.searchsorted(times, t, side="right")) - 1
             if 0 <= i < len(values) and np.isfinite(values[i]):
-                parts.append(f"{SERIES[column][0]} {format_bytes(values[i])}")
+                parts.append(f"{label} {format_bytes(values[i])}")
         tracked = primary.stacks[STACK_ORDER[-1]]
         times, _, values = (g.view() for g in tracked.levels[0])
         i = int(np.searchsorted(times, t, side="right")) - 1

@@ -55,16 +55,20 @@ class LiveTimeline:
                                                  or self._points[-1][1] != self._last[1]):
             self._points.append((*self._last, self.total, tuple(self.by_category)))
 
-    def columns(self, seconds: np.ndarray, before: int) -> dict[str, np.ndarray]:
+    def columns(self, seconds: np.ndarray, before: int,
+                by_category: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The samples: ``seconds`` maps each point's (t_us, index) to the run's clock
         (see ``times``); ``before`` bytes (blocks older than the trace, category
-        ``other``) are live throughout."""
+        ``other``) are live throughout. ``by_category``: each point's bytes by
+        category where they were worked out afresh (every allocation's category known
+        only once the trace has ended), before included."""
         points = self._points
         t = seconds
-        by_category = np.array([p[3] for p in points], dtype=np.float64).reshape(
-            len(points), len(CATEGORIES))
+        if by_category is None:
+            by_category = np.array([p[3] for p in points], dtype=np.float64).reshape(
+                len(points), len(CATEGORIES))
         by_category[:, CATEGORIES.index("other")] += before
-        total = np.array([p[2] for p in points], dtype=np.float64) + before
+        total = by_category.sum(axis=1) if len(points) else np.zeros(0)
         if not len(points):  # only what existed before: a flat line
             t, total = np.zeros(1), np.full(1, float(before))
             by_category = np.zeros((1, len(CATEGORIES)))

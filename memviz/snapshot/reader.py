@@ -40,6 +40,11 @@ DAMAGE = (sqlite3.DatabaseError, codec.CodecError, TrackingError, ProtocolError,
           OverflowError, RecursionError, json.JSONDecodeError)
 
 
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (name,)).fetchone() is not None
+
+
 class SnapshotError(ValueError):
     """The file cannot be opened as a memviz snapshot; the message (one printable line)
     says why."""
@@ -107,8 +112,10 @@ def checked_meta(db: sqlite3.Connection, path: Path, magic: str = MAGIC,
 def open_run(path: str | os.PathLike, run_id: int = 0,
              t_range: tuple[float, float] | None = None,
              tensors_window: tuple[float, float] | None = None,
-             progress: Callable[[float], None] | None = None) -> Run:
-    """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run.
+             progress: Callable[[float], None] | None = None,
+             device: int | None = None) -> Run:
+    """A .memviz file, or a PyTorch memory snapshot (pickle or JSON), as a Run (of
+    ``device``'s trace, for a snapshot of several GPUs; else of the busiest).
 
     ``t_range`` (seconds on the run's clock) loads only that window of a .memviz
     file: its samples, phases and steps, the tensor events inside it, and the
@@ -119,19 +126,19 @@ def open_run(path: str | os.PathLike, run_id: int = 0,
     called as a PyTorch snapshot is read (they can take a minute)."""
     path = Path(path)
     try:
-        return _open(path, run_id, t_range, tensors_window, progress)
+        return _open(path, run_id, t_range, tensors_window, progress, device)
     except MemoryError:  # a file honest in every count, larger than this machine's memory
         raise SnapshotError(f"{path}: not enough memory to open it") from None
 
 
 def _open(path: Path, run_id: int, t_range: tuple[float, float] | None,
           tensors_window: tuple[float, float] | None,
-          progress: Callable[[float], None] | None) -> Run:
+          progress: Callable[[float], None] | None, device: int | None = None) -> Run:
     if path.is_file() and path.stat().st_size and is_torch_snapshot(path):
         from . import torch_import
 
         try:
-            return torch_import.open_snapshot(path, path.name, run_id, progress)
+            return torch_import.open_snapshot(path, path.name, run_id, progress, device)
         except torch_import.TorchSnapshotError as exc:
             text = str(exc)
             raise SnapshotError(text if text.startswith(str(path)) else f"{path}: {text}") \
@@ -346,6 +353,13 @@ def _load(db: sqlite3.Connection, meta: dict, run_id: int,
     for t, step, label, live in db.execute("SELECT t, step, label, live_by_category FROM marks"):
         messages.append({"type": "mark", "t": t, "step": step, "label": _text(label),
                          "live_by_category": bounded_json.loads(live, "a mark")})
+    if _has_table(db, "cuda_memory"):  # the allocator's state at each step's end
+        for t, step, value in db.execute("SELECT t, step, value FROM cuda_memory "
+                                         "ORDER BY rowid"):
+            state = bounded_json.loads(value, "a step's CUDA memory")
+            if not isinstance(state, dict):
+                raise SnapshotError("a step's CUDA memory is not a map")
+            messages.append({**state, "type": "cuda_memory", "t": t, "step": step})
     strings = [[kind, ident, _text(text)] for kind, ident, text in
                db.execute("SELECT kind, id, text FROM strings ORDER BY kind, id")]
     if strings:

@@ -14,14 +14,15 @@ import sqlite3
 # What one row costs while a file is opened, at its highest (measured: the message it
 # becomes, what the run keeps of it, the values read), in bytes.
 ROW_BYTES = {"log": 420, "phases": 480, "steps": 500, "samples": 420, "marks": 500,
-             "strings": 220, "stacks": 260}
+             "strings": 220, "stacks": 260, "cuda_memory": 700}
 # An honest file's rows cost at most this many times their share of the file (a
 # phase row, the densest: 480 bytes for about 30 of file; beside its samples and
 # events, a run's file is never mostly phases).
 BYTES_PER_FILE_BYTE = 12
 SLACK_BYTES = 16 << 20
 _NAMES = {"log": "log lines", "phases": "phase marks", "steps": "steps",
-          "samples": "samples", "marks": "marks", "strings": "names", "stacks": "stacks"}
+          "samples": "samples", "marks": "marks", "strings": "names", "stacks": "stacks",
+          "cuda_memory": "steps' CUDA memory"}
 
 
 class TooManyRows(ValueError):
@@ -30,8 +31,10 @@ class TooManyRows(ValueError):
 
 def check_rows(db: sqlite3.Connection, file_bytes: int) -> None:
     """``TooManyRows`` (a one-line reason) when the rows would cost too much."""
+    present = {name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
     counts = {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-              for table in ROW_BYTES}
+              for table in ROW_BYTES if table in present}
     cost = sum(n * ROW_BYTES[t] for t, n in counts.items())
     allowed = SLACK_BYTES + BYTES_PER_FILE_BYTE * file_bytes
     if cost > allowed:

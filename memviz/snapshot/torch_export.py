@@ -10,7 +10,8 @@ forward allocation its module made in that step (where the tensor came from).
 memviz's own frames are never shown. Addresses come from
 the tracker's first-fit layout, so allocations that are live together never
 overlap; one segment spans the whole layout and is allocated first. Every entry
-carries memviz's category. The web viewer insists that at least one entry is
+carries memviz's category, and its module, op, phase and step in ``user_metadata``
+(read back exactly by memviz's import). The web viewer insists that at least one entry is
 ``"unknown"`` once any has a category, so the segment's entry is. Written as a
 pickle (protocol 4: the viewer cannot read 5) of plain containers only, or as
 JSON.
@@ -27,9 +28,9 @@ import numpy as np
 
 from ..core.categories import CATEGORIES, LABELS
 from ..core.run import Run
+from .trace_columns import MEMVIZ_METADATA, PHASE_NAMES
 
-# the tracker's phase codes (memviz.tracking.tracker.PHASES), in order
-PHASES = ("", "load", "forward", "backward", "optimizer", "generate")
+PHASES = PHASE_NAMES  # the tracker's phase codes, in order
 BASE_ADDRESS = 0x7F00_0000_0000  # any aligned base: the layout's offsets are added to it
 
 
@@ -40,7 +41,7 @@ _OWN_FRAMES = tuple(f"{sep}memviz{sep}{part}{sep}" for sep in ("/", "\\") for pa
 
 def _stack_frames(run: Run, stack_id: int) -> list[dict]:
     frames = []
-    for text in run.tensors.stack_text(stack_id):
+    for text in run.tensors.stack_text(stack_id, native=True):
         filename, _, rest = text.rpartition(":")
         filename, _, line = filename.rpartition(":")
         if any(part in filename for part in _OWN_FRAMES):
@@ -58,6 +59,7 @@ class _Frames:
         self.run = run
         self.cols = columns
         self.cache: dict[tuple, list[dict]] = {}
+        self.metadata_cache: dict[tuple, str] = {}
         self.stacks: dict[int, list[dict]] = {}  # stack id -> its frames, memviz's left out
         self.forward_stack: dict[tuple[int, int], int] = {}  # (module, step) -> stack
         forward = PHASES.index("forward")
@@ -70,6 +72,22 @@ class _Frames:
         found = self.stacks.get(stack)
         if found is None:
             found = self.stacks[stack] = _stack_frames(self.run, stack) if stack >= 0 else []
+        return found
+
+    def metadata(self, i: int) -> str:
+        """memviz's exact facts of allocation ``i`` for its entry's ``user_metadata``
+        (what an import reads back: module, op, phase, step and category)."""
+        c = self.cols
+        key = (int(c["module"][i]), int(c["op"][i]), int(c["phase"][i]), int(c["step"][i]),
+               int(c["category"][i]))
+        found = self.metadata_cache.get(key)
+        if found is None:
+            module, op, phase, step, category = key
+            log = self.run.tensors
+            found = self.metadata_cache[key] = MEMVIZ_METADATA + json.dumps(
+                [log.string("module", module), log.string("op", op),
+                 PHASES[phase] if 0 <= phase < len(PHASES) else "", step,
+                 CATEGORIES[category]], separators=(",", ":"))
         return found
 
     def __call__(self, i: int) -> list[dict]:
@@ -107,7 +125,8 @@ def to_torch_snapshot(run: Run) -> dict[str, Any]:
     events: list[tuple[float, int, dict]] = []
     for i in range(len(rows)):
         entry = {"addr": BASE_ADDRESS + int(offset[i]), "size": int(nbytes[i]), "stream": 0,
-                 "frames": frames(i), "category": CATEGORIES[int(category[i])]}
+                 "frames": frames(i), "category": CATEGORIES[int(category[i])],
+                 "user_metadata": frames.metadata(i)}
         events.append((float(t_alloc[i]), 1, {"action": "alloc", **entry,
                                               "time_us": int(t_alloc[i] * 1e6)}))
         if not np.isnan(t_free[i]):

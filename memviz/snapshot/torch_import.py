@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.categories import CODE
+from ..core.categories import CATEGORIES, CODE
 from ..core.run import Run
 from ..core.spec import RunSpec
 from ..core.text import printable
 from . import bounded_json
+from .category_inference import infer
 from .live_timeline import TARGET_BINS
 from .plain_pickle import TRACES_KEY, PlainPickleError, PlainPickleWalker
+from .segment_import import measured_history
 from .trace_columns import Stacks, TorchSnapshotError, TraceColumns, whole
 
 # an honest snapshot's entry takes about this many bytes at least (to size the
@@ -144,17 +146,31 @@ def _segments(data: dict, reading: _Reading) -> list[dict]:
 
 
 def open_snapshot(path: str | Path, name: str, run_id: int = 0,
-                  progress: Callable[[float], None] | None = None) -> Run:
-    """The busiest device's trace and its segments, as a Run. ``progress(fraction)``
-    as the file is read."""
+                  progress: Callable[[float], None] | None = None,
+                  device: int | None = None) -> Run:
+    """One device's trace and segments as a Run: ``device``'s, else the busiest's. The
+    other devices with entries come with it (``run.device_runs``), each a Run of its own.
+    ``progress(fraction)`` as the file is read."""
     data, reading = _read(Path(path), progress)
     segments = _segments(data, reading)
     traces = [reading.by_trace.get(id(t)) or TraceColumns(reading.stacks)
               for t in data.get(TRACES_KEY, [])]
-    device = max(range(len(traces)), key=lambda i: traces[i].entries) if traces else 0
-    trace = traces[device] if traces else TraceColumns(reading.stacks)
-    segments = [s for s in segments if s.get("device", device) == device]
-    return _as_run(trace, segments, reading.stacks, name, run_id, device)
+    used = [i for i, t in enumerate(traces) if t.entries] or \
+        sorted({s.get("device", 0) for s in segments if isinstance(s.get("device", 0), int)}) \
+        or [0]
+    if device is not None and device not in used:
+        raise TorchSnapshotError(f"it has no entries for device {device} (it has "
+                                 f"{', '.join(f'cuda:{d}' for d in used)})")
+    chosen = device if device is not None else \
+        max(used, key=lambda i: traces[i].entries if i < len(traces) else 0)
+    runs = {}
+    for index in [chosen, *(d for d in used if d != chosen)]:
+        trace = traces[index] if index < len(traces) else TraceColumns(reading.stacks)
+        mine = [s for s in segments if s.get("device", index) == index]
+        runs[index] = _as_run(trace, mine, reading.stacks, name, run_id, index)
+    run = runs.pop(chosen)
+    run.device_runs = [runs[d] for d in sorted(runs)]
+    return run
 
 
 class _Layout:
@@ -181,16 +197,16 @@ class _Layout:
         return np.where(inside, within, self.end + addrs % (1 << 30))
 
 
-def _events(rows: np.ndarray, t: np.ndarray, kind: int, nbytes: np.ndarray,
-            category: np.ndarray, offset: np.ndarray, stack: np.ndarray) -> dict:
+def _events(rows: np.ndarray, t: np.ndarray, kind: int, cols: dict[str, np.ndarray]) -> dict:
     """The tensor_events columns of allocations ``rows``: made (kind 0) or freed (1)."""
     n = len(rows)
     return {"t": t[rows], "id": rows, "kind": np.full(n, kind, np.uint8),
-            "nbytes": nbytes[rows], "category": category[rows], "offset": offset[rows],
-            **{c: np.full(n, -1, np.int32) for c in ("dtype", "shape", "device", "module",
-                                                      "op")},
-            "stack": stack[rows], "phase": np.zeros(n, np.uint8),
-            "step": np.full(n, -1, np.int32)}
+            **{c: cols[c][rows] for c in ("nbytes", "category", "offset", "stack", "module",
+                                           "op", "phase", "step")},
+            **{c: np.full(n, -1, np.int32) for c in ("dtype", "shape", "device")}}
+
+
+BEFORE_RECORDING = "(alive before recording began)"
 
 
 def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str,
@@ -198,21 +214,24 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
     layout = _Layout(segments)
     n = trace.count
     timed = trace.all_timed and trace.entries > 0
+    t_index, free_index = trace.take("t_index"), trace.take("free_index")
+    t_us, free_us = trace.take("t_us"), trace.take("free_us")
     if timed:
-        t_alloc = (trace.take("t_us") - trace.t0_us) / 1e6
-        t_free = (trace.take("free_us") - trace.t0_us) / 1e6
+        t_alloc = (t_us - trace.t0_us) / 1e6
+        t_free = (free_us - trace.t0_us) / 1e6
     else:  # an entry without its time: order by position, a microsecond apart
-        t_alloc = trace.take("t_index") * 1e-6
-        free_index = trace.take("free_index")
+        t_alloc = t_index * 1e-6
         t_free = np.where(free_index >= 0, free_index * 1e-6, np.nan)
-    nbytes, category = trace.take("nbytes"), trace.take("category")
-    offset, stack = layout.offsets(trace.take("addr")), trace.take("stack")
+    del t_us, free_us
+    cols = {c: trace.take(c) for c in ("nbytes", "category", "stack", "measured", "module",
+                                       "op", "phase", "step")}
+    cols["addr"] = trace.take("addr")
     # active at the end and never traced: these existed before recording began
-    seen = set(offset[np.isnan(t_free)].tolist())
+    seen = set(cols["addr"][np.isnan(t_free)].tolist())
     existing = []
     for block in (b for seg in segments for b in seg.get("blocks", [])
                   if b.get("state") == "active_allocated"):
-        at = int(layout.offsets(np.array([whole(block.get("address", 0), "an address")]))[0])
+        at = whole(block.get("address", 0), "an address")
         if at not in seen:
             existing.append((at, whole(block.get("size", 0), "a block size"),
                              stacks.of(block.get("frames"))))
@@ -220,6 +239,11 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
     pre = np.array(existing, dtype=np.int64).reshape(k, 3)
     # a trace is in time order already, and then nothing is copied
     order = None if bool((np.diff(t_alloc) >= 0).all()) else np.argsort(t_alloc, kind="stable")
+    before_op = trace.name_id("op", BEFORE_RECORDING)
+    firsts = {"nbytes": pre[:, 1], "addr": pre[:, 0], "stack": pre[:, 2],
+              "category": np.full(k, CODE["other"]), "measured": np.zeros(k),
+              "module": np.full(k, -1), "op": np.full(k, before_op), "phase": np.zeros(k),
+              "step": np.full(k, -1)}
 
     def arranged(values: np.ndarray, before: np.ndarray) -> np.ndarray:
         values = values if order is None else values[order]
@@ -227,35 +251,89 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
 
     t_alloc = arranged(t_alloc, np.zeros(k))
     t_free = arranged(t_free, np.full(k, np.nan))
-    nbytes = arranged(nbytes, pre[:, 1])
-    category = arranged(category, np.full(k, CODE["other"]))
-    offset = arranged(offset, pre[:, 0])
-    stack = arranged(stack, pre[:, 2])
+    t_index = arranged(t_index, np.full(k, -1))
+    free_index = arranged(free_index, np.full(k, -1))
+    cols = {c: arranged(v, firsts[c]) for c, v in cols.items()}
+    cols["offset"] = layout.offsets(cols["addr"])
+    # where the entry said nothing of its phase, its stack may
+    stack_phase = np.array(stacks.phase or [0], dtype=np.uint8)
+    said = cols["phase"]
+    from_stack = np.where(cols["stack"] >= 0, stack_phase[np.clip(cols["stack"], 0, None)], 0)
+    cols["phase"] = np.where(said > 0, said, from_stack).astype(np.uint8)
+    measured = cols.pop("measured").astype(bool)
+    cols["category"] = infer(t_alloc, t_free, cols["phase"], cols["category"], measured)
     total = n + k
-    run = Run(RunSpec(model=printable(name, one_line=True), steps=1), run_id=run_id)
+    run = Run(RunSpec(model=printable(name, one_line=True), steps=1, device=f"cuda:{device}",
+                      imported="PyTorch snapshot"), run_id=run_id)
     run.tensors.rows.reserve(total, exact=True)
     run.state = "finished"
-    run.environment = {"imported": "PyTorch memory snapshot", "device": device}
+    run.environment = {"imported": "PyTorch snapshot", "device": device}
     run.model = {"name": run.spec.model, "class": "PyTorch snapshot", "module_tree": []}
+    run.category_inferred = None if measured.all() else ~measured
+
+    def clock(t_us: float, index: int) -> float:
+        return (t_us - trace.t0_us) / 1e6 if timed else index * 1e-6
+
+    run.device_segments = measured_history(segments, trace.segment_events, clock,
+                                           cols.pop("addr"), cols["nbytes"], t_alloc,
+                                           t_free, cols["category"])
+    if trace.ooms:  # the trace's failed requests: the run ran out of memory there
+        first = trace.ooms[0]
+        t = clock(first["t_us"], first["index"])
+        run.error = {"kind": "oom", "t": t, "request_bytes": first["request_bytes"],
+                     "device_free_bytes": first["device_free_bytes"],
+                     "message": f"CUDA out of memory: {first['request_bytes']:,} bytes asked "
+                                f"for on cuda:{device}"}
+    names = [[kind, i, text] for (kind, text), i in trace.names.items()]
     if stacks.frame_ids:
-        run.apply({"type": "strings", "entries": [["frame", i, text]
-                                                  for text, i in stacks.frame_ids.items()]})
+        names += [["frame", i, text] for text, i in stacks.frame_ids.items()]
+    if names:
+        run.apply({"type": "strings", "entries": names})
+    if stacks.stack_ids:
         run.apply({"type": "stacks", "entries": [[i, list(f)]
                                                  for f, i in stacks.stack_ids.items()]})
-    frees = ~np.isnan(t_free)
-    freed = np.flatnonzero(frees)
+    freed = np.flatnonzero(~np.isnan(t_free))
     # in chunks: what is built to hand over stays small beside what the run keeps
     for first in range(0, total, APPLY_CHUNK):
         rows = np.arange(first, min(first + APPLY_CHUNK, total))
-        run.apply({"type": "tensor_events", "columns": _events(
-            rows, t_alloc, 0, nbytes, category, offset, stack)})
+        run.apply({"type": "tensor_events", "columns": _events(rows, t_alloc, 0, cols)})
     for first in range(0, len(freed), APPLY_CHUNK):
         rows = freed[first:first + APPLY_CHUNK]
-        run.apply({"type": "tensor_events", "columns": _events(
-            rows, t_free, 1, nbytes, category, offset, stack)})
-    # the timeline: bytes live by category at each bin's lowest and highest moment
-    t_us, index = trace.timeline.times()
-    seconds = (t_us - trace.t0_us) / 1e6 if timed else index * 1e-6
-    run.apply({"type": "samples", "columns": trace.timeline.columns(
-        seconds, int(pre[:, 1].sum()) if k else 0)})
+        run.apply({"type": "tensor_events", "columns": _events(rows, t_free, 1, cols)})
+    # the timeline: bytes live by category at each bin's lowest and highest moment (the
+    # moments the trace chose; the bytes by category as inferred)
+    point_us, point_index = trace.timeline.times()
+    seconds = (point_us - trace.t0_us) / 1e6 if timed else point_index * 1e-6
+    if len(point_index):
+        by_category = live_by_category_at(point_index, t_index, free_index, cols["nbytes"],
+                                          cols["category"])
+        samples = trace.timeline.columns(seconds, 0, by_category)
+    else:  # nothing traced: what existed before, flat
+        samples = trace.timeline.columns(seconds, int(pre[:, 1].sum()) if k else 0)
+    history = run.device_segments
+    if history.segments:  # the segments held at each point: what torch reserved
+        held = (history.seg_made[None, :] <= samples["t"][:, None]) & \
+            (history.seg_freed[None, :] > samples["t"][:, None])
+        samples["torch_reserved"] = (held * history.seg_size[None, :]).sum(axis=1).astype(
+            np.float64)
+    run.apply({"type": "samples", "columns": samples})
     return run
+
+
+def live_by_category_at(points: np.ndarray, t_index: np.ndarray, free_index: np.ndarray,
+                        nbytes: np.ndarray, category: np.ndarray) -> np.ndarray:
+    """Bytes live by category just after each entry index of ``points`` (allocations
+    older than the trace have index -1: live throughout)."""
+    freed = free_index >= 0
+    index = np.concatenate([t_index, free_index[freed]])
+    delta = np.concatenate([nbytes, -nbytes[freed]]).astype(np.int64)
+    cats = np.concatenate([category, category[freed]])
+    order = np.argsort(index, kind="stable")
+    index, delta, cats = index[order], delta[order], cats[order]
+    out = np.zeros((len(points), len(CATEGORIES)), dtype=np.float64)
+    for code in np.unique(cats):
+        mine = cats == code
+        running = np.cumsum(delta[mine])
+        at = np.searchsorted(index[mine], points, side="right") - 1
+        out[:, code] = np.where(at >= 0, running[np.clip(at, 0, None)], 0)
+    return out

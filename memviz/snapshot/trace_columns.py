@@ -21,7 +21,14 @@ from .live_timeline import LiveTimeline
 FRAME_TEXT_MAX = 300
 MAX_FRAMES = 64
 MAX_KEPT_LISTS = 1 << 16
+MAX_METADATA = 1 << 12  # distinct user_metadata strings read (each once)
 OTHER = CODE["other"]
+# what a stack says its allocation was made in (memviz's phase codes)
+FORWARD, BACKWARD, OPTIMIZER = 2, 3, 4
+# memviz's own export puts its exact facts in each entry's user_metadata, after this
+MEMVIZ_METADATA = "memviz:"
+SEGMENT_ACTIONS = ("segment_alloc", "segment_free", "segment_map", "segment_unmap")
+PHASE_NAMES = ("", "load", "forward", "backward", "optimizer", "generate")
 
 
 class TorchSnapshotError(ValueError):
@@ -56,12 +63,30 @@ class _StackRef:
         self.id = stack_id
 
 
+def _phase_of(frames: list[dict]) -> int:
+    """The phase a stack was in, from its frames (Python's and, with ``stacks="all"``,
+    C++'s): an optimizer's step, autograd's backward, a module's forward, or 0."""
+    found = 0
+    for frame in frames:
+        filename, name = str(frame.get("filename", "")), str(frame.get("name", ""))
+        if "/optim/" in filename or "_init_group" in name or "Optimizer.step" in name:
+            return OPTIMIZER
+        if "autograd::Engine" in name or "Backward" in name or "_engine_run_backward" in \
+                name or ("/autograd/" in filename and name == "backward"):
+            found = BACKWARD
+        elif not found and ("/nn/modules/" in filename or name in ("forward", "_call_impl")):
+            found = FORWARD
+    return found
+
+
 class Stacks:
-    """Distinct frames and stacks, each numbered once."""
+    """Distinct frames and stacks, each numbered once, with the phase each stack says
+    its allocations were made in."""
 
     def __init__(self) -> None:
         self.frame_ids: dict[str, int] = {}
         self.stack_ids: dict[tuple, int] = {}
+        self.phase: list[int] = []  # by stack id
         # a snapshot's frames and frames lists are shared objects: each is read once
         # (the object is kept with its id, so the id is not reused)
         self._by_frame: dict[int, tuple[dict, int]] = {}
@@ -90,8 +115,11 @@ class Stacks:
         known = self._by_list.get(id(frames))
         if known is not None:
             return known[1]
-        ids = tuple(self._frame(f) for f in frames[:MAX_FRAMES] if isinstance(f, dict))
+        kept = [f for f in frames[:MAX_FRAMES] if isinstance(f, dict)]
+        ids = tuple(self._frame(f) for f in kept)
         found = self.stack_ids.setdefault(ids, len(self.stack_ids)) if ids else -1
+        if found == len(self.phase):
+            self.phase.append(_phase_of(kept))
         if len(self._by_list) >= MAX_KEPT_LISTS:  # lists not shared after all
             self._by_list.clear()
         self._by_list[id(frames)] = (frames, found)
@@ -138,7 +166,10 @@ class TraceColumns:
     NAMES: ClassVar[dict[str, tuple]] = {"t_us": (np.float64, np.nan), "t_index": (np.int64, 0),
         "free_us": (np.float64, np.nan), "free_index": (np.int64, -1),
         "addr": (np.int64, 0), "nbytes": (np.int64, 0),
-        "category": (np.uint8, CODE["other"]), "stack": (np.int32, -1)}
+        "category": (np.uint8, CODE["other"]), "stack": (np.int32, -1),
+        # 1 where the entry said its category (else it is inferred after the walk)
+        "measured": (np.uint8, 0), "module": (np.int32, -1), "op": (np.int32, -1),
+        "phase": (np.uint8, 0), "step": (np.int32, -1)}
 
     def __init__(self, stacks: Stacks, bin_entries: int = 1) -> None:
         self.stacks = stacks
@@ -150,6 +181,13 @@ class TraceColumns:
         self.t0_us = math.inf
         self.all_timed = True
         self._live: dict[int, int] = {}
+        self.names: dict[tuple[str, str], int] = {}  # (kind, text) -> id
+        # the allocator's own entries: segments reserved and released, and requests
+        # that failed (action, address, size, microseconds, entry index)
+        self.segment_events: list[tuple[str, int, int, float, int]] = []
+        self.ooms: list[dict[str, Any]] = []
+        self._name_counts: dict[str, int] = {}
+        self._metadata: dict[str, tuple[int, int, int, int, int]] = {}
 
     def add(self, entries: list, forget: Callable[[Any, Any], None] | None = None) -> None:
         """``forget(obj, replacement)``: tell the reader what its memo may drop."""
@@ -176,8 +214,17 @@ class TraceColumns:
                 c["t_us"][at], c["t_index"][at], c["addr"][at] = t, index, addr
                 nbytes = c["nbytes"][at] = whole(entry.get("size", 0), "a size")
                 name = entry.get("category")
-                code = CODE.get(name, OTHER) if type(name) is str else OTHER
+                code = CODE.get(name, -1) if type(name) is str else -1
+                c["measured"][at] = code >= 0
+                code = OTHER if code < 0 else code
                 c["category"][at] = code
+                meta = entry.get("user_metadata")
+                if type(meta) is str and meta:
+                    c["module"][at], c["op"][at], c["phase"][at], c["step"][at], given = \
+                        self._read_metadata(meta)
+                    if given >= 0 and not c["measured"][at]:
+                        code = c["category"][at] = given
+                        c["measured"][at] = 1
                 self.timeline.change(t, index, code, nbytes)
                 frames = entry.get("frames")
                 stack = self.stacks.of(frames)
@@ -185,6 +232,15 @@ class TraceColumns:
                 if forget is not None and type(frames) is list:
                     forget(frames, self.stacks.ref(stack))
                 self.count += 1
+            elif action in SEGMENT_ACTIONS:
+                self.segment_events.append((action, whole(entry.get("addr", 0), "an address"),
+                                            whole(entry.get("size", 0), "a segment size"),
+                                            t, index))
+            elif action == "oom":
+                free = entry.get("device_free")
+                self.ooms.append({"request_bytes": whole(entry.get("size", 0), "a size"),
+                                  "device_free_bytes": whole(free, "free memory")
+                                  if free is not None else None, "t_us": t, "index": index})
             elif action == "free_completed":
                 made = self._live.pop(whole(entry.get("addr", 0), "an address"), None)
                 if made is not None:
@@ -193,6 +249,33 @@ class TraceColumns:
                     c["free_us"][at], c["free_index"][at] = t, index
                     self.timeline.change(t, index, int(c["category"][at]),
                                          -int(c["nbytes"][at]))
+
+    def name_id(self, kind: str, text: str) -> int:
+        """The id of a module or op name: numbered from 0 within its kind."""
+        key = (kind, printable(text[:FRAME_TEXT_MAX], one_line=True))
+        found = self.names.get(key)
+        if found is None:
+            found = self.names[key] = self._name_counts.get(kind, 0)
+            self._name_counts[kind] = found + 1
+        return found
+
+    def _read_metadata(self, meta: str) -> tuple[int, int, int, int, int]:
+        """(module, op, phase, step, category or -1) of an entry's ``user_metadata``:
+        memviz's exact facts where it wrote them, else the user's tag as the module."""
+        found = self._metadata.get(meta)
+        if found is not None:
+            return found
+        found = (self.name_id("module", meta), -1, 0, -1, -1)
+        if meta.startswith(MEMVIZ_METADATA):
+            facts = _memviz_facts(meta[len(MEMVIZ_METADATA):])
+            if facts is not None:
+                module, op, phase, step, category = facts
+                found = (self.name_id("module", module), self.name_id("op", op),
+                         PHASE_NAMES.index(phase) if phase in PHASE_NAMES else 0, step,
+                         CODE.get(category, -1))
+        if len(self._metadata) < MAX_METADATA:
+            self._metadata[meta] = found
+        return found
 
     def _open_block(self, block: int, at: int) -> dict[str, np.ndarray]:
         c = self._block_of[block] = {k: g.block(block, at) for k, g in self.cols.items()}
@@ -208,3 +291,19 @@ class TraceColumns:
         return values
 
 
+
+
+def _memviz_facts(text: str) -> tuple[str, str, str, int, str] | None:
+    """memviz's export metadata: JSON ``[module, op, phase, step, category]``."""
+    import json
+
+    try:
+        facts = json.loads(text[:4 * FRAME_TEXT_MAX])
+    except ValueError:
+        return None
+    if not isinstance(facts, list) or len(facts) != 5 or not all(
+            isinstance(v, str) for v in (facts[0], facts[1], facts[2], facts[4])) or \
+            isinstance(facts[3], bool) or not isinstance(facts[3], int) or \
+            not -1 <= facts[3] < 1 << 31:
+        return None
+    return facts[0], facts[1], facts[2], facts[3], facts[4]

@@ -36,6 +36,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..core.categories import CATEGORIES, CODE
+from ..core.cuda_model import SimulatedDevice
 from ..protocol.messages import EVENT_COLUMNS, EVENT_DTYPES
 from .components import SCALE, dense_parts, is_plain
 from .interning import Interner
@@ -175,6 +176,8 @@ class TensorTracker:
         self._stack_ids: dict[tuple, int] = {}  # ((code, line), ...) -> stack id
         self._hidden_code: dict[object, bool] = {}  # code object -> left out of stacks
         self.new_stacks: list[list] = []
+        # a simulated CUDA run: the caching allocator's model, fed every allocation
+        self.simulated_device: SimulatedDevice | None = None
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self, model: torch.nn.Module | None = None) -> None:
@@ -412,6 +415,7 @@ class TensorTracker:
         by_cat, max_by_cat = self._by_category, self._max_by_category
         total, peak, step_peak = self._total, self._peak, self._step_peak
         last_id = self._last_id
+        simulated = self.simulated_device
         for record in records:
             kind, entry = record[0], record[1]
             nbytes = entry[NBYTES]
@@ -434,9 +438,13 @@ class TensorTracker:
                 pending[entry[ID]] = row
                 last_id = entry[ID]
                 self._allocations += 1
+                if simulated is not None:
+                    simulated.allocate(entry[ID], nbytes)
             elif kind == FREE:
                 category = entry[COUNTED]
                 release(entry[OFFSET], nbytes)
+                if simulated is not None:
+                    simulated.release(entry[ID])
                 by_cat[category] -= nbytes
                 total -= nbytes
                 rows.append([record[2] - t0, entry[ID], FREE, nbytes, category, 0,
@@ -527,6 +535,18 @@ class TensorTracker:
             self._work_through_log()
             self._sampled_through = self._last_id
             return list(self._by_category)
+
+    def device_sample(self) -> tuple[int, int, int]:
+        """The simulated device's figures up to now (see ``SimulatedDevice.take_sample``)."""
+        with self.lock:
+            self._work_through_log()
+            return self.simulated_device.take_sample()
+
+    def device_step(self) -> tuple[int, dict[str, int]]:
+        """The simulated device's peak allocated since the last step, and its state now."""
+        with self.lock:
+            self._work_through_log()
+            return self.simulated_device.take_step_peak(), self.simulated_device.state()
 
     def take_messages(self) -> list[dict]:
         """The strings, stacks and events gathered since the last call, as messages."""

@@ -161,7 +161,9 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                           "text": f"{spec.model} is a plain module, run as "
                                   f"{task.convention.description}"})
         summary = model_summary.summarize(spec.model, task.kind, task.model)
-        tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index)
+        tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index,
+                                  simulated_cuda=fake is not None and
+                                  reported.device.startswith("cuda"))
         emitter.send({"type": "run_started", "spec": reported.to_dict(),
                       "environment": {**environment.describe(nvml, spec.device),
                                       "technique_libraries":
@@ -236,9 +238,11 @@ def _after_run(emitter, t0: float, what: str, extra):
 
 
 def _start_tracking(spec: RunSpec, task, plan: Plan, sampler, emitter, t0: float,
-                    cuda_index: int | None):
+                    cuda_index: int | None, simulated_cuda: bool = False):
     """The tensor tracker over the loaded model (None with ``--track samples``): the
-    weights reported at start, packed bytes the techniques hold, its events streamed."""
+    weights reported at start, packed bytes the techniques hold, its events streamed.
+    ``simulated_cuda``: every allocation also goes through the caching allocator's
+    model, whose figures stand where a real GPU's would."""
     if spec.track == "samples":
         return None
     from ..tracking import TensorTracker
@@ -253,6 +257,10 @@ def _start_tracking(spec: RunSpec, task, plan: Plan, sampler, emitter, t0: float
                                    stacks=stacks)
     else:
         tracker = TensorTracker(now, t0, stacks=stacks)
+        if simulated_cuda:
+            from ..core.cuda_model import SimulatedDevice
+
+            tracker.simulated_device = SimulatedDevice()
     tracker.start(task.model)
     for nbytes, category, module, label in plan.opaque_bytes(task):
         tracker.add_opaque(nbytes, category, module, label)

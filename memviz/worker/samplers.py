@@ -74,6 +74,8 @@ class MemorySampler(threading.Thread):
         device_used = self.nvml.device_used()
         process_used = self.nvml.process_used()
         allocated, reserved = self._torch_cuda()
+        if self.tracker is not None and getattr(self.tracker, "simulated_device", None) is not None:
+            allocated, reserved, process_used = map(float, self.tracker.device_sample())
         row = (
             self.clock() - self.t0,
             float(procmem.rss_bytes()),

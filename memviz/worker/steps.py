@@ -75,13 +75,18 @@ class StepMeter:
                 self.emitter.send({"type": "phase", "t": self.t(), "step": step,
                                    "name": UNTRACKED, "edge": "begin"})
             self.tracker.take_step_peak()
+            if self._simulated_device():
+                self.tracker.device_step()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
         self._started = time.perf_counter()
 
     def end(self, step: int, loss: float | None, tokens: int) -> dict:
+        peak_gpu = int(torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
         if self.cuda and self.tracker is not None:
             self._send_cuda_memory(step)
+        elif self._simulated_device():
+            peak_gpu = self._send_simulated_memory(step)
         if self._untracked is not None:
             self.emitter.send({"type": "phase", "t": self.t(), "step": self._untracked,
                                "name": UNTRACKED, "edge": "end"})
@@ -94,9 +99,7 @@ class StepMeter:
             "seconds": time.perf_counter() - self._started,
             "tokens": tokens,
             "peak_rss_bytes": self.sampler.take_step_peak(),
-            "peak_gpu_bytes": (
-                int(torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
-            ),
+            "peak_gpu_bytes": peak_gpu,
             "tracked_peak_bytes": (
                 self.tracker.take_step_peak() if self.tracker is not None else None
             ),
@@ -104,6 +107,19 @@ class StepMeter:
         })
         self.emitter.send(self.done[-1])
         return self.done[-1]
+
+    def _simulated_device(self) -> bool:
+        return getattr(self.tracker, "simulated_device", None) is not None
+
+    def _send_simulated_memory(self, step: int) -> int:
+        """A simulated CUDA step's end, as a real one reports it: the allocator model's
+        state and the step's peak allocated bytes."""
+        peak, state = self.tracker.device_step()
+        self.emitter.send({"type": "cuda_memory", "t": self.t(), "step": step, **state,
+                           "by_category": self.tracker.live_bytes(),
+                           "torch_allocated": state["allocated"],
+                           "tracked_rounded": state["allocated"]})
+        return peak
 
     def _send_cuda_memory(self, step: int) -> None:
         """The allocator's state at the step's end, from its trace (reserved, segments,
