@@ -169,6 +169,18 @@ def _many_device_traces(good: Path, folder: Path) -> Path:
     return _write(folder, "many-device-traces.pickle", pickle.dumps(data, protocol=4))
 
 
+def _segment_flood(good: Path, folder: Path) -> Path:
+    """300,000 segments reserved and as many failed requests, in 11 MB: what the
+    Segments view keeps of them stays in columns."""
+    trace = []
+    for i in range(300_000):
+        trace.append({"action": "segment_alloc", "addr": (1 << 40) + (i << 21),
+                      "size": 2 << 20, "time_us": i})
+        trace.append({"action": "oom", "size": 1 << 30, "device_free": 0, "time_us": i})
+    return _write(folder, "segment-flood.pickle", pickle.dumps(
+        {"segments": [], "device_traces": [trace]}, protocol=4))
+
+
 def _names_out_of_range(column: str) -> Callable[[Path, Path], Path]:
     """Every allocation of the first event batch names ``column`` id 2**31 - 1, which
     no string ever was (a table sized by it would take 176 GiB)."""
@@ -271,6 +283,7 @@ CASES: list[Case] = [
          "more than a"),
     Case("json-map-flood", _json_flood, "more than"),
     Case("many-device-traces", _many_device_traces, "device traces"),
+    Case("segment-flood", _segment_flood, None),
     Case("meta-json-flood", _meta_flood, "more than"),
     Case("marks-flood", _rows("marks-flood", "INSERT INTO marks VALUES (0, 0, '', '{}')",
                               1_000_000), "more rows than"),

@@ -112,6 +112,19 @@ def test_the_window_shows_a_simulated_cuda_run_as_a_device_run(qtbot, tmp_path):
         assert not legend["host:rss"].checkState().value
         assert not timeline._layers[run.run_id].curves["host:rss"].isVisible()
         window.grab().save(str(tmp_path / "simulated-cuda.png"))
+        # the Segments view: the allocator model's segments, and a predicted OOM
+        window.tabs.setCurrentWidget(window.segments_view)
+        window.refresh()
+        view = window.segments_view
+        model = build_summary(run)["simulated_cuda"]
+        assert f"{model['segments']} segments over the run, from the allocator's model " \
+               "(simulated)" in view.title.text()
+        assert view.shown_blocks() > 10
+        assert "Predicted" not in view.details.text()
+        view.device.setValue((model["process_peak"] >> 20) - 1)
+        qtbot.waitUntil(lambda: "Predicted on a" in view.details.text())
+        assert "(simulated)" in view.details.text() and "request" in view.details.text()
+        window.grab().save(str(tmp_path / "simulated-segments.png"))
     finally:
         dispose(window)
 

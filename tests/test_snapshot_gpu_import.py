@@ -158,3 +158,38 @@ def test_the_segments_and_the_oom_are_the_devices_and_say_what_would_have_helped
     assert allocator["setting"] == "expandable_segments:True"
     assert allocator["by_category"] == {"other": 10 * MiB, "gradient": 8 * MiB,
                                         "optimizer_state": 16 * MiB}
+
+
+def test_the_window_shows_the_snapshots_devices_segments_and_inferred_categories(
+        snapshot_path, qtbot, tmp_path):
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(1280, 800)
+    try:
+        run = window.open_snapshot(str(snapshot_path))
+        assert [window.run_list.item(i).text() for i in range(window.run_list.count())] == [
+            "#2 step.pickle cuda:1 — PyTorch snapshot", "#1 step.pickle cuda:0 — PyTorch snapshot"]
+        window.tabs.setCurrentWidget(window.segments_view)
+        window.refresh()
+        view = window.segments_view
+        assert "1 segments over the run, from the device's snapshot (measured)" in \
+            view.title.text()
+        assert view.shown_blocks() == 6  # weights, batch, gradient, state; two splits
+        details = view.details.text()
+        assert "largest free block <b>26 MiB</b>" in details
+        assert "Out of memory</b> (measured)" in details
+        assert "PYTORCH_CUDA_ALLOC_CONF=\u200bexpandable_segments:True" in details
+        window.grab().save(str(tmp_path / "snapshot-segments.png"))
+        inspector = window.inspector
+        inspector.show_allocation(run, 2)
+        assert inspector.fields["category"] == \
+            "activations (saved for backward) (inferred from its frames and lifetime)"
+        assert inspector.fields["stack"].startswith(
+            "/usr/lib/python3/site-packages/torch/nn/modules/linear.py:125:forward")
+        assert "show its 7 C++ frames" in inspector.toHtml()
+        inspector._toggle_native()
+        assert inspector.fields["stack"].startswith("??:0:torch::unwind::unwind()")
+    finally:
+        dispose(window)

@@ -29,9 +29,9 @@ from .categories import CATEGORIES
 from .cuda_model import (
     CUBLAS_WORKSPACE_BYTES,
     CUDA_CONTEXT_BYTES,
-    SMALL_SIZE,
     CachingAllocatorModel,
     round_request,
+    segment_size,
 )
 from .tensors import TensorLog
 
@@ -58,6 +58,17 @@ class SegmentHistory:
     @property
     def segments(self) -> int:
         return len(self.seg_size)
+
+    def reserved_at(self, times: np.ndarray) -> np.ndarray:
+        """The bytes of segments held at each of ``times`` (a segment made at t counts
+        from t; one released at t no longer does)."""
+        released = np.isfinite(self.seg_freed)
+        when = np.concatenate([self.seg_made, self.seg_freed[released]])
+        change = np.concatenate([self.seg_size, -self.seg_size[released]])
+        order = np.lexsort((-change, when))  # at one moment, what is made comes first
+        when, running = when[order], np.cumsum(change[order])
+        at = np.searchsorted(when, times, side="right") - 1
+        return np.where(at >= 0, running[np.clip(at, 0, None)], 0).astype(np.float64)
 
     def live_rows(self, t: float) -> np.ndarray:
         return np.flatnonzero((self.t_alloc <= t) & ~(self.t_free <= t)
@@ -102,39 +113,54 @@ class SegmentState:
     def allocated(self) -> int:
         return int(self.history.block_size[self.rows].sum())
 
+    def blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The live blocks in address order: (segment, offset, size, row) columns."""
+        h = self.history
+        rows = self.rows[np.lexsort((h.block_offset[self.rows], h.block_segment[self.rows]))]
+        return h.block_segment[rows], h.block_offset[rows], h.block_size[rows], rows
+
     def blocks_by_segment(self) -> dict[int, list[tuple[int, int, int]]]:
         """Each held segment's live blocks, (offset, size, row), in address order."""
-        h = self.history
         out: dict[int, list[tuple[int, int, int]]] = {int(s): [] for s in self.held}
-        for row in self.rows[np.lexsort((h.block_offset[self.rows],
-                                         h.block_segment[self.rows]))]:
-            out[int(h.block_segment[row])].append(
-                (int(h.block_offset[row]), int(h.block_size[row]), int(row)))
+        for seg, offset, size, row in zip(*(c.tolist() for c in self.blocks()), strict=True):
+            out[seg].append((offset, size, row))
         return out
 
+    def free(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every free block, as columns (segment, offset, size, whole): ``whole`` where
+        the segment holds nothing (cached, releasable), else an inactive split."""
+        seg, offset, size, _ = self.blocks()
+        seg_size = self.history.seg_size
+        end = offset + size
+        first = np.ones(len(seg), bool)
+        first[1:] = seg[1:] != seg[:-1]
+        last = np.ones(len(seg), bool)
+        last[:-1] = seg[1:] != seg[:-1]
+        start = np.where(first, 0, np.concatenate([[0], end[:-1]]))  # after the block before
+        before = offset - start
+        after = seg_size[seg] - end
+        empty = np.setdiff1d(self.held, seg)
+        segments = np.concatenate([seg[before > 0], seg[last & (after > 0)], empty])
+        offsets = np.concatenate([start[before > 0], end[last & (after > 0)],
+                                  np.zeros(len(empty), np.int64)])
+        sizes = np.concatenate([before[before > 0], after[last & (after > 0)],
+                                seg_size[empty]])
+        whole = np.concatenate([np.zeros(len(segments) - len(empty), bool),
+                                np.ones(len(empty), bool)])
+        return segments, offsets, sizes, whole
+
     def free_blocks(self) -> list[tuple[int, int, int, bool]]:
-        """Every free block: (segment, offset, size, whole) where ``whole`` means the
-        segment holds nothing (cached, releasable) and otherwise an inactive split."""
-        found = []
-        for segment, blocks in self.blocks_by_segment().items():
-            size = int(self.history.seg_size[segment])
-            cursor = 0
-            for offset, nbytes, _ in blocks:
-                if offset > cursor:
-                    found.append((segment, cursor, offset - cursor, False))
-                cursor = max(cursor, offset + nbytes)
-            if cursor < size:
-                found.append((segment, cursor, size - cursor, not blocks))
-        return found
+        return list(zip(*(c.tolist() for c in self.free()), strict=True))
 
     @property
     def largest_free(self) -> int:
-        return max((f[2] for f in self.free_blocks()), default=0)
+        sizes = self.free()[2]
+        return int(sizes.max()) if len(sizes) else 0
 
     def free_bytes(self) -> tuple[int, int]:
         """(bytes in wholly free segments, bytes in inactive splits)."""
-        free = self.free_blocks()
-        return (sum(f[2] for f in free if f[3]), sum(f[2] for f in free if not f[3]))
+        _, _, sizes, whole = self.free()
+        return int(sizes[whole].sum()), int(sizes[~whole].sum())
 
     def by_category(self) -> dict[str, int]:
         h = self.history
@@ -211,14 +237,22 @@ def explain_oom(history: SegmentHistory, log: TensorLog, t: float, request: int,
     at = moment(log, t)
     device_free = device_free or 0
     free_total = whole + split + device_free
+    needed = segment_size(rounded)  # what a new segment for it takes from the device
     if rounded <= largest:
-        advice = ("a free block was large enough: the request fit the cache but the driver "
-                  "had no room for anything more")
+        advice = ("a cached free block was large enough: the failure came from outside "
+                  "this allocator (another process or library took the device's memory)")
         setting = None
-    elif free_total >= rounded and rounded > SMALL_SIZE:
-        advice = (f"{_mib(whole + split)} were cached free, but in pieces (the largest "
-                  f"{_mib(largest)}): with expandable segments the allocator maps more "
-                  "memory onto a segment instead of needing one free block that large")
+    elif whole + device_free >= needed:
+        advice = (f"the allocator frees its {_mib(whole)} of wholly free segments and "
+                  f"retries before it fails, which leaves room for the {_mib(needed)} "
+                  "segment this needs: memory outside PyTorch took the rest")
+        setting = None
+    elif free_total >= rounded:
+        advice = (f"{_mib(whole + split + device_free)} were free ({_mib(split)} between "
+                  f"live blocks, {_mib(whole)} in free segments, {_mib(device_free)} on "
+                  f"the device), but no piece of {_mib(rounded)}: with expandable segments "
+                  "the allocator maps more memory onto one segment instead of needing a "
+                  "free block that large")
         setting = "expandable_segments:True"
     else:
         advice = (f"{_mib(rounded - free_total)} more than the device had free, cached "

@@ -39,6 +39,7 @@ from .ranks_view import RanksView
 from .run_control import RunControl
 from .run_list import RunList
 from .run_panel import RunPanel
+from .segments_view import SegmentsView
 from .step_table import StepTable
 from .story_view import StoryView
 from .timeline import TimelineView
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         self.moment_view = MomentView()
         self.modules_view = ModulesView()
         self.story_view = StoryView()
+        self.segments_view = SegmentsView()
         self.diff_view = DiffView()
         self.ranks_view = RanksView()
         self.comparison_view = ComparisonView(
@@ -352,6 +354,9 @@ class MainWindow(QMainWindow):
             cursor = self._cursors.get(run.run_id) if run is not None else None
             if run is None or run.finished or cursor is not None:
                 self.story_view.show_moment(run, cursor)
+        if self.tabs.currentWidget() is self.segments_view:
+            self.segments_view.show_moment(run, self._cursors.get(run.run_id)
+                                           if run is not None else None)
         if self.tabs.currentWidget() is self.diff_view:
             shown = self.run_list.shown_run_ids()
             other = self.runs[shown[1]] if len(shown) > 1 else None

@@ -16,6 +16,9 @@ from ..core.segments import SegmentHistory
 
 _MADE = ("segment_alloc", "segment_map")
 SMALL_SEGMENT = 2 << 20  # the small pool's segments
+# allocations in no segment the first look finds are looked for in every segment, up
+# to this many comparisons (beyond it they stay outside any known segment)
+FALLBACK_WORK = 50_000_000
 
 
 def measured_history(segments: list[dict], events: list[tuple[str, int, int, float, int]],
@@ -58,11 +61,13 @@ def measured_history(segments: list[dict], events: list[tuple[str, int, int, flo
         ok &= (addr < bases[candidate] + sizes[candidate]) & (mades[candidate] <= t_alloc) \
             & (freeds[candidate] > t_alloc)
         block_segment[ok] = candidate[ok]
-    for row in np.flatnonzero(~ok).tolist():  # an address whose segment was remade
-        inside = np.flatnonzero((bases <= addr[row]) & (addr[row] < bases + sizes)
-                                & (mades <= t_alloc[row]) & (freeds > t_alloc[row]))
-        if len(inside):
-            block_segment[row] = inside[-1]
+    bad = np.flatnonzero(~ok)
+    if len(bad) and len(bases) and len(bad) * len(bases) <= FALLBACK_WORK:
+        for segment in range(len(bases)):  # an address whose segment was made again
+            inside = bad[(bases[segment] <= addr[bad]) & (addr[bad] < bases[segment]
+                                                          + sizes[segment])
+                         & (mades[segment] <= t_alloc[bad]) & (freeds[segment] > t_alloc[bad])]
+            block_segment[inside] = segment
     offset = np.where(block_segment >= 0, addr - bases[np.clip(block_segment, 0, None)]
                       if len(bases) else 0, 0)
     return SegmentHistory("measured", sizes, mades, freeds, np.array(small, bool),

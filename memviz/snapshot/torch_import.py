@@ -312,10 +312,7 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
         samples = trace.timeline.columns(seconds, int(pre[:, 1].sum()) if k else 0)
     history = run.device_segments
     if history.segments:  # the segments held at each point: what torch reserved
-        held = (history.seg_made[None, :] <= samples["t"][:, None]) & \
-            (history.seg_freed[None, :] > samples["t"][:, None])
-        samples["torch_reserved"] = (held * history.seg_size[None, :]).sum(axis=1).astype(
-            np.float64)
+        samples["torch_reserved"] = history.reserved_at(samples["t"])
     run.apply({"type": "samples", "columns": samples})
     return run
 

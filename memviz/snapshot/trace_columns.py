@@ -9,6 +9,7 @@ however many entries share its frames.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ OTHER = CODE["other"]
 FORWARD, BACKWARD, OPTIMIZER = 2, 3, 4
 # memviz's own export puts its exact facts in each entry's user_metadata, after this
 MEMVIZ_METADATA = "memviz:"
+MAX_OOMS = 64  # the failed requests kept (the first ones)
 SEGMENT_ACTIONS = ("segment_alloc", "segment_free", "segment_map", "segment_unmap")
 PHASE_NAMES = ("", "load", "forward", "backward", "optimizer", "generate")
 
@@ -158,6 +160,31 @@ class _Blocks:
         return np.concatenate(self.blocks)[:n] if self.blocks else np.zeros(0, self.dtype)
 
 
+class SegmentEvents:
+    """A trace's segment entries, in columns: (action, address, size, microseconds,
+    entry index) each, about 33 bytes."""
+
+    def __init__(self) -> None:
+        self.action = array("b")
+        self.addr, self.size, self.index = array("q"), array("q"), array("q")
+        self.t_us = array("d")
+
+    def add(self, action: int, addr: int, size: int, t_us: float, index: int) -> None:
+        self.action.append(action)
+        self.addr.append(addr)
+        self.size.append(size)
+        self.t_us.append(t_us)
+        self.index.append(index)
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def __iter__(self):
+        for i in range(len(self.action)):
+            yield (SEGMENT_ACTIONS[self.action[i]], self.addr[i], self.size[i], self.t_us[i],
+                   self.index[i])
+
+
 class TraceColumns:
     """One device trace's allocations, built entry by entry in columns: when each was
     made and freed (microseconds, and the entry's index for traces without times), its
@@ -182,9 +209,9 @@ class TraceColumns:
         self.all_timed = True
         self._live: dict[int, int] = {}
         self.names: dict[tuple[str, str], int] = {}  # (kind, text) -> id
-        # the allocator's own entries: segments reserved and released, and requests
-        # that failed (action, address, size, microseconds, entry index)
-        self.segment_events: list[tuple[str, int, int, float, int]] = []
+        # the allocator's own entries: segments reserved and released (in compact
+        # columns: a hostile file may hold millions), and the first requests that failed
+        self.segment_events = SegmentEvents()
         self.ooms: list[dict[str, Any]] = []
         self._name_counts: dict[str, int] = {}
         self._metadata: dict[str, tuple[int, int, int, int, int]] = {}
@@ -233,10 +260,10 @@ class TraceColumns:
                     forget(frames, self.stacks.ref(stack))
                 self.count += 1
             elif action in SEGMENT_ACTIONS:
-                self.segment_events.append((action, whole(entry.get("addr", 0), "an address"),
-                                            whole(entry.get("size", 0), "a segment size"),
-                                            t, index))
-            elif action == "oom":
+                self.segment_events.add(SEGMENT_ACTIONS.index(action),
+                                        whole(entry.get("addr", 0), "an address"),
+                                        whole(entry.get("size", 0), "a segment size"), t, index)
+            elif action == "oom" and len(self.ooms) < MAX_OOMS:
                 free = entry.get("device_free")
                 self.ooms.append({"request_bytes": whole(entry.get("size", 0), "a size"),
                                   "device_free_bytes": whole(free, "free memory")
