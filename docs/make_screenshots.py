@@ -87,8 +87,37 @@ def main() -> int:
     window.external.dialog.grab().save(str(views / "wait-for-a-program.png"))
     program_run(window, settle, views)
     pytorch_snapshot(window, settle, views)
+    gpu_views(window, settle, views)
     window.close()
     return 0
+
+
+def gpu_views(window, settle, views: Path) -> None:
+    """The GPU without a GPU: a simulated CUDA run's segments with an OOM predicted for
+    a device just too small, and a snapshot in PyTorch's layout (stacks="all") that ran
+    out of memory with 30 MiB cached free in pieces."""
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parent))
+    from memviz.core.summary import build_summary
+    from tests import torch_snapshots
+
+    started = window.start_run(RunSpec(model="gpt2-tiny", steps=2, batch_size=2, seq_len=128,
+                                       device="cuda", simulate=True, detail="all"))
+    while not started.finished:
+        settle(0.1)
+    window.select_run(started.run_id)
+    window.tabs.setCurrentWidget(window.segments_view)
+    peak = build_summary(started)["simulated_cuda"]["process_peak"]
+    window.segments_view.device.setValue((peak >> 20) - 1)
+    settle()
+    window.grab().save(str(views / "segments-simulated.png"))
+    path = torch_snapshots.write(Path(tempfile.mkdtemp()) / "step.pickle")
+    run = window.open_snapshot(str(path))
+    window.select_run(run.run_id)
+    window.segments_view.device.setValue(0)
+    settle()
+    window.grab().save(str(views / "segments-snapshot.png"))
 
 
 def pytorch_snapshot(window, settle, views: Path) -> None:
