@@ -88,8 +88,37 @@ def main() -> int:
     program_run(window, settle, views)
     pytorch_snapshot(window, settle, views)
     gpu_views(window, settle, views)
+    attached_process(window, settle, views)
     window.close()
     return 0
+
+
+def attached_process(window, settle, views: Path) -> None:
+    """A training loop that was running before memviz: attached to by its process id,
+    followed live."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, str(HERE.parent / "examples" / "train_loop.py"),
+                             "--steps", "100000"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(8)  # the loop builds its model and starts training on its own
+        before = set(window.runs)
+        window.external.attach_process(proc.pid)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not set(window.runs) - before:
+            settle(0.1)
+        arrived = [window.runs[i] for i in set(window.runs) - before]
+        while arrived and time.monotonic() < deadline and len(arrived[0].steps) < 6:
+            settle(0.1)
+        if arrived:
+            window.select_run(arrived[0].run_id)
+        window.tabs.setCurrentIndex(0)
+        settle()
+        window.grab().save(str(views / "attached-process.png"))
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def gpu_views(window, settle, views: Path) -> None:

@@ -34,6 +34,7 @@ EXAMPLES = {
     "record": "memviz record -o train.memviz -- python train.py --epochs 1",
     "techniques": "memviz techniques --model gpt2-tiny",
     "token": "memviz token --write ~/.memviz-token",
+    "attach": "memviz attach 12345 -o train.memviz --steps 3",
     "sql": "memviz sql run.memviz \"SELECT module, sum(nbytes) FROM live_at_peak "
            "GROUP BY module ORDER BY 2 DESC LIMIT 5\"",
 }
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .sql_cmd import add_arguments as add_sql_arguments
 
     add_sql_arguments(_parser(sub, "sql", help="SQL over a run's file, every allocation a row"))
+    from .attach_cmd import add_arguments as add_attach_arguments
+
+    add_attach_arguments(_parser(
+        sub, "attach", help="track a Python program already running, by its process id"))
     sub.add_parser("worker", help="the measuring process (started by the GUI or CLI)",
                    add_help=False)
     return parser
@@ -165,6 +170,10 @@ def _main(argv: list[str] | None = None) -> int:
         from .token_cmd import cmd_token
 
         return cmd_token(args)
+    if args.command == "attach":
+        from .attach_cmd import cmd_attach
+
+        return cmd_attach(args)
     if args.command == "sql":
         from .sql_cmd import cmd_sql
 

@@ -4,8 +4,11 @@ a worker…). Both speak the authenticated handshake; both become ordinary runs.
 
 from __future__ import annotations
 
+import threading
+
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -17,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.run import Run
+from ..core.text import printable
 from ..session.attach import AttachedSession
 from ..session.listener import ProgramListener
 
@@ -74,6 +78,58 @@ class AttachDialog(QDialog):
         layout.addWidget(buttons)
 
 
+def python_processes() -> list[tuple[int, str]]:
+    """This user's other Python processes, (pid, command line), newest first: what File →
+    Attach to a process… offers."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid() or \
+                    "python" not in Path(os.readlink(entry / "exe")).name:
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
+        except OSError:
+            continue
+        if " worker" not in command and "memviz.program" not in command:
+            found.append((pid, command))
+    return sorted(found, reverse=True)
+
+
+class AttachProcessDialog(QDialog):
+    """Which running Python program to track, by its process id."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Attach to a process")
+        self.process = QComboBox()
+        self.process.setEditable(True)
+        self.process.setMinimumWidth(640)
+        for pid, command in python_processes():
+            self.process.addItem(f"{pid}  {printable(command, one_line=True)[:120]}", pid)
+        self.process.setToolTip("A Python program of yours that is running (its process "
+                                "id, or pick one); its tensors are tracked from now on")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok |
+                                   QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Track a running program from now on: what it holds already "
+                                "is shown as existing, by category"))
+        layout.addWidget(self.process)
+        layout.addWidget(buttons)
+
+    def pid(self) -> int | None:
+        text = self.process.currentText().strip().split(" ", 1)[0]
+        return int(text) if text.isdigit() else None
+
+
 class ExternalRuns:
     """Owns the listener for programs; hands each arrival to the window."""
 
@@ -82,17 +138,61 @@ class ExternalRuns:
         self.listener: ProgramListener | None = None
         self.dialog: WaitDialog | None = None
         self.connected = 0
+        self._attach_errors: list[str] = []
 
-    def wait_for_programs(self) -> ProgramListener:
+    def _listening(self) -> ProgramListener:
         if self.listener is None:
             self.listener = ProgramListener(next_run_id=self.window.new_run_id,
                                             recorder_for=self.window._recorder_for)
             self.dialog = WaitDialog(self.listener, self.window)
+        return self.listener
+
+    def wait_for_programs(self) -> ProgramListener:
+        self._listening()
         self.dialog.show()
         self.dialog.raise_()
         return self.listener
 
+    def attach_process(self, pid: int) -> threading.Thread | None:
+        """Track process ``pid`` from now on, streaming here: the run joins the list when
+        its tracking has started (in the background: a long step delays it)."""
+        from ..program.attach import Attachment
+        from ..program.inject import InjectError
+
+        self.window.error_banner.user_acted()
+        listener = self._listening()
+        try:
+            attachment = Attachment(pid, connect=str(listener.address), token=listener.token)
+        except InjectError as exc:
+            self.window.error_banner.action_error(f"Cannot attach: {exc}")
+            return None
+
+        def start() -> None:
+            try:
+                attachment.start()
+            except InjectError as exc:
+                self._attach_errors.append(str(exc))
+            finally:
+                attachment.close()
+
+        self.window.state_label.setText(f"Attaching to process {pid}…")
+        thread = threading.Thread(target=start, daemon=True, name="memviz-attach")
+        thread.start()
+        return thread
+
+    def attach_process_dialog(self) -> None:
+        dialog = AttachProcessDialog(self.window)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            pid = dialog.pid()
+            if pid is None:
+                self.window.error_banner.action_error("Cannot attach: give a process id")
+            else:
+                self.attach_process(pid)
+
     def poll(self) -> None:
+        while self._attach_errors:  # from an attachment's thread, shown here
+            self.window.error_banner.action_error(
+                f"Cannot attach: {self._attach_errors.pop(0)}")
         if self.listener is None:
             return
         for session in self.listener.take_arrivals():

@@ -117,8 +117,8 @@ def _largest_batch(result, base: RunSpec, search) -> str:
     limit = format_bytes(result.limit_bytes)
     if result.largest is None:
         first = next((p for p in result.probes if p.value == 1), None)
-        why = "" if first is None else f": batch 1 {_figure(first)}"
-        return f"Not even batch 1 fits under {limit}{why}"
+        return f"Largest batch under {limit}: None (1 did not fit" + (
+            f": {_figure(first)})" if first is not None else ")")
     probes = [p for p in result.probes if p.value == result.largest]
     text = f"Largest batch under {limit}: {result.largest}"
     if probes:

@@ -36,6 +36,7 @@ class WindowMenus:
         menu.addSeparator()
         self._add(menu, "&Wait for a program…", w.external.wait_for_programs,
                   tip="Profile your own script: memviz shows the command to run it with")
+        self._add(menu, "Attach to a &process…", w.external.attach_process_dialog)
         self._add(menu, "&Attach to a worker…", w.external.attach_dialog,
                   tip="Run on a worker started elsewhere with memviz worker --listen")
         menu.addSeparator()

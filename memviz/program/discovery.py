@@ -40,6 +40,7 @@ class Listener(Protocol):
     def forward_ends(self, model: nn.Module, output: Any) -> None: ...
     def backward_begins(self) -> None: ...
     def backward_ends(self) -> None: ...
+    def optimizer_found(self, optimizer: torch.optim.Optimizer) -> None: ...
     def optimizer_begins(self, optimizer: torch.optim.Optimizer) -> None: ...
     def optimizer_ends(self, optimizer: torch.optim.Optimizer) -> None: ...
 
@@ -70,6 +71,12 @@ def live_models() -> list[nn.Module]:
     return [m for size, m in sorted(sized, key=lambda sm: -sm[0]) if size]
 
 
+def live_optimizers() -> list[torch.optim.Optimizer]:
+    """The optimizers alive now (a program attached to while it trains holds its state
+    in them already)."""
+    return [o for o in gc.get_objects() if issubclass(type(o), torch.optim.Optimizer)]
+
+
 class Discovery:
     """Process-wide module hooks slow every module call a little (PyTorch takes its slow
     path for all of them), so they are armed only while no known model's forward runs:
@@ -91,12 +98,19 @@ class Discovery:
         self._handles: list = []
         self._backward_hooks: list = []
         self._in_backward = False
+        self._rest_of_a_forward = False
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self, scan_heap: bool = True) -> None:
         for model in self.explicit_models or (live_models() if scan_heap else []):
             self._found(model)
             self._hook_top(model)
+        if self._inside_a_forward():
+            # started from inside a forward (attached to a running program): the rest of
+            # that call is not a forward of its own; the next top-level call is
+            self._depth, self._rest_of_a_forward = 1, True
+        for optimizer in self.explicit_optimizers or (live_optimizers() if scan_heap else []):
+            self.listener.optimizer_found(optimizer)
         self._arm()
         if self.explicit_optimizers:
             for optimizer in self.explicit_optimizers:
@@ -157,9 +171,21 @@ class Discovery:
         self._depth = 1
         self._begin(module, args, _caller_kwargs())
 
+    def _inside_a_forward(self) -> bool:
+        """A known model's code is running on this thread's stack now."""
+        frame = sys._getframe(1)
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, nn.Module) and id(owner) in self._known:
+                return True
+            frame = frame.f_back
+        return False
+
     def _top_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if threading.get_ident() != self.thread:
             return
+        if self._rest_of_a_forward and id(module) in {id(m) for m in self._models}:
+            self._depth, self._rest_of_a_forward = 0, False  # that forward has returned
         self._depth += 1
         if self._depth == 1:
             self._disarm()

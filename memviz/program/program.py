@@ -148,6 +148,12 @@ class ProgramTracker:
         if len(self.models) == 1:
             self._describe(model)
 
+    def optimizer_found(self, optimizer) -> None:
+        """An optimizer alive when tracking began: the state it holds already is
+        optimizer state from the start (the rest is tagged as its steps make it)."""
+        if self.tracker is not None:
+            self.tracker.tag_optimizer_state(optimizer)
+
     def _describe(self, model: nn.Module, **spec_changes: Any) -> None:
         """The discovered model (and what the program runs) for the run's header."""
         first = next(model.parameters(), None)
