@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QLabel,
@@ -24,6 +25,7 @@ from . import gui_thread_gc, window_layout
 from .alloc_view import AllocationView
 from .axes import format_bytes, settle
 from .banner import Banner
+from .call_sites_view import CallSitesView
 from .comparison_view import ComparisonView
 from .diff_view import DiffView
 from .external import ExternalRuns
@@ -100,6 +102,8 @@ class MainWindow(QMainWindow):
         self.modules_view = ModulesView()
         self.story_view = StoryView()
         self.segments_view = SegmentsView()
+        self.call_sites_view = CallSitesView()
+        self.call_sites_view.rows_chosen.connect(self._show_allocations)
         self.diff_view = DiffView()
         self.ranks_view = RanksView()
         self.comparison_view = ComparisonView(
@@ -277,6 +281,16 @@ class MainWindow(QMainWindow):
             self.alloc_view.select(row)
             self.inspector.show_allocation(run, row)
 
+    def _show_allocations(self, rows) -> None:
+        """Show only these allocations of the selected run, in the Allocations view."""
+        run = self.current_run()
+        if run is None:
+            return
+        self._keep = np.zeros(len(run.tensors), dtype=bool)
+        self._keep[rows] = True
+        self.alloc_view.set_filter(self._keep)
+        self.tabs.setCurrentWidget(self.alloc_view.parentWidget().parentWidget())
+
     def set_cursor(self, t: float) -> None:
         self.timeline.cursor.show()
         self.timeline.cursor.setValue(t)
@@ -354,9 +368,10 @@ class MainWindow(QMainWindow):
             cursor = self._cursors.get(run.run_id) if run is not None else None
             if run is None or run.finished or cursor is not None:
                 self.story_view.show_moment(run, cursor)
-        if self.tabs.currentWidget() is self.segments_view:
-            self.segments_view.show_moment(run, self._cursors.get(run.run_id)
-                                           if run is not None else None)
+        for view in (self.segments_view, self.call_sites_view):
+            if self.tabs.currentWidget() is view:
+                view.show_moment(run, self._cursors.get(run.run_id) if run is not None
+                                 else None)
         if self.tabs.currentWidget() is self.diff_view:
             shown = self.run_list.shown_run_ids()
             other = self.runs[shown[1]] if len(shown) > 1 else None

@@ -32,6 +32,7 @@ def arrange(window) -> tuple[QSplitter, QSplitter, QTabWidget]:
     for widget, title in ((window.step_table, "Steps"), (alloc_tab, "Allocations"),
                           (window.moment_view, "At a moment"), (window.modules_view, "Modules"),
                           (window.story_view, "Memory story"),
+                          (window.call_sites_view, "Call sites"),
                           (window.segments_view, "Segments"),
                           (window.comparison_view, "Technique comparison"),
                           (window.diff_view, "Diff two runs"), (window.ranks_view, "Ranks"),
