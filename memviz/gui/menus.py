@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtGui import QAction, QKeySequence
 
 from .file_actions import EXPORTS
+from .help_menu import add_help_menu
 
 RUN_KEYS = ("Ctrl+R", "F5")
 STOP_KEY = "Esc"
@@ -70,8 +71,7 @@ class WindowMenus:
                   .enableAutoRange(x=True, y=True), "Ctrl+0")
         self._add(view, "Show or hide the legend", w.timeline.legend.toggle_folded, "Ctrl+L")
 
-        help_menu = bar.addMenu("&Help")
-        self._add(help_menu, "&About memviz", w.show_about)
+        add_help_menu(self, bar)
         w.run_panel.run_button.setToolTip(f"Run ({' or '.join(RUN_KEYS)})")
         w.run_panel.stop_button.setToolTip(f"Stop ({STOP_KEY}; press it twice to stop at once)")
 

@@ -48,10 +48,12 @@ class RunControl:
             self.window.comparison is not None and not self.window.comparison.finished)
 
     def adopt(self, run: Run, session) -> None:
-        """A run that began elsewhere (a program that connected) joins the list, shown."""
+        """A run that began elsewhere (a program that connected) joins the list; it is
+        shown only if no other run is going (never taken from one being watched)."""
+        watching = self.active_run() is not None
         self.window.runs[run.run_id] = run
         self.window.sessions[run.run_id] = session
-        self.window.run_list.add_run(run)
+        self.window.run_list.add_run(run, select=not watching)
         self.window._shown_changed()
 
     def start_run(self, spec: RunSpec | None = None, session_for=None) -> Run | None:

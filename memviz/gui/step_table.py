@@ -9,6 +9,7 @@ from ..core.run import Run
 from .axes import format_bytes
 
 HEADERS = ["step", "loss", "seconds", "peak RSS", "peak GPU"]
+GPU_COLUMN = 4
 
 
 class StepTable(QTableWidget):
@@ -48,3 +49,5 @@ class StepTable(QTableWidget):
                 self.setItem(row, col, item)
         if new:
             self.scrollToBottom()
+        # a run on no GPU has no GPU figure: no column of dashes
+        self.setColumnHidden(GPU_COLUMN, not run.spec.device.startswith("cuda"))

@@ -1,0 +1,74 @@
+"""Small things a new user tripped over in the window, each as it was reproduced."""
+
+from __future__ import annotations
+
+from memviz.core.run import Run
+from memviz.core.spec import RunSpec
+
+
+def test_the_steps_table_has_no_gpu_column_on_a_cpu_run(qtbot, gpt2_train_run):
+    from memviz.gui.step_table import GPU_COLUMN, StepTable
+
+    table = StepTable()
+    qtbot.addWidget(table)
+    table.show_run(gpt2_train_run)
+    assert table.rowCount() == 2 and table.isColumnHidden(GPU_COLUMN)
+    cuda = Run(RunSpec(model="gpt2-tiny", device="cuda", simulate=True), run_id=7)
+    table.show_run(cuda)
+    assert not table.isColumnHidden(GPU_COLUMN)
+
+
+def test_a_program_that_connects_joins_the_list_without_taking_the_selection(
+        qtbot, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+    from memviz.protocol.token import TOKEN_ENV
+
+    script = tmp_path / "train.py"
+    script.write_text("import torch\nm = torch.nn.Linear(8, 8)\no = torch.optim.SGD("
+                      "m.parameters())\nfor _ in range(30):\n    m(torch.randn(4, 8)).sum()"
+                      ".backward()\n    o.step()\n    o.zero_grad()\n")
+    window = MainWindow()
+    program = None
+    try:
+        watched = window.start_run(RunSpec(model="gpt2-tiny", steps=200, batch_size=1,
+                                           seq_len=32))
+        qtbot.waitUntil(lambda: len(watched.steps) >= 1, timeout=120_000)
+        listener = window.external._listening()
+        program = subprocess.Popen(
+            [sys.executable, "-m", "memviz", "record", "--connect", str(listener.address),
+             "--", sys.executable, str(script)], env={**os.environ,
+                                                      TOKEN_ENV: listener.token},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        qtbot.waitUntil(lambda: window.run_list.count() == 2, timeout=120_000)
+        assert window.current_run() is watched  # it joined; the watched run stays shown
+    finally:
+        window.stop_run()
+        if program is not None:
+            program.wait(120)
+        dispose(window)
+
+
+def test_help_lists_the_topics_and_every_shortcut(qtbot):
+    from memviz.gui.app import dispose
+    from memviz.gui.help_menu import ShortcutsDialog, shortcuts
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    try:
+        help_menu = next(a.menu() for a in window.menuBar().actions()
+                         if a.text() == "&Help")
+        titles = [a.text() for a in help_menu.actions() if a.text()]
+        assert titles[0] == "Getting started (README)" and "&About memviz" in titles
+        assert help_menu.actions()[0].isEnabled()  # README.md is beside the package here
+        keys = {(menu, action): k for menu, action, k in shortcuts(window.menuBar())}
+        assert keys[("Run", "Run")] == "Ctrl+R, F5" and keys[("Run", "Stop")] == "Esc"
+        assert keys[("Help", "Keyboard shortcuts")] == "F1"
+        dialog = ShortcutsDialog(window.menuBar(), window)
+        assert "Ctrl+R, F5" in dialog.text.text() and "Ctrl+O" in dialog.text.text()
+    finally:
+        dispose(window)
