@@ -72,3 +72,21 @@ def test_help_lists_the_topics_and_every_shortcut(qtbot):
         assert "Ctrl+R, F5" in dialog.text.text() and "Ctrl+O" in dialog.text.text()
     finally:
         dispose(window)
+
+
+def test_fp16_autocast_is_greyed_on_cpu_with_the_reason(qtbot):
+    from dataclasses import replace
+
+    from memviz.gui.run_panel import RunPanel
+
+    panel = RunPanel()
+    qtbot.addWidget(panel)
+    tree = panel.technique_panel
+    _param, dtype = tree._editors["amp"]["dtype"]
+    tree.update_applicability(panel.spec())  # the panel's workload: on the CPU
+    fp16 = dtype.findText("fp16")
+    assert not dtype.model().item(fp16).isEnabled()
+    assert "not offered on CPU" in dtype.itemData(fp16, 3)  # its tooltip says why
+    assert dtype.model().item(dtype.findText("bf16")).isEnabled()
+    tree.update_applicability(replace(panel.spec(), device="cuda", simulate=True))
+    assert dtype.model().item(fp16).isEnabled()  # on a GPU it is offered

@@ -197,4 +197,22 @@ class TechniquePanel(QTreeWidget):
             item.setToolTip(1, reason or (f"On {spec.model}: {note}" if note else ""))
             item.setToolTip(0, TECHNIQUES[name].description +
                             (f"\nOn {spec.model}: {note}" if note else ""))
+            self._grey_choices(name, spec, ticked | {name})
         self.blockSignals(False)
+
+    def _grey_choices(self, name: str, spec: RunSpec, ticked: set[str]) -> None:
+        """A setting's choice this workload refuses (fp16 autocast on a CPU) is greyed
+        with the reason, before Run refuses it; a refused current choice goes back to
+        the default."""
+        technique = TECHNIQUES[name]
+        defaults = {p.name: p.default for p in technique.params}
+        for key, (param, editor) in self._editors[name].items():
+            if not isinstance(editor, QComboBox):
+                continue
+            model = editor.model()
+            for index, choice in enumerate(param.choices or ()):
+                reason = technique.refusal(spec, {**defaults, key: choice}, ticked)
+                model.item(index).setEnabled(reason is None)
+                editor.setItemData(index, reason or param.help, Qt.ItemDataRole.ToolTipRole)
+                if reason and editor.currentIndex() == index:
+                    editor.setCurrentText(str(param.default))
