@@ -90,3 +90,27 @@ def test_fp16_autocast_is_greyed_on_cpu_with_the_reason(qtbot):
     assert dtype.model().item(dtype.findText("bf16")).isEnabled()
     tree.update_applicability(replace(panel.spec(), device="cuda", simulate=True))
     assert dtype.model().item(fp16).isEnabled()  # on a GPU it is offered
+
+
+def test_after_esc_the_window_keeps_saying_it_is_stopping(qtbot):
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    try:
+        run = window.start_run(RunSpec(model="gpt2-tiny", steps=500, batch_size=1,
+                                       seq_len=32))
+        qtbot.waitUntil(lambda: len(run.steps) >= 1, timeout=120_000)
+        window.stop_run()
+        for _ in range(3):  # refreshes no longer write over it
+            window.refresh()
+        if not run.finished:
+            assert "stopping at its next phase" in window.state_label.text()
+            assert window.run_panel.stop_button.text() == "Stop at once"
+        qtbot.waitUntil(lambda: run.finished, timeout=120_000)
+        window.refresh()
+        assert "stopping" not in window.state_label.text()
+        assert window.run_panel.stop_button.text() == "Stop"
+        assert not window.run_panel.stop_button.isEnabled()
+    finally:
+        dispose(window)

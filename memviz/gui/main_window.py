@@ -386,7 +386,9 @@ class MainWindow(QMainWindow):
             else:
                 self.moment_view.run = run
                 self.moment_view.jump_to_peak()
-        self.run_panel.set_running(self.active_run() is not None)
+        active = self.active_run()
+        self.run_panel.set_running(active is not None,
+                                   stopping=active is not None and self.control.stopping(active))
         if run is None:
             self.error_banner.run_failure(None)
             return
@@ -401,7 +403,7 @@ class MainWindow(QMainWindow):
         if key != self._banner_key:  # the OOM report walks the allocations: once a change
             self._banner_key = key
             self.error_banner.run_failure(failure_text(run))
-        self.state_label.setText(self._state_text(run))
+        self.state_label.setText(self._state_text(run, self.control.stopping(run)))
         with run.lock:
             rss = run.samples.column("rss")[-1] if len(run.samples) else None
             nvml = run.environment.get("nvml", {})
@@ -411,8 +413,11 @@ class MainWindow(QMainWindow):
                                    else f"GPU: {nvml.get('reason') or 'none'}")
 
     @staticmethod
-    def _state_text(run: Run) -> str:
+    def _state_text(run: Run, stopping: bool = False) -> str:
         steps = run.spec.steps_done(len(run.steps))
+        if stopping and not run.finished:
+            return (f"Run #{run.run_id}: stopping at its next phase, {steps} (Esc again: "
+                    "at once)…")
         if run.state == "starting":
             return f"Run #{run.run_id}: starting the worker and loading {run.spec.model}…"
         if run.state == "running":

@@ -125,6 +125,10 @@ class RunControl:
         if self.window.comparison is not None:
             self.window.comparison.cancel()
 
+    def stopping(self, run: Run) -> bool:
+        """Asked to stop once, and not ended yet."""
+        return run.run_id in self._stopping and not run.finished
+
     def stop_run(self) -> None:
         """Esc: stop the running run (twice: at once), the comparison, and any open of a
         large snapshot under way."""

@@ -172,6 +172,8 @@ class RunPanel(QWidget):
         """The memory cap the form asks for (SpecError if it is not a size)."""
         return parse_cap(self.memory_cap.currentText(), self.device.currentText().strip())
 
-    def set_running(self, running: bool) -> None:
+    def set_running(self, running: bool, stopping: bool = False) -> None:
+        """``stopping``: asked to stop once: the button now ends the run at once."""
         self.run_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
+        self.stop_button.setText("Stop at once" if stopping else "Stop")
