@@ -114,3 +114,21 @@ def test_after_esc_the_window_keeps_saying_it_is_stopping(qtbot):
         assert not window.run_panel.stop_button.isEnabled()
     finally:
         dispose(window)
+
+
+def test_a_long_readout_never_widens_the_window(qtbot):
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    try:
+        window.resize(1280, 800)
+        window.show()
+        qtbot.waitUntil(lambda: window.width() == 1280)
+        readout = "t = 12.345 s · " + " · ".join(f"series {i} 123.4 MiB" for i in range(12))
+        window.timeline.readout.setText(readout)
+        window.state_label.setText("Run #1: " + "x" * 300)
+        qtbot.waitUntil(lambda: window.minimumSizeHint().width() < 1280)
+        assert window.width() == 1280
+    finally:
+        dispose(window)

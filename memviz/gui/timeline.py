@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..core.categories import CATEGORIES, COLOURS, LABELS, SAMPLE_PREFIX
 from ..core.envelope import Envelope, Growable
@@ -135,6 +135,8 @@ class TimelineView(QWidget):
         self.legend.toggled.connect(self._toggled)
         self.readout = QLabel(" ")
         self.readout.setTextFormat(Qt.TextFormat.PlainText)
+        # however many values it reads out, it never widens the window (it is cut)
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setToolTip("The values at the mouse pointer (the selected run). Drag "
                                 "across the plot to zoom in on that time; double-click to "
                                 "see everything")
