@@ -132,3 +132,13 @@ def test_a_long_readout_never_widens_the_window(qtbot):
         assert window.width() == 1280
     finally:
         dispose(window)
+
+
+def test_the_empty_allocations_view_says_what_is_going_on():
+    from memviz.gui.alloc_view import empty_text
+
+    assert "run with Tracking set to tensors" in empty_text(None)
+    starting = Run(RunSpec(model="gpt2-tiny"), run_id=1)  # tracked, not started yet
+    assert empty_text(starting).startswith("Waiting for the first allocations")
+    sampled = Run(RunSpec(model="gpt2-tiny", track="samples"), run_id=2)
+    assert "sampled memory only" in empty_text(sampled)

@@ -22,6 +22,18 @@ MODULE_PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#93786
                   "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd", "#1b9e77", "#d95f02"]
 
 
+def empty_text(run: Run | None) -> str:
+    """What the view says while it has no allocation to draw: what to do, or why."""
+    if run is None:
+        return "Every allocation appears here: run with Tracking set to tensors"
+    if run.spec.track == "samples":
+        return ("This run sampled memory only: run it with Tracking set to tensors to see "
+                "every allocation")
+    if not run.finished:
+        return "Waiting for the first allocations (the worker is loading the model)…"
+    return "This run made no allocation that was tracked"
+
+
 def hover_text(run: Run, row: int) -> str:
     """One line about an allocation, for the tooltip."""
     log = run.tensors
@@ -71,8 +83,7 @@ class AllocationView(pg.PlotWidget):
                                          brush=pg.mkBrush(None), pen=pg.mkPen("k", width=2))
         self.selection.setZValue(10)
         plot.addItem(self.selection, ignoreBounds=True)
-        self.empty = EmptyState(plot, "Every allocation appears here: run with Tracking set "
-                                      "to tensors", autorange=False)
+        self.empty = EmptyState(plot, empty_text(None), autorange=False)
 
     def set_run(self, run: Run | None) -> None:
         if run is not self.run:
@@ -107,6 +118,7 @@ class AllocationView(pg.PlotWidget):
         plot = self.getPlotItem()
         if plot is None:  # closed while a redraw was scheduled
             return
+        self.empty.set_text(empty_text(run))
         self.empty.show(run is None or not len(run.tensors))
         if run is None:
             self._draw({})

@@ -19,6 +19,10 @@ class EmptyState:
         self.empty: bool | None = None
         self.show(True)
 
+    def set_text(self, text: str) -> None:
+        if self.note.textItem.toPlainText() != text:
+            self.note.setText(text)
+
     def show(self, empty: bool) -> None:
         if empty == self.empty and (not empty or self.note.scene() is not None):
             return
