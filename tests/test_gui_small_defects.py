@@ -142,3 +142,36 @@ def test_the_empty_allocations_view_says_what_is_going_on():
     assert empty_text(starting).startswith("Waiting for the first allocations")
     sampled = Run(RunSpec(model="gpt2-tiny", track="samples"), run_id=2)
     assert "sampled memory only" in empty_text(sampled)
+
+
+def test_the_readout_follows_redraws_and_leaves_with_its_run(qtbot, gpt2_train_run, tmp_path):
+    from memviz.gui.timeline import TimelineView
+
+    timeline = TimelineView()
+    qtbot.addWidget(timeline)
+    timeline.show_runs([gpt2_train_run])
+    t = float(gpt2_train_run.samples.column("t")[-1]) / 2
+    timeline._pointer_t = t  # where the pointer last moved
+    timeline.redraw()  # a zoom or new data: the values are read again there
+    assert timeline.readout.text() == timeline.describe_moment(t)
+    assert timeline.readout.text().startswith(f"t = {t:.3f} s")
+    other = Run(RunSpec(model="gpt2-tiny"), run_id=99)
+    timeline.show_runs([other])  # another run: the old values are not its own
+    assert timeline.readout.text() == " "
+
+
+def test_a_saved_timeline_has_no_stale_readout_in_it(qtbot, gpt2_train_run, tmp_path):
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    try:
+        window.timeline.show_runs([gpt2_train_run])
+        window.timeline._pointer_t = 0.5
+        window.timeline.redraw()
+        assert window.timeline.readout.text().startswith("t = 0.500 s")
+        assert window.files.save_view(window.timeline, "timeline", str(tmp_path / "t.png"))
+        assert window.timeline.readout.text() == " "
+        assert (tmp_path / "t.png").stat().st_size > 0
+    finally:
+        dispose(window)

@@ -142,6 +142,8 @@ class FileActions:
     def save_view(self, widget, name: str, path: str) -> bool:
         from .plot_export import save
 
+        if hasattr(widget, "clear_readout"):  # the pointer's values are not the picture's
+            widget.clear_readout()
         try:
             save(widget, path, f"memviz {name}")
         except OSError as exc:

@@ -134,6 +134,7 @@ class TimelineView(QWidget):
         self.legend = SeriesLegend()
         self.legend.toggled.connect(self._toggled)
         self.readout = QLabel(" ")
+        self._pointer_t: float | None = None  # the time under the pointer, last it moved
         self.readout.setTextFormat(Qt.TextFormat.PlainText)
         # however many values it reads out, it never widens the window (it is cut)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -182,6 +183,8 @@ class TimelineView(QWidget):
     # -- which runs are shown ---------------------------------------------
     def show_runs(self, runs: list[Run]) -> None:
         wanted = [r.run_id for r in runs]
+        if wanted != list(self._layers):  # other runs: the old readout is not theirs
+            self.clear_readout()
         for run_id in list(self._layers):
             if run_id not in wanted:
                 self._remove(run_id)
@@ -334,7 +337,14 @@ class TimelineView(QWidget):
                                                           skipFiniteCheck=True)
                 self._draw_phases(layers, x0, x1, marks)
                 self._draw_steps(layers, x0, x1, marks)
-        self.readout.setText(self._hint or self.readout.text())
+        # the values under the pointer, read again from what is drawn now
+        self.readout.setText(self._hint or (self.describe_moment(self._pointer_t)
+                                            if self._pointer_t is not None else " "))
+
+    def clear_readout(self) -> None:
+        """Nothing under the pointer (another run, or a picture being saved)."""
+        self._pointer_t = None
+        self.readout.setText(" ")
 
     def _curve(self, layers: _RunLayers, column: str) -> pg.PlotDataItem:
         key, label = series_key(column, layers.simulated)
@@ -450,7 +460,7 @@ class TimelineView(QWidget):
         vb = self.plot_item.getViewBox()
         if not self.plot_item.sceneBoundingRect().contains(pos):
             return
-        t = vb.mapSceneToView(pos).x()
+        self._pointer_t = t = vb.mapSceneToView(pos).x()
         self.readout.setText(self.describe_moment(t))
 
     def describe_moment(self, t: float) -> str:
