@@ -4,7 +4,8 @@ Forward: global module pre/post hooks push and pop names on a stack. At each
 change they also note autograd's sequence number (the number the next graph node
 will get) with the module then on top.
 
-Backward needs no hooks of its own: the graph node running now
+Backward needs no hooks of its own (a forward that checkpointing runs again inside
+backward pushes on the stack as any forward, and the stack says then): the graph node running now
 (``torch._C._current_autograd_node``) got its sequence number when forward made
 it, so the module on top at that moment is the one whose backward is running. An
 earlier version hooked every module's inputs and outputs in backward instead.
@@ -44,7 +45,10 @@ class ModuleScope:
 
     def current(self) -> str:
         node = _running_node()
-        if node is None:  # forward, the optimizer, or outside any step
+        # forward, the optimizer, outside any step; or a forward run again inside
+        # backward (checkpointing's recomputation: the module being recomputed is on
+        # the stack, not the node whose saved tensor asked for it)
+        if node is None or self.stack:
             return self.stack[-1] if self.stack else ""
         i = bisect.bisect_right(self._marks, node._sequence_nr()) - 1
         return self._owners[i] if i >= 0 else ""
@@ -76,8 +80,10 @@ class ModuleScope:
         self._mark()
 
     def start(self) -> None:
+        # always_call: a forward that raises still leaves the stack (checkpointing stops
+        # its recomputation with an exception once it has what backward needs)
         self._handles = [register_module_forward_pre_hook(self._pre),
-                         register_module_forward_hook(self._post)]
+                         register_module_forward_hook(self._post, always_call=True)]
 
     def release(self) -> None:
         """Forget this step's marks (call once its backward is over)."""
