@@ -147,8 +147,13 @@ def test_module_table_lists_modules_with_their_activations(finished_window):
     assert tree.topLevelItemCount() == 1
     stats = {s.name: s for s in analysis.module_stats(run.tensors, 2, 3)}
     root = tree.topLevelItem(0)
-    assert root.text(2) == ""  # the root owns no parameters of its own
+    assert root.text(7) == ""  # the root owns no parameters of its own
     tree_rows = {row[0]: row for row in run.model["module_tree"]}
+    # but with its children it holds every weight: the total on the parent row
+    from memviz.gui.axes import format_bytes
+
+    assert root.text(1) == format_bytes(run.model["parameter_bytes"])
+    assert tree.headerItem().text(1) == "parameter bytes (with children)"
     assert tree_rows["transformer.h.0.mlp.c_fc"][3] == (256 * 1024 + 1024) * 4  # weight + bias
     fc = stats["transformer.h.0.mlp.c_fc"]
     # c_fc's output (batch 2 × 64 × 1024 floats) is kept for the activation's backward

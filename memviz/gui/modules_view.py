@@ -13,22 +13,27 @@ from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem
 from ..core.run import Run
 from .axes import format_bytes
 
-REDRAW_S = 0.5  # a live run's table is refreshed at most this often
-HEADERS = ["module", "class", "parameters", "parameter bytes", "gradients",
-           "allocated (own)", "allocated (with children)", "kept for backward",
-           "peak forward", "peak backward"]
+REDRAW_S = 0.5
+CLASS_COLUMN = 6  # a live run's table is refreshed at most this often
+# what a user reads first comes first (all fit 1280 px); the module's own figures after
+HEADERS = ["module", "parameter bytes (with children)", "allocated over the run (with "
+           "children)", "kept for backward", "peak forward", "peak backward", "class",
+           "parameters (own)", "parameter bytes (own)", "gradients (own)",
+           "allocated over the run (own)"]
 TIPS = [
     "The module's name (the full name in its tooltip)",
+    "Bytes of the parameters of this module and everything inside it",
+    "Bytes allocated while this module or anything inside it ran, added up over the whole "
+    "run (every step): where the traffic is, not what is live at once",
+    "Of what it allocated itself, the bytes autograd kept for backward (activations)",
+    "Its own allocations live at once, at their highest, in forward",
+    "Its own allocations live at once, at their highest, in backward",
     "Its class",
     "Its own parameters (not its children's)",
     "Bytes of its own parameters",
     "Bytes of its own parameters' gradients (one for each trainable parameter)",
-    "Bytes allocated while this module ran and none of its children did: its own ops",
-    "Bytes allocated while this module or anything inside it ran: its own plus its "
-    "children's, so never less than any child's",
-    "Of what it allocated itself, the bytes autograd kept for backward (activations)",
-    "Its own allocations live at once, at their highest, in forward",
-    "Its own allocations live at once, at their highest, in backward",
+    "Bytes allocated while this module ran and none of its children did (its own ops), "
+    "added up over the whole run",
 ]
 
 
@@ -39,7 +44,9 @@ class ModulesView(QTreeWidget):
         for column, tip in enumerate(TIPS):
             self.headerItem().setToolTip(column, tip)
         self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        self.setColumnWidth(0, 260)
+        self.setColumnWidth(0, 240)
+        for column in range(1, 6):
+            self.setColumnWidth(column, 120)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self._key = None
         self._drawn_at = 0.0
@@ -64,18 +71,25 @@ class ModulesView(QTreeWidget):
             names = list(log.strings["module"])
             figures = log.modules.figures(len(names))
             tree = list(run.model.get("module_tree", []))
+            unique_weights = run.model.get("parameter_bytes")
         ids = {name: i for i, name in enumerate(names)}
         own = {name: int(figures["allocated"][i + 1]) for name, i in ids.items()}
         inclusive: dict[str, int] = {}
         for name, value in own.items():  # add each module's own bytes to its ancestors
             for parent in _ancestors(name):
                 inclusive[parent] = inclusive.get(parent, 0) + value
-        self._fill(tree, ids, figures, own, inclusive)
+        self._fill(tree, ids, figures, own, inclusive, unique_weights)
 
-    def _fill(self, tree, ids, figures, own, inclusive) -> None:
+    def _fill(self, tree, ids, figures, own, inclusive, unique_weights=None) -> None:
         expanded = {self._path(item) for item in self._all_items() if item.isExpanded()}
         self.clear()
         items: dict[str, QTreeWidgetItem] = {}
+        weights: dict[str, int] = {}  # parameter bytes with children, by module
+        for name, _cls, _params, trainable, frozen in tree:
+            for parent in [*_ancestors(name), ""] if name else [""]:
+                weights[parent] = weights.get(parent, 0) + trainable + frozen
+        if isinstance(unique_weights, int):  # a weight tied to two modules counts once
+            weights[""] = unique_weights
         for name, cls, params, trainable, frozen in tree:
             parent_name = name.rpartition(".")[0] if name else None
             parent = items.get(parent_name) if parent_name is not None else None
@@ -84,16 +98,18 @@ class ModulesView(QTreeWidget):
             i = ids.get(key)
             mine = [int(figures[c][i + 1]) if i is not None else 0
                     for c in ("activations", "peak_forward", "peak_backward")]
-            cells = [label, cls, f"{params:,}" if params else "",
+            with_children = inclusive.get(name, 0) if name else sum(own.values())
+            cells = [label, format_bytes(weights.get(name, 0)) if weights.get(name) else "",
+                     *(format_bytes(v) if v else "" for v in (with_children, *mine)),
+                     cls, f"{params:,}" if params else "",
                      format_bytes(trainable + frozen) if params else "",
                      format_bytes(trainable) if trainable else "",
-                     *(format_bytes(v) if v else "" for v in (
-                         own.get(key, 0), inclusive.get(name, 0) if name else
-                         sum(own.values()), *mine))]
+                     format_bytes(own.get(key, 0)) if own.get(key, 0) else ""]
             item = QTreeWidgetItem(cells)
             item.setToolTip(0, name or f"{cls}: the whole model")
-            for col in range(2, len(HEADERS)):
-                item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
+            for col in range(1, len(HEADERS)):
+                if col != CLASS_COLUMN:
+                    item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
             (parent.addChild(item) if parent else self.addTopLevelItem(item))
             items[name] = item
         if expanded:
