@@ -175,3 +175,28 @@ def test_a_saved_timeline_has_no_stale_readout_in_it(qtbot, gpt2_train_run, tmp_
         assert (tmp_path / "t.png").stat().st_size > 0
     finally:
         dispose(window)
+
+
+def test_the_techniques_list_gets_room_on_a_small_screen_and_the_splitter_gives_more(qtbot):
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    try:
+        window.resize(1024, 700)
+        window.show()
+        qtbot.waitUntil(lambda: window.width() == 1024)
+        tree = window.run_panel.technique_panel
+
+        def rows() -> int:
+            return tree.viewport().height() // tree.sizeHintForRow(0)
+
+        assert rows() >= 6  # it showed 2 at this size
+        split = window.run_panel.split
+        top, bottom = split.sizes()
+        split.setSizes([top - 150, bottom + 150])  # the user drags the handle up
+        qtbot.waitUntil(lambda: rows() >= 12)  # the form scrolls; the list grows
+        # the form's fields stay whole: the left side is never narrower than they are
+        assert window.run_panel.width() >= 330
+    finally:
+        dispose(window)

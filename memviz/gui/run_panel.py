@@ -9,9 +9,11 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QToolButton,
@@ -123,11 +125,20 @@ class RunPanel(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.stop_button)
 
-        self.split = QSplitter(Qt.Orientation.Vertical)  # the user sizes form and techniques
-        self.split.addWidget(group)
+        # the user sizes form and techniques; the form scrolls, so the techniques can take
+        # the height on a small screen
+        form_area = QScrollArea()
+        form_area.setWidget(group)
+        form_area.setWidgetResizable(True)
+        form_area.setFrameShape(QFrame.Shape.NoFrame)
+        form_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        form_area.setMinimumHeight(120)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.addWidget(form_area)
         self.split.addWidget(techniques_box)
         self.split.setChildrenCollapsible(False)
-        self.split.setStretchFactor(1, 1)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.split, 1)

@@ -18,6 +18,7 @@ def arrange(window) -> tuple[QSplitter, QSplitter, QTabWidget]:
     left.setChildrenCollapsible(False)
     left.setStretchFactor(0, 3)
     left.setStretchFactor(1, 1)
+    left.setMinimumWidth(330)  # the form's fields whole, even at 1024 px
 
     alloc_split = QSplitter(Qt.Orientation.Horizontal)
     alloc_split.addWidget(window.alloc_view)
