@@ -11,7 +11,8 @@ from memviz.gui.main_window import MainWindow
 @pytest.mark.slow
 def test_window_compares_sets_and_opens_a_row_as_a_run(qtbot, tmp_path):
     window = MainWindow()
-    window.resize(1400, 900)
+    window.resize(1280, 800)
+    window.show()
     try:
         panel = window.run_panel
         panel.batch_size.setValue(2)
@@ -38,6 +39,16 @@ def test_window_compares_sets_and_opens_a_row_as_a_run(qtbot, tmp_path):
         assert table.item(0, 0).text() == "optimizer=sgd"  # the smallest tracked peak
         # one stacked bar per category present, drawn in the category colours
         assert len(view.bars.getPlotItem().items) >= 4
+        # at 1280×800: every row shows, the charts keep a third, the legend sits beside
+        # the last bar, not over it
+        qtbot.waitUntil(lambda: table.viewport().height() >= sum(
+            table.rowHeight(r) for r in range(table.rowCount())))
+        assert view.charts.height() >= 150
+        from PySide6.QtCore import QPointF
+
+        box = view.bars.getViewBox()
+        last_bar = box.mapViewToScene(QPointF(table.rowCount() - 1 + 0.3, 0)).x()
+        assert view.bars_legend.sceneBoundingRect().left() > last_bar
         image = view.grab().toImage()
         assert image.width() > 800
         view.grab().save(str(tmp_path / "comparison.png"))

@@ -11,11 +11,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableWidgetItem,
     QTabWidget,
@@ -36,6 +38,7 @@ from .tables import read_only_table
 
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+LEGEND_ROOM = 1.6  # bar widths to the right of the last set, where the legend sits
 EXAMPLE = "amp\ncheckpointing\namp,checkpointing\nlora:r=4,optimizer=adafactor"
 
 
@@ -108,15 +111,27 @@ class ComparisonView(QWidget):
         self.charts.addTab(self.bars, "Peak by category")
         self.charts.addTab(self.timelines, "Over time")
         self.charts.addTab(self.scatter, "Memory vs time")
-        split = QSplitter(Qt.Orientation.Vertical)
+        # what to compare, the table and the charts share the height: the user drags each
+        # handle, and once results arrive the table is given the rows it has
+        inputs = QWidget()
+        inputs_layout = QVBoxLayout(inputs)
+        inputs_layout.setContentsMargins(0, 0, 0, 0)
+        inputs_layout.addLayout(top)
+        inputs_layout.addWidget(self.fit_panel)
+        inputs_area = QScrollArea()  # it shrinks (and scrolls) to give the results room
+        inputs_area.setWidget(inputs)
+        inputs_area.setWidgetResizable(True)
+        inputs_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.split = split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(inputs_area)
         split.addWidget(self.table)
         split.addWidget(self.charts)
-        split.setSizes([200, 300])
+        split.setChildrenCollapsible(True)
+        split.setSizes([170, 200, 300])
+        self._rows_fitted: tuple[int, int] | None = None  # (rows, height) fitted to
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addLayout(top)
-        layout.addWidget(self.fit_panel)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(split, 1)
@@ -167,6 +182,7 @@ class ComparisonView(QWidget):
             self._draw_timelines(results)
             self._draw_scatter(items)
         self._key = status_key
+        self.fit_table()
 
     def _sort_by(self, column: int) -> None:
         order = Qt.SortOrder.AscendingOrder
@@ -195,6 +211,22 @@ class ComparisonView(QWidget):
         if self._sort is not None:
             self.table.sortItems(*self._sort)
 
+    def fit_table(self) -> None:
+        """Give the table the height of its rows (taken from the inputs first, then the
+        charts, which keep at least a third), once a row is added."""
+        rows = self.table.rowCount()
+        inputs, table, charts = self.split.sizes()
+        total = inputs + table + charts
+        if (rows, total) == self._rows_fitted or not rows or not self.isVisible():
+            return
+        self._rows_fitted = (rows, total)
+        wanted = self.table.horizontalHeader().height() + 4 + sum(
+            self.table.rowHeight(r) for r in range(rows)) + \
+            self.table.horizontalScrollBar().sizeHint().height()
+        charts = max(total // 3, min(charts, total - wanted))
+        table = min(wanted, total - charts)
+        self.split.setSizes([total - table - charts, table, charts])
+
     def _row_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
         if rows:
@@ -217,6 +249,8 @@ class ComparisonView(QWidget):
                 self.bars_legend.addItem(bar, LABELS[cat])
                 base = base + heights
         self.bars.getAxis("bottom").setTicks([list(enumerate(names))])
+        if items:  # room on the right for the legend: it never covers the last set's bar
+            self.bars.setXRange(-0.5, len(items) - 0.5 + LEGEND_ROOM, padding=0)
 
     def _draw_timelines(self, results) -> None:
         self.timelines.clear()
