@@ -200,3 +200,22 @@ def test_the_techniques_list_gets_room_on_a_small_screen_and_the_splitter_gives_
         assert window.run_panel.width() >= 330
     finally:
         dispose(window)
+
+
+def test_the_allocations_view_draws_the_cursor_and_reads_time_as_the_timeline(qtbot):
+    from memviz.gui.app import dispose
+    from memviz.gui.main_window import MainWindow
+
+    window = MainWindow()
+    try:
+        run = window.start_run(RunSpec(model="gpt2-tiny", steps=2, batch_size=1, seq_len=32))
+        qtbot.waitUntil(lambda: run.finished, timeout=120_000)
+        window.refresh()
+        label = window.alloc_view.getPlotItem().getAxis("bottom").labelText
+        assert label == window.timeline.plot_item.getAxis("bottom").labelText
+        t = float(run.steps[0].t)
+        window.set_cursor(t)
+        assert window.alloc_view.cursor.isVisible()
+        assert window.alloc_view.cursor.value() == window.timeline.cursor.value() == t
+    finally:
+        dispose(window)

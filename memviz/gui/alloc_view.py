@@ -54,7 +54,7 @@ class AllocationView(pg.PlotWidget):
         super().__init__(parent=parent, axisItems={"left": BytesAxis("left")})
         self.setBackground("w")
         plot = self.getPlotItem()
-        plot.setLabel("bottom", "time since the worker started", units="s")
+        plot.setLabel("bottom", "time since the run started", units="s")  # as the timeline
         plot.setLabel("left", "allocations (stacked)")
         vb = plot.getViewBox()
         vb.setLimits(yMin=0)
@@ -64,6 +64,11 @@ class AllocationView(pg.PlotWidget):
         vb.disableAutoRange()
         self.fit_height = True
         vb.sigRangeChangedManually.connect(self._user_zoomed)
+        # the timeline's cursor, drawn here too (it is moved on the timeline)
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#d62728"))
+        self.cursor.setZValue(20)
+        self.cursor.hide()
+        plot.addItem(self.cursor, ignoreBounds=True)
         self.legend = plot.addLegend(offset=(10, 10), labelTextSize="8pt")  # left: before the run
         self.legend.setBrush(pg.mkBrush(255, 255, 255, 200))
         self.run: Run | None = None
@@ -93,6 +98,11 @@ class AllocationView(pg.PlotWidget):
             self.keep = None
             self.selection.setOpts(x0=[0], x1=[0], y0=[0], height=[0])
             self.update_run(force=True)
+
+    def set_cursor(self, t: float | None) -> None:
+        self.cursor.setVisible(t is not None)
+        if t is not None:
+            self.cursor.setValue(t)
 
     def set_filter(self, keep: np.ndarray | None) -> None:
         self.keep = keep

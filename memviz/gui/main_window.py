@@ -244,6 +244,7 @@ class MainWindow(QMainWindow):
         else:
             self.timeline.cursor.show()
             self.timeline.cursor.setValue(t)
+        self.alloc_view.set_cursor(t)
         self._cursor_run = None if run is None else run.run_id
         self._filter_changed()
         self.refresh()
@@ -302,6 +303,7 @@ class MainWindow(QMainWindow):
             return
         t = self.timeline.cursor.value()
         self._cursors[run.run_id] = t
+        self.alloc_view.set_cursor(t)
         if self.working_sets.follow(run, t):
             a, b = self.working_sets.loading(run)
             self.state_label.setText(f"Loading the allocations of {a:.1f}–{b:.1f} s…")
