@@ -33,6 +33,7 @@ from .cuda_model import (
     round_request,
     segment_size,
 )
+from .run import Run
 from .tensors import TensorLog
 
 TOP_MODULES = 8
@@ -171,7 +172,7 @@ class SegmentState:
         return {c: b for c, b in out.items() if b}
 
 
-def history_of(run) -> SegmentHistory | None:
+def history_of(run: Run) -> SegmentHistory | None:
     """The run's segments: a snapshot's as the device reported them, a simulated CUDA
     run's from the allocator's model (worked out once its allocations are all in)."""
     if run.device_segments is not None:

@@ -11,6 +11,7 @@ from ..version import __version__
 from . import cuda_model
 from .analysis import moment, tracked_peak_time
 from .categories import CATEGORIES
+from .columns import Columns
 from .oom import last_moment
 from .run import Run
 
@@ -69,7 +70,7 @@ def _peaks_of_allocations(run: Run) -> dict[str, Any]:
             "allocations": len(run.tensors)}
 
 
-def _highest_live(rows, chosen: np.ndarray) -> int:
+def _highest_live(rows: Columns, chosen: np.ndarray) -> int:
     """The most bytes of the ``chosen`` allocations live at once (frees first at a tie)."""
     t_alloc, t_free = rows.column("t_alloc")[chosen], rows.column("t_free")[chosen]
     nbytes = rows.column("nbytes")[chosen].astype(np.int64)

@@ -10,6 +10,8 @@ the time it was made.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 
 from ..core.segments import SegmentHistory
@@ -21,9 +23,13 @@ SMALL_SEGMENT = 2 << 20  # the small pool's segments
 FALLBACK_WORK = 50_000_000
 
 
-def measured_history(segments: list[dict], events: list[tuple[str, int, int, float, int]],
-                     seconds, addr: np.ndarray, nbytes: np.ndarray, t_alloc: np.ndarray,
-                     t_free: np.ndarray, category: np.ndarray) -> SegmentHistory:
+Event = tuple[str, int, int, float, int]  # action, address, size, microseconds, index
+
+
+def measured_history(segments: list[dict], events: Iterable[Event],
+                     seconds: Callable[[float, int], float], addr: np.ndarray,
+                     nbytes: np.ndarray, t_alloc: np.ndarray, t_free: np.ndarray,
+                     category: np.ndarray) -> SegmentHistory:
     """``seconds(t_us, index)``: an entry's time on the run's clock."""
     found: list[tuple[int, int, float, float, bool]] = []  # base, size, made, freed, small
     open_at: dict[int, int] = {}

@@ -278,11 +278,11 @@ def _as_run(trace: TraceColumns, segments: list[dict], stacks: Stacks, name: str
                                            cols.pop("addr"), cols["nbytes"], t_alloc,
                                            t_free, cols["category"])
     if trace.ooms:  # the trace's failed requests: the run ran out of memory there
-        first = trace.ooms[0]
-        t = clock(first["t_us"], first["index"])
-        run.error = {"kind": "oom", "t": t, "request_bytes": first["request_bytes"],
-                     "device_free_bytes": first["device_free_bytes"],
-                     "message": f"CUDA out of memory: {first['request_bytes']:,} bytes asked "
+        oom = trace.ooms[0]
+        t = clock(oom["t_us"], oom["index"])
+        run.error = {"kind": "oom", "t": t, "request_bytes": oom["request_bytes"],
+                     "device_free_bytes": oom["device_free_bytes"],
+                     "message": f"CUDA out of memory: {oom['request_bytes']:,} bytes asked "
                                 f"for on cuda:{device}"}
     names = [[kind, i, text] for (kind, text), i in trace.names.items()]
     if stacks.frame_ids:

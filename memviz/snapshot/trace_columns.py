@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -179,7 +179,7 @@ class SegmentEvents:
     def __len__(self) -> int:
         return len(self.action)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, int, int, float, int]]:
         for i in range(len(self.action)):
             yield (SEGMENT_ACTIONS[self.action[i]], self.addr[i], self.size[i], self.t_us[i],
                    self.index[i])
