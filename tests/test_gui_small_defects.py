@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from memviz.core.run import Run
 from memviz.core.spec import RunSpec
 
@@ -219,3 +221,27 @@ def test_the_allocations_view_draws_the_cursor_and_reads_time_as_the_timeline(qt
         assert window.alloc_view.cursor.value() == window.timeline.cursor.value() == t
     finally:
         dispose(window)
+
+
+def test_overlays_line_up_by_their_first_step_on_request(qtbot, gpt2_train_run):
+    from memviz.gui.timeline import TimelineView, _first_step
+
+    from .conftest import run_worker
+
+    other, _ = run_worker(model="llama-tiny", steps=2, batch_size=1, seq_len=32)
+    other.run_id = gpt2_train_run.run_id + 1  # two runs in one timeline
+    timeline = TimelineView()
+    qtbot.addWidget(timeline)
+    timeline.show_runs([gpt2_train_run, other])  # the first is the selected run
+    assert timeline._layers[other.run_id].offset == 0.0  # by wall time at first
+    timeline.set_align_by_step(True)
+    moved = timeline._layers[other.run_id]
+    assert moved.offset == _first_step(other) - _first_step(gpt2_train_run) != 0
+    assert timeline._layers[gpt2_train_run.run_id].offset == 0.0  # the selected run stays
+    # the other run's step marks, drawn, begin where the selected run's first step does
+    first_end = float(moved.step_ends.view()[0])
+    assert first_end == pytest.approx(other.steps[0].t - moved.offset)
+    assert first_end - other.steps[0].seconds == pytest.approx(_first_step(gpt2_train_run))
+    assert "lined up by its first step" in timeline.plot_item.getAxis("bottom").labelText
+    timeline.set_align_by_step(False)
+    assert timeline._layers[other.run_id].offset == 0.0

@@ -70,6 +70,12 @@ class WindowMenus:
         self._add(view, "Show the whole run", lambda: w.timeline.plot_item.getViewBox()
                   .enableAutoRange(x=True, y=True), "Ctrl+0")
         self._add(view, "Show or hide the legend", w.timeline.legend.toggle_folded, "Ctrl+L")
+        self.align_action = self._add(view, "Align overlaid runs by their first step",
+                                      lambda: w.timeline.set_align_by_step(
+                                          self.align_action.isChecked()),
+                                      tip="Line every overlaid run's first step up with the "
+                                          "selected run's, instead of their starts")
+        self.align_action.setCheckable(True)
 
         add_help_menu(self, bar)
         w.run_panel.run_button.setToolTip(f"Run ({' or '.join(RUN_KEYS)})")

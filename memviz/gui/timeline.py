@@ -48,6 +48,15 @@ HOST_KEY = "host:"
 DEVICE_SERIES = ("gpu_device_used", "gpu_process_used", "torch_allocated", "torch_reserved")
 
 
+def _first_step(run: Run) -> float:
+    """When ``run``'s first step began on its own clock (0 before it has one)."""
+    with run.lock:
+        if not run.steps:
+            return 0.0
+        first = run.steps[0]
+        return float(first.t - (first.seconds or 0.0))
+
+
 def series_key(column: str, simulated: bool) -> tuple[str, str]:
     """The legend key and label of ``column`` in a run (simulated or not)."""
     label = SERIES[column][0]
@@ -96,6 +105,7 @@ class _RunLayers:
         self.style = style
         self.primary = primary
         self.simulated = simulated  # its device series are simulated, its host's are not
+        self.offset = 0.0  # seconds taken off its times (an overlay aligned by step)
         self.envelopes: dict[str, Envelope] = {}  # sample columns shown as curves
         self.stacks: dict[str, Envelope] = {c: Envelope() for c in STACK_ORDER}
         self.stack_seen: set[str] = set()  # categories with bytes so far
@@ -135,6 +145,8 @@ class TimelineView(QWidget):
         self.legend.toggled.connect(self._toggled)
         self.readout = QLabel(" ")
         self._pointer_t: float | None = None  # the time under the pointer, last it moved
+        self.align_by_step = False
+        self._primary_first = 0.0  # the selected run's first step, last lined up with
         self.readout.setTextFormat(Qt.TextFormat.PlainText)
         # however many values it reads out, it never widens the window (it is cut)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -248,21 +260,47 @@ class TimelineView(QWidget):
             vb.enableAutoRange(x=True, y=True)
 
     # -- taking in what arrived ---------------------------------------------------
+    def set_align_by_step(self, aligned: bool) -> None:
+        """Overlaid runs drawn from their first step on, lined up with the selected run's
+        (not by the time each started, which includes loading its model)."""
+        self.align_by_step = aligned
+        for run in list(self._runs.values()):
+            self.update_run(run, force=True)
+        self.plot_item.setLabel("bottom", "time since the selected run's first step, each "
+                                "run lined up by its first step" if aligned else
+                                "time since the run started", units="s")
+
+    def _offset(self, run: Run) -> float:
+        """How far ``run`` is moved to line its first step up with the selected run's."""
+        primary = next((self._runs.get(i) for i, lay in self._layers.items() if lay.primary),
+                       None)
+        if not self.align_by_step or primary is None or primary is run:
+            return 0.0
+        return _first_step(run) - _first_step(primary)
+
     def update_run(self, run: Run, force: bool = False) -> bool:
         """Take in what ``run`` gained since the last call, and redraw; True if it did."""
         layers = self._layers.get(run.run_id)
         if layers is None or (layers.revision == run.revision and not force):
             return False
+        offset = self._offset(run)
+        if offset != layers.offset:  # every time of it moves: taken in again from the start
+            self._remove(run.run_id)
+            fresh = self._layers[run.run_id] = _RunLayers(layers.style, layers.primary,
+                                                          layers.simulated)
+            fresh.offset, layers = offset, fresh
+            self._runs[run.run_id] = run
         with run.lock:  # views stay valid after the lock: appends never write inside them
             layers.revision = run.revision
             samples = run.samples
             start, end = layers.counted, len(samples)
-            t = samples.column("t")[start:end]
+            t = samples.column("t")[start:end] - layers.offset
             new = {c: samples.column(c)[start:end] for c in SERIES if samples.has_data(c)}
             cats = {c: samples.column(SAMPLE_PREFIX + c)[start:end] for c in STACK_ORDER} \
                 if layers.primary else {}
-            phases = [(p.name, p.begin, p.end) for p in run.phases[layers.phases_done:]]
-            step_ends = [s.t for s in run.steps[layers.step_ends.size:]]
+            phases = [(p.name, p.begin - layers.offset, p.end - layers.offset)
+                      for p in run.phases[layers.phases_done:]]
+            step_ends = [s.t - layers.offset for s in run.steps[layers.step_ends.size:]]
         layers.counted = end
         if len(t):
             layers.last_t = float(t[-1])
@@ -285,6 +323,13 @@ class TimelineView(QWidget):
                 layers.stacks[name].append(t, running)
         self._take_phases(layers, phases)
         layers.step_ends.extend(np.asarray(step_ends, dtype=np.float64))
+        if self.align_by_step and layers.primary:
+            first = _first_step(run)
+            if first != self._primary_first:  # the overlays line up with it anew
+                self._primary_first = first
+                for other in list(self._runs.values()):
+                    if other is not run:
+                        self.update_run(other, force=True)
         self.redraw()
         return True
 
