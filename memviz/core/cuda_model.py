@@ -22,6 +22,7 @@ not measured here: marked unverified.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,8 +138,11 @@ class CachingAllocatorModel:
         return max((key[0] for pool in self.pools.values() for key in pool[-1:]), default=0)
 
 
-def replay(log: TensorLog) -> dict[str, int | bool]:
-    """Every allocation of ``log`` through the model, in time order: the peaks."""
+def replay_through(log: TensorLog,
+                   on_allocate: Callable[[int, _Block, int], None] | None = None
+                   ) -> CachingAllocatorModel:
+    """Every allocation of ``log`` through a fresh model, in time order (at equal
+    times, frees first); ``on_allocate(row, block, new_segment_bytes)`` hears of each."""
     rows = log.rows
     n = len(rows)
     t_alloc, t_free = rows.column("t_alloc"), rows.column("t_free")
@@ -147,17 +151,26 @@ def replay(log: TensorLog) -> dict[str, int | bool]:
     times = np.concatenate([t_alloc, t_free[freed]])
     ids = np.concatenate([np.arange(n), freed])
     kinds = np.concatenate([np.ones(n, np.int8), np.zeros(len(freed), np.int8)])
-    order = np.lexsort((kinds, times))  # at equal times, frees first
+    order = np.lexsort((kinds, times))
     model = CachingAllocatorModel()
     held: dict[int, _Block] = {}
-    for index in order:
+    for index in order.tolist():
         row = int(ids[index])
         if kinds[index]:
-            held[row] = model.allocate(int(nbytes[row]))
+            before = model.reserved
+            made = held[row] = model.allocate(int(nbytes[row]))
+            if on_allocate is not None:
+                on_allocate(row, made, model.reserved - before)
         else:
-            block = held.pop(row, None)
-            if block is not None:
-                model.release(block)
+            freed_block = held.pop(row, None)
+            if freed_block is not None:
+                model.release(freed_block)
+    return model
+
+
+def replay(log: TensorLog) -> dict[str, int | bool]:
+    """Every allocation of ``log`` through the model, in time order: the peaks."""
+    model = replay_through(log)
     return {"reserved_peak": model.peak_reserved, "allocated_peak": model.peak_allocated,
             "segments": model.segments, "largest_free_block": model.largest_free(),
             "cuda_context_bytes": CUDA_CONTEXT_BYTES,

@@ -29,7 +29,7 @@ from .categories import CATEGORIES
 from .cuda_model import (
     CUBLAS_WORKSPACE_BYTES,
     CUDA_CONTEXT_BYTES,
-    CachingAllocatorModel,
+    replay_through,
     round_request,
     segment_size,
 )
@@ -190,36 +190,23 @@ def simulated_history(log: TensorLog) -> SegmentHistory:
     ``cuda_model.replay``), keeping where each block went and when each segment came."""
     rows = log.rows
     n = len(rows)
-    t_alloc, t_free = rows.column("t_alloc").copy(), rows.column("t_free").copy()
-    nbytes = rows.column("nbytes")
-    freed = np.flatnonzero(~np.isnan(t_free))
-    times = np.concatenate([t_alloc, t_free[freed]])
-    ids = np.concatenate([np.arange(n), freed])
-    kinds = np.concatenate([np.ones(n, np.int8), np.zeros(len(freed), np.int8)])
-    order = np.lexsort((kinds, times))  # at equal times, frees first
-    model = CachingAllocatorModel()
-    held: dict[int, Any] = {}
     seg_made: list[float] = []
     seg_size: list[int] = []
     seg_small: list[bool] = []
     block_segment = np.full(n, -1, np.int64)
     block_offset = np.zeros(n, np.int64)
     block_size = np.zeros(n, np.int64)
-    for index in order.tolist():
-        row = int(ids[index])
-        if kinds[index]:
-            before = model.reserved
-            block = held[row] = model.allocate(int(nbytes[row]))
-            if model.reserved != before:  # a new segment from the driver
-                seg_made.append(float(t_alloc[row]))
-                seg_size.append(model.reserved - before)
-                seg_small.append(block.small)
-            block_segment[row], block_offset[row], block_size[row] = (
-                block.segment, block.offset, block.size)
-        else:
-            block = held.pop(row, None)
-            if block is not None:
-                model.release(block)
+    t_alloc, t_free = rows.column("t_alloc").copy(), rows.column("t_free").copy()
+
+    def placed(row: int, block: Any, new_segment: int) -> None:
+        if new_segment:  # a segment from the driver, for this request
+            seg_made.append(float(t_alloc[row]))
+            seg_size.append(new_segment)
+            seg_small.append(block.small)
+        block_segment[row], block_offset[row], block_size[row] = (
+            block.segment, block.offset, block.size)
+
+    replay_through(log, placed)
     return SegmentHistory("simulated", np.array(seg_size, np.int64),
                           np.array(seg_made, np.float64), np.full(len(seg_size), np.inf),
                           np.array(seg_small, bool), block_segment, block_offset,
