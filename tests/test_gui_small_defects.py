@@ -245,3 +245,18 @@ def test_overlays_line_up_by_their_first_step_on_request(qtbot, gpt2_train_run):
     assert "lined up by its first step" in timeline.plot_item.getAxis("bottom").labelText
     timeline.set_align_by_step(False)
     assert timeline._layers[other.run_id].offset == 0.0
+
+
+def test_a_byte_axis_over_a_few_bytes_never_repeats_a_label(qtbot):
+    import pyqtgraph as pg
+
+    from memviz.gui.axes import BytesAxis
+
+    plot = pg.PlotWidget(axisItems={"left": BytesAxis("left")})
+    qtbot.addWidget(plot)
+    axis = plot.getAxis("left")
+    for top in (1.0, 1.2, 3.0, 40.0, 3 << 20):
+        levels = axis.tickValues(0.0, top, 300)
+        labels = [label for spacing, values in levels
+                  for label in axis.tickStrings(values, 1.0, spacing)]
+        assert len(labels) == len(set(labels)), (top, labels)

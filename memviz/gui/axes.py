@@ -40,6 +40,8 @@ class BytesAxis(pg.AxisItem):
         if not (math.isfinite(minVal) and math.isfinite(maxVal)) or maxVal <= minVal:
             return super().tickSpacing(minVal, maxVal, size)
         major = byte_tick_spacing(maxVal - minVal, size)
+        if major < 4:  # no tick between whole bytes: it would read "1 B, 1 B, 0 B"
+            return [(major, 0.0)]
         return [(major, 0.0), (major / 4, 0.0)]
 
     def tickStrings(self, values, scale, spacing):
