@@ -100,8 +100,8 @@ def test_attach_refuses_what_it_cannot_track_in_one_line(tmp_path):
 
 def test_the_window_attaches_to_a_running_loop_and_follows_it_live(loop, qtbot):
     from memviz.gui.app import dispose
-    from memviz.gui.external import python_processes
     from memviz.gui.main_window import MainWindow
+    from memviz.program.inject import python_processes
 
     proc, folder = loop
     assert proc.pid in [pid for pid, _ in python_processes()]  # what the dialog offers

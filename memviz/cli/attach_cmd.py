@@ -46,14 +46,12 @@ def cmd_attach(args: argparse.Namespace) -> int:
         check_output(str(output), overwrite=args.force)
         attachment = Attachment(args.pid, output=output, level=args.track)
     except (InjectError, SpecError) as exc:
-        print(f"memviz: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, 2)
     try:
         try:
             attachment.start()
         except InjectError as exc:
-            print(f"memviz: error: {exc}", file=sys.stderr)
-            return 2
+            return _error(exc, 2)
         print(f"memviz: attached to {args.pid} ({attachment.command[:80]}): tracking from "
               "now on; what it held before is recorded as existing. Recording to "
               f"{shown(str(output))}", file=sys.stderr)
@@ -64,11 +62,15 @@ def cmd_attach(args: argparse.Namespace) -> int:
             try:
                 attachment.stop()
             except InjectError as exc:
-                print(f"memviz: error: could not detach: {exc}", file=sys.stderr)
-                return 1
+                return _error(f"could not detach: {exc}", 1)
     finally:
         attachment.close()
     return _report(output, args.pid)
+
+
+def _error(why: object, code: int) -> int:
+    print(f"memviz: error: {why}", file=sys.stderr)
+    return code
 
 
 def _steps_recorded(output: Path) -> int:

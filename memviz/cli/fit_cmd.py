@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from dataclasses import replace
 
 from ..core.sizes import parse_size
 from ..core.spec import SpecError
@@ -42,7 +41,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> tuple[int, dict | None]:
     """The search, its table printed; the exit code and the answer for ``--summary``."""
-    from ..compare.fit import FitSearch, rank_sets
+    from ..compare.fit import rank_sets, search_for
 
     try:
         limit = parse_size(args.limit)
@@ -64,13 +63,8 @@ def _fit(args: argparse.Namespace) -> tuple[int, dict | None]:
         print(f"  {dimension} {probe.value}: {figures}: {verdict}", file=sys.stderr,
               flush=True)
 
-    if base.simulate:
-        from ..compare.fit import SimulatedFit
-
-        search = SimulatedFit(replace(base, simulate=False), limit, dimension, on_probe=heard,
-                              confirm=not args.simulate_only)
-    else:
-        search = FitSearch(base, limit, dimension, on_probe=heard)
+    search = search_for(base, limit, dimension, on_probe=heard,
+                        confirm=not args.simulate_only)
     result = search.run()
     answer: dict = {"fit": result.to_dict()}
     if args.rank_sets:

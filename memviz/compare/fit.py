@@ -384,3 +384,16 @@ def rank_sets(base: RunSpec, limit: int, overhead: int, verify: int = 3,
         if on_probe is not None:
             on_probe(entry)
     return ranked
+
+
+def search_for(base: RunSpec, limit: int, dimension: str = "batch_size", *,
+               on_probe: Callable[[Probe], None] | None = None,
+               cancel: threading.Event | None = None, upper: int | None = None,
+               confirm: bool = True) -> FitSearch | SimulatedFit:
+    """The search ``base`` asks for: on fake tensors (and, on CUDA, the allocator's
+    model) when it is a simulation, else by real runs under the cap."""
+    limits = {} if upper is None else {"upper": upper}
+    if base.simulate:
+        return SimulatedFit(base, limit, dimension, on_probe=on_probe, confirm=confirm,
+                            cancel=cancel, **limits)
+    return FitSearch(base, limit, dimension, on_probe=on_probe, cancel=cancel, **limits)

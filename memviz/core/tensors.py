@@ -32,16 +32,22 @@ class TrackingError(ValueError):
     """Events that contradict each other (ids out of order, unknown categories)."""
 
 
-# a frame's file, in ``file:line:name`` (a Windows path's drive has no digits after it)
-_FRAME_FILE = re.compile(r"(.*?):(\d+):")
+# a frame is ``file:line:name`` (a Windows path's drive has no digits after its colon)
+_FRAME = re.compile(r"(.*?):(\d+):(.*)", re.DOTALL)
 _SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$|\.dylib$|\.dll$")
 _NATIVE_SUFFIXES = (".cpp", ".cc", ".cxx", ".c", ".h", ".hpp", ".cuh", ".cu")
 
 
+def frame_parts(text: str) -> tuple[str, str, str] | None:
+    """(file, line, function) of a frame's text; None if it is not one."""
+    found = _FRAME.match(text)
+    return None if found is None else (found.group(1), found.group(2), found.group(3))
+
+
 def is_native_frame(text: str) -> bool:
     """A C++ frame (PyTorch's ``??``, a C or C++ source, a shared library), not Python's."""
-    found = _FRAME_FILE.match(text)
-    filename = found.group(1) if found else text
+    parts = frame_parts(text)
+    filename = parts[0] if parts else text
     return filename in ("??", "") or filename.endswith(_NATIVE_SUFFIXES) or \
         _SHARED_LIBRARY.search(filename) is not None
 

@@ -7,6 +7,7 @@ on a box or a table row shows those allocations in the Allocations view."""
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -27,11 +28,12 @@ from ..core.analysis import tracked_peak_time
 from ..core.call_sites import CallNode, CallSites, call_sites
 from ..core.categories import CATEGORIES, COLOURS, LABELS
 from ..core.run import Run
+from ..core.tensors import frame_parts
 from .axes import format_bytes
 from .empty_state import EmptyState
 
-_FRAME = re.compile(r"(.*?):(\d+):(.*)")
 _FOLDERS = re.compile(r"[/\\]")
+REDRAW_S = 0.5  # a live run's tree is built again at most this often
 HEADERS = ["total", "own", "allocations", "frame"]
 CHAR_PX = 7  # about one character of a label
 FRAME_COLUMN = 3
@@ -95,6 +97,7 @@ class CallSitesView(QWidget):
         self.sites: CallSites | None = None
         self._boxes: list[tuple[float, float, int, CallNode]] = []
         self._key: tuple | None = None
+        self._drawn_at = 0.0
 
     def show_moment(self, run: Run | None, t: float | None) -> None:
         self.run, self.t = run, t
@@ -105,7 +108,12 @@ class CallSitesView(QWidget):
         key = None if run is None else (run.run_id, run.revision, self.t)
         if key == self._key and not force:
             return
+        if not force and run is not None and not run.finished and self._key is not None \
+                and self._key[:1] == key[:1] and self._key[2] == self.t \
+                and time.monotonic() - self._drawn_at < REDRAW_S:
+            return  # a live run: its tree is built again at most every REDRAW_S
         self._key = key
+        self._drawn_at = time.monotonic()
         if run is None or not len(run.tensors):
             self.title.setText("Select a run tracked with tensors: its live bytes by the "
                                "code that made them")
@@ -209,12 +217,11 @@ class CallSitesView(QWidget):
 def _where(frame: str) -> str:
     """A frame as a box names it: its file's name, line and function (the folders are in
     the table and its tooltip)."""
-    found = _FRAME.match(frame)
-    if found is None:
+    parts = frame_parts(frame)
+    if parts is None:
         return frame
-    filename, line, name = found.groups()
-    base = _FOLDERS.split(filename)[-1]
-    return f"{base}:{line}:{name}"
+    filename, line, name = parts
+    return f"{_FOLDERS.split(filename)[-1]}:{line}:{name}"
 
 
 def _short(name: str, room: int) -> str:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from ..core.run import Run
 from ..core.text import printable
+from ..program.inject import python_processes
 from ..session.attach import AttachedSession
 from ..session.listener import ProgramListener
 
@@ -76,30 +77,6 @@ class AttachDialog(QDialog):
         layout.addWidget(QLabel("The run panel's workload runs on that worker"))
         layout.addLayout(form)
         layout.addWidget(buttons)
-
-
-def python_processes() -> list[tuple[int, str]]:
-    """This user's other Python processes, (pid, command line), newest first: what File →
-    Attach to a process… offers."""
-    import os
-    from pathlib import Path
-
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        pid = int(entry.name)
-        if pid == os.getpid():
-            continue
-        try:
-            if entry.stat().st_uid != os.getuid() or \
-                    "python" not in Path(os.readlink(entry / "exe")).name:
-                continue
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace").strip()
-        except OSError:
-            continue
-        if " worker" not in command and "memviz.program" not in command:
-            found.append((pid, command))
-    return sorted(found, reverse=True)
 
 
 class AttachProcessDialog(QDialog):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
-from ..compare.fit import FitSearch, SimulatedFit, rank_sets
+from ..compare.fit import rank_sets, search_for
 from ..core.spec import RunSpec
 from .axes import format_bytes
 
@@ -76,13 +76,7 @@ class FitPanel(QGroupBox):
             self._lines.append(f"batch {probe.value}: {figure} {verdict}")
 
         try:
-            search: FitSearch | SimulatedFit
-            if base.simulate:  # on fake tensors (and, on CUDA, the allocator's model)
-                search = SimulatedFit(base, limit, on_probe=heard, cancel=self._cancel,
-                                      upper=1024)
-            else:
-                search = FitSearch(base, limit, on_probe=heard, cancel=self._cancel,
-                                   upper=1024)
+            search = search_for(base, limit, on_probe=heard, cancel=self._cancel, upper=1024)
             result = search.run()
             if not sets:
                 self._answer = _largest_batch(result, base, search)

@@ -18,34 +18,27 @@ START_TIMEOUT_S = 120.0  # the main thread may be inside one long step
 POLL_S = 0.2
 
 
-START_SCRIPT = """
-def _memviz_attach():
+# What runs inside the process: one call of memviz's, its outcome written to ``status``
+# (the names it defines are deleted again: the program's ``__main__`` keeps none)
+_SCRIPT = """
+def _memviz_call():
     import sys
     try:
         if {root!r} not in sys.path:
             sys.path.append({root!r})
-        from memviz.program.api import start
-        start(**{target!r}, track={level!r}, force=True, scan_heap=True, program={label!r})
-        said = "started"
+        {call}
     except BaseException as exc:
         said = "failed: " + type(exc).__name__ + ": " + str(exc)
     with open({status!r}, "w") as f:
         f.write(said)
-_memviz_attach()
-del _memviz_attach
+_memviz_call()
+del _memviz_call
 """
-STOP_SCRIPT = """
-def _memviz_detach():
-    try:
-        from memviz.program.api import stop
-        said = "stopped" if stop() is not None else "was not tracking"
-    except BaseException as exc:
-        said = "failed: " + type(exc).__name__ + ": " + str(exc)
-    with open({status!r}, "w") as f:
-        f.write(said)
-_memviz_detach()
-del _memviz_detach
-"""
+_START = ("from memviz.program.api import start; "
+          "start(**{target!r}, track={level!r}, force=True, scan_heap=True, "
+          "program={label!r}); said = 'started'")
+_STOP = ("from memviz.program.api import stop; "
+         "said = 'stopped' if stop() is not None else 'was not tracking'")
 
 
 class Attachment:
@@ -62,19 +55,18 @@ class Attachment:
 
     def start(self) -> None:
         """Tracking has begun in the process when this returns; ``InjectError`` if not."""
-        root = str(Path(__file__).resolve().parents[2])
         target = {"output": str(self.output)} if self.output is not None else \
             {"connect": self.connect, "token": self.token}
-        said = self._run(START_SCRIPT.format(
-            root=root, target=target, level=self.level, status=str(self.status),
-            label=f"attached to {self.pid}: {self.command}"), "start")
+        said = self._run(_START.format(target=target, level=self.level,
+                                       label=f"attached to {self.pid}: {self.command}"),
+                         "start")
         if said != "started":
             raise InjectError(f"process {self.pid} could not start tracking: "
                               + (said or f"it ran no Python within {START_TIMEOUT_S:.0f} s"))
 
     def stop(self) -> None:
         """Tracking has ended in the process (its file finished) when this returns."""
-        said = self._run(STOP_SCRIPT.format(status=str(self.status)), "stop")
+        said = self._run(_STOP, "stop")
         if said.startswith("failed"):
             raise InjectError(f"detaching failed in process {self.pid}: {said}")
 
@@ -97,10 +89,12 @@ class Attachment:
         with contextlib.suppress(OSError):
             self.folder.rmdir()
 
-    def _run(self, source: str, name: str) -> str:
+    def _run(self, call: str, name: str) -> str:
+        """Run ``call`` in the process; what it said of itself ("" if nothing in time)."""
         self.status.unlink(missing_ok=True)
         script = self.folder / f"{name}.py"
-        script.write_text(source)
+        script.write_text(_SCRIPT.format(root=str(Path(__file__).resolve().parents[2]),
+                                         call=call, status=str(self.status)))
         run_file_in(self.pid, script)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and self.alive():

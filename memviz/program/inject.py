@@ -23,8 +23,8 @@ class InjectError(RuntimeError):
 
 
 def check_target(pid: int) -> str:
-    """The target's command line, once it is known to be a Python process of this user;
-    ``InjectError`` otherwise."""
+    """Process ``pid``'s command line, if it is a Python process of this user;
+    ``InjectError`` (why not) otherwise."""
     proc = Path(f"/proc/{pid}")
     try:
         owner = proc.stat().st_uid
@@ -40,6 +40,23 @@ def check_target(pid: int) -> str:
     if "python" not in Path(exe).name.lower():
         raise InjectError(f"process {pid} is not Python ({Path(exe).name})")
     return cmdline
+
+
+def python_processes() -> list[tuple[int, str]]:
+    """This user's other Python programs, (pid, command line), newest first (memviz's
+    own workers and recorded programs left out): what can be attached to."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == os.getpid():
+            continue
+        try:
+            command = check_target(pid)
+        except (InjectError, OSError):
+            continue
+        if " worker" not in command and "memviz.program" not in command:
+            found.append((pid, command))
+    return sorted(found, reverse=True)
 
 
 def run_file_in(pid: int, script: Path) -> None:
