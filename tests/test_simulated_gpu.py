@@ -63,6 +63,8 @@ def test_the_story_of_a_simulated_device_adds_up_and_keeps_the_host_apart(
     assert reserved.nbytes + context.nbytes == gpu.nbytes
     assert context.nbytes == CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES
     assert 0 < allocated.nbytes <= reserved.nbytes and cached.nbytes >= 0
+    # at the moment itself (not the sample before it): every live tensor's block, rounded
+    assert allocated.nbytes >= story.cpu.nbytes
     # the host: the simulator's RSS, shown beside the tracked bytes, never subtracted
     cpu = story.cpu
     assert cpu.label == "tracked tensors (simulated)"

@@ -20,7 +20,9 @@ import numpy as np
 
 from .analysis import moment, tracked_peak_time
 from .categories import LABELS
+from .cuda_model import CUBLAS_WORKSPACE_BYTES, CUDA_CONTEXT_BYTES
 from .run import Run
+from .segments import history_of
 
 LOAD = "load"
 
@@ -132,6 +134,11 @@ def _gpu(run: Run, t: float) -> Part | None:
     driver = _sample_at(run, "gpu_process_used", t)
     reserved = _sample_at(run, "torch_reserved", t)
     allocated = _sample_at(run, "torch_allocated", t)
+    history = history_of(run) if run.spec.simulate else None
+    if history is not None:  # the allocator model's own state at t, not the last sample's
+        state = history.state_at(t)
+        allocated, reserved = float(state.allocated), float(state.reserved)
+        driver = reserved + CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES
     if reserved is None and driver is None:
         return None
     cached = None if reserved is None or allocated is None else int(reserved - allocated)
