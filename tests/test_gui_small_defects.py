@@ -241,7 +241,7 @@ def test_overlays_line_up_by_their_first_step_on_request(qtbot, gpt2_train_run):
     first_end = float(moved.step_ends.view()[0])
     assert first_end == pytest.approx(other.steps[0].t - moved.offset)
     assert first_end - other.steps[0].seconds == pytest.approx(_first_step(gpt2_train_run))
-    assert "lined up by its first step" in timeline.plot_item.getAxis("bottom").labelText
+    assert "lined up by their first step" in timeline.plot_item.getAxis("bottom").labelText
     timeline.set_align_by_step(False)
     assert timeline._layers[other.run_id].offset == 0.0
 

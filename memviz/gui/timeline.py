@@ -266,9 +266,8 @@ class TimelineView(QWidget):
         self.align_by_step = aligned
         for run in list(self._runs.values()):
             self.update_run(run, force=True)
-        self.plot_item.setLabel("bottom", "time since the selected run's first step, each "
-                                "run lined up by its first step" if aligned else
-                                "time since the run started", units="s")
+        self.plot_item.setLabel("bottom", "time, runs lined up by their first step"
+                                if aligned else "time since the run started", units="s")
 
     def _offset(self, run: Run) -> float:
         """How far ``run`` is moved to line its first step up with the selected run's."""
