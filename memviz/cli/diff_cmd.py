@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=int, metavar="N",
                         help="PyTorch snapshots of several GPUs: device N's traces "
                              "(default: each file's busiest)")
+    parser.add_argument("--rank", type=int, metavar="N",
+                        help="a job recorded rank by rank: rank N of each (rank 0's file "
+                             "brings the others beside it)")
     parser.add_argument("--summary", metavar="JSON",
                         help="write the comparison as JSON here (- for standard output)")
     parser.add_argument("--json", action="store_const", const="-", dest="summary",
@@ -29,13 +32,20 @@ def _signed(n: int) -> str:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from ..core.diff import diff
+    from ..core.ranks import rank_of
     from ..snapshot import SnapshotError, open_run
 
-    try:
-        a, b = open_run(args.a, device=args.device), open_run(args.b, device=args.device)
-    except SnapshotError as exc:
-        print(f"memviz: error: {exc}", file=sys.stderr)
-        return 2
+    runs = []
+    for path in (args.a, args.b):
+        try:
+            runs.append(rank_of(open_run(path, device=args.device), args.rank))
+        except SnapshotError as exc:
+            print(f"memviz: error: {exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"memviz: error: {shown(path)}: {exc}", file=sys.stderr)
+            return 2
+    a, b = runs
     result = diff(a, b)
     if args.summary:
         from .outputs import STDOUT, write_json

@@ -17,7 +17,11 @@ import sys
 from pathlib import Path
 
 from ..core.categories import TRACK_LEVELS
+from ..core.detail import DEFAULT as DEFAULT_DETAIL
+from ..core.detail import parse_detail
+from ..core.rank_files import launched_rank, rank_path
 from ..core.spec import SpecError
+from ..program.launchers import Launch
 
 _PYTHON = re.compile(r"^python[0-9.]*(\.exe)?$")
 # Python's own options that take a value (the rest are flags)
@@ -34,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", default="tensors", choices=TRACK_LEVELS,
                         help="samples only, or every tensor (with Python stacks)")
     parser.add_argument("--sample-hz", type=float, default=20.0, help="memory samples a second")
+    parser.add_argument("--detail", default=DEFAULT_DETAIL, metavar="all|first:K,every:N",
+                        help="which steps record every tensor op (the others only their "
+                             "totals): all, or the first K and every Nth (default %(default)s)")
     parser.add_argument("--connect", metavar="ADDR",
                         help="stream live to a window waiting at ADDR (its token in "
                              "MEMVIZ_TOKEN)")
@@ -45,18 +52,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="-- python train.py ARGS, or -- python -m package.module ARGS")
 
 
-def program_command(argv: list[str]) -> tuple[list[str], str]:
-    """The command that runs ``argv`` under memviz.program.boot, and how to name it."""
+def program_command(argv: list[str]) -> Launch:
+    """The command that runs ``argv`` under memviz.program.boot, how to name it, and
+    the launcher whose ranks it follows (None for one process)."""
+    from ..program import launchers
+
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
         raise SpecError("nothing to run: memviz record -- python train.py ARGS")
+    if os.path.basename(argv[0]) == "torchrun":
+        return launchers.follow(argv[:1], argv[1:], "torch.distributed.run")
+    launchers.refuse_other(argv)
     python = sys.executable
     if _PYTHON.match(os.path.basename(argv[0])):
         # a bare "python" means this Python (the one memviz is installed in); a path names
         # another one, which must have memviz installed too
         python = argv[0] if os.sep in argv[0] else sys.executable
         argv = argv[1:]
+    module = launchers.torch_launcher(argv)
+    if module is not None:
+        at = argv.index("-m")
+        return launchers.follow([python, *argv[:at + 2]], argv[at + 2:], module)
     flags: list[str] = []
     while argv and argv[0].startswith("-") and argv[0] != "-m":
         if argv[0] == "-c":
@@ -69,7 +86,7 @@ def program_command(argv: list[str]) -> tuple[list[str], str]:
     if argv[0] != "-m" and not Path(argv[0]).is_file():
         raise SpecError(f"no such script: {argv[0]}")
     name = " ".join(argv[1:2] if argv[0] == "-m" else argv[:1])
-    return [python, *flags, "-m", "memviz.program.boot", *argv], name
+    return Launch([python, *flags, "-m", launchers.BOOT, *argv], name)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -78,22 +95,33 @@ def cmd_record(args: argparse.Namespace) -> int:
     from ..core.summary import build_summary
     from ..session.memory_cap import parse_cap
     from ..session.program import ProgramSession
+    from .formatting import ranks_lines
     from .outputs import STDOUT, StdoutFile, check_output, shown, write_json
 
     try:
-        command, name = program_command(list(args.program_argv))
+        parse_detail(args.detail)
+        launch = program_command(list(args.program_argv))
+        command, name, launcher = launch.command, launch.name, launch.launcher
         cap = parse_cap(args.memory_cap)
         output = args.output
         if output is None and args.connect is None:
             output = f"{Path(name.split()[0]).stem}.memviz"
+        launched = launched_rank()
+        if output not in (None, STDOUT) and launched is not None:
+            output = str(rank_path(output, launched[0]))  # inside a rank: its own file
         check_output(output, overwrite=args.force)
+        if launcher is not None:
+            _check_rank_outputs(output, launch, overwrite=args.force)
         check_output(args.summary)
         relay = _connect_to_window(args.connect) if args.connect else None
     except (SpecError, OSError, ValueError) as exc:
         print(f"memviz record: {exc}", file=sys.stderr)
         return 2
+    program = " ".join(command[command.index("memviz.program.boot") + 1:])
+    if launcher is not None:  # the job as the user launches it
+        program = " ".join(a for a in args.program_argv if a != "--")
     spec = RunSpec(model=name, steps=0, track=args.track, sample_hz=args.sample_hz,
-                   program=" ".join(command[command.index("memviz.program.boot") + 1:]))
+                   program=program, detail=args.detail)
     run = Run(spec)
     recorder = None
     target = StdoutFile(output, ".memviz")
@@ -106,7 +134,10 @@ def cmd_record(args: argparse.Namespace) -> int:
             print(f"memviz record: {exc}", file=sys.stderr)
             return 2 if isinstance(exc, FileExistsError) else 1
     session = ProgramSession(command, run, recorder=recorder, relay=relay, memory_cap=cap,
-                             stdout_to_stderr=STDOUT in (output, args.summary))
+                             stdout_to_stderr=STDOUT in (output, args.summary),
+                             ranks=launcher is not None,
+                             relay_for_rank=(lambda: _connect_to_window(args.connect))
+                             if args.connect else None)
     # a Ctrl-C reaches the program itself (the same terminal): it ends as it would, and
     # what it streamed until then is kept here
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -124,10 +155,28 @@ def cmd_record(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if run.error and run.error["kind"] not in ("program",):
         print(f"memviz record: {run.error['message']}", file=sys.stderr)
+    for line in ranks_lines(summary.get("distributed")):
+        print(f"memviz record: {line}", file=sys.stderr)
+    for rank in sorted(run.ranks):
+        rank_run = run.ranks[rank]
+        if rank_run.error:
+            print(f"memviz record: rank {rank}: {rank_run.error['message']}", file=sys.stderr)
     code = session.exit_code
     if code is None:
         return 1
     return 128 - code if code < 0 else code  # a signal's death as a shell reports it
+
+
+def _check_rank_outputs(output: str | None, launch: Launch, *, overwrite: bool) -> None:
+    """Every rank records to a file of its own beside ``output``."""
+    from .outputs import STDOUT, check_output
+
+    if output == STDOUT:
+        raise SpecError(f"{launch.launcher} starts several ranks, each recorded to a file "
+                        "of its own: give -o FILE.memviz, not -o -")
+    if output is not None:
+        for rank in range(1, launch.local_ranks or 1):
+            check_output(str(rank_path(output, rank)), overwrite=overwrite)
 
 
 def _connect_to_window(where: str):

@@ -14,7 +14,7 @@ from ..core.spec import OPTIMIZERS, RunSpec, SpecError
 from ..core.summary import build_summary
 from ..session import WorkerSession
 from ..techniques import parse_technique, preflight
-from .formatting import human_bytes, table
+from .formatting import human_bytes, ranks_lines, table
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,12 +126,8 @@ def print_summary(summary: dict) -> None:
         by_cat = ", ".join(f"{LABELS[name]} {human_bytes(b)}"
                            for name, b in (summary["peak_by_category"] or {}).items() if b)
         print(f"tracked    {human_bytes(summary['peak']['tracked_bytes'])} at peak: {by_cat}")
-    distributed = summary.get("distributed")
-    if distributed and distributed.get("ranks"):
-        peaks = [(r.get("tracking") or {}).get("tracked_bytes") for r in distributed["ranks"]]
-        print(f"ranks      {len(peaks)}, tracked peak each: "
-              + ", ".join("—" if p is None else human_bytes(p) for p in peaks)
-              + f"; sum {human_bytes(distributed['sum']['tracked_bytes'])}")
+    for line in ranks_lines(summary.get("distributed")):
+        print(f"ranks      {line}")
     gpu = summary["peak"]["gpu_bytes"]
     print(f"peak GPU   {human_bytes(gpu) if gpu is not None else 'no GPU used'}")
     if summary["step_seconds_median"] is not None:

@@ -123,3 +123,14 @@ def simulated_rank_table(run: Run) -> list[RankRow]:
                             sum(r.optimizer_state_bytes for r in rows),
                             sum(r.parameter_bytes for r in rows), min(r.steps for r in rows)))
     return rows
+
+
+def rank_of(run: Run, rank: int | None) -> Run:
+    """Rank ``rank`` of the job ``run`` is rank 0 of (``run`` itself for None or 0)."""
+    if not rank:
+        return run
+    found = run.ranks.get(rank)
+    if found is None:
+        held = ", ".join(str(r) for r in sorted({run.rank, *run.ranks}))
+        raise ValueError(f"it holds no rank {rank} (ranks held: {held})")
+    return found

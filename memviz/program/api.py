@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.categories import TRACK_LEVELS
+from ..core.rank_files import launched_rank, rank_path
 from ..core.spec import SpecError
 from .result import TrackResult
 
@@ -129,6 +130,9 @@ class Tracking:
     def _open_outputs(self) -> None:
         from ..snapshot import Recorder
 
+        launched = launched_rank()
+        if self.output is not None and launched is not None:  # each rank a file of its own
+            self.output = rank_path(self.output, launched[0])
         path = self.output
         if path is None and self.summary_path is not None:  # a summary needs a recording
             fd, self._scratch = tempfile.mkstemp(prefix="memviz-", suffix=".memviz")

@@ -13,6 +13,7 @@ import shlex
 import sys
 
 from ..processes import RECORD_CONNECT_ENV as CONNECT_ENV
+from ..processes import RECORD_DETAIL_ENV as DETAIL_ENV
 from ..processes import RECORD_HZ_ENV as HZ_ENV
 from ..processes import RECORD_LEVEL_ENV as LEVEL_ENV
 
@@ -22,6 +23,7 @@ def main(argv: list[str]) -> None:
         print("usage: python -m memviz.program.boot SCRIPT.py ARGS | -m MODULE ARGS",
               file=sys.stderr)
         raise SystemExit(2)
+    from ..core.detail import DEFAULT as DEFAULT_DETAIL
     from ..protocol.token import TOKEN_ENV
     from .api import Tracking
 
@@ -30,8 +32,9 @@ def main(argv: list[str]) -> None:
     token = os.environ.pop(TOKEN_ENV, None)
     level = os.environ.pop(LEVEL_ENV, "tensors")
     hz = float(os.environ.pop(HZ_ENV, "20"))
+    detail = os.environ.pop(DETAIL_ENV, DEFAULT_DETAIL)
     tracking = Tracking(connect=connect, token=token, track=level, sample_hz=hz,
-                        program=shlex.join(argv), scan_heap=False)
+                        program=shlex.join(argv), scan_heap=False, detail=detail)
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
         run = lambda: runpy.run_module(argv[1], run_name="__main__", alter_sys=True)  # noqa: E731

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..core.detail import DEFAULT as DEFAULT_DETAIL
 from ..core.detail import parse_detail
+from ..core.rank_files import launched_rank
 from ..core.spec import RunSpec
 from ..tracking.caches import CacheTagger, cache_tensors, output_cache
 from ..worker import environment, model_summary
@@ -88,9 +89,15 @@ class ProgramTracker:
             self.tracker.start()
             self.sampler.tracker = self.tracker
             self.emitter.sources.append(self.tracker.take_messages)
-        self.emitter.send({"type": "run_started", "spec": self.spec.to_dict(),
-                           "environment": environment.describe(self.nvml, "cpu"),
-                           "model": {}, "techniques": [], "t0_wall": _wall_at(self.t0)})
+        described = environment.describe(self.nvml, "cpu")
+        started = {"type": "run_started", "spec": self.spec.to_dict(),
+                   "environment": described, "model": {}, "techniques": [],
+                   "t0_wall": _wall_at(self.t0)}
+        launched = launched_rank()
+        if launched is not None:  # one rank of a launched job: which, of how many
+            described["distributed"] = {"rank": launched[0], "world_size": launched[1]}
+            started["rank"] = launched[0]
+        self.emitter.send(started)
         self.discovery.start(scan_heap)
 
     def stop(self, error: BaseException | None = None) -> None:

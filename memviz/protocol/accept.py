@@ -123,12 +123,25 @@ def accept_authenticated(server: socket.socket, token: str, role: str, *,
     return _Acceptor(server, token, role, _RateLimited(refused)).run(give_up, timeout)
 
 
+def accept_each(server: socket.socket, token: str, role: str,
+                on_peer: Callable[[Connection, dict], None], *,
+                refused: Callable[[str], None] = lambda text: None,
+                give_up: Callable[[], bool] = lambda: False) -> None:
+    """Hand every connection whose peer proves the token to ``on_peer`` (on the
+    handshake's own thread), the ranks of one job arriving at once among them, until
+    ``give_up()`` turns true."""
+    _Acceptor(server, token, role, _RateLimited(refused), on_peer).run(give_up, None)
+
+
 class _Acceptor:
-    """The handshakes under way on one listening socket, until one peer proves itself."""
+    """The handshakes under way on one listening socket, until one peer proves itself
+    (or, with ``on_peer``, for as long as the listening goes on)."""
 
     def __init__(self, server: socket.socket, token: str, role: str,
-                 log: _RateLimited) -> None:
+                 log: _RateLimited,
+                 on_peer: Callable[[Connection, dict], None] | None = None) -> None:
         self.server, self.token, self.role, self.log = server, token, role, log
+        self.on_peer = on_peer
         self.winners: queue.Queue = queue.Queue()
         self.chosen = threading.Event()
         self.lock = threading.Lock()  # guards pending and the choice
@@ -183,6 +196,16 @@ class _Acceptor:
 
     def _handshake(self, entry: _Pending) -> None:
         result = authenticate(entry.sock, self.token, self.role, self.log, heard=entry.heard)
+        if self.on_peer is not None:
+            with self.lock:
+                if entry not in self.pending:  # evicted: the listening ended meanwhile
+                    if result is not None:
+                        result[0].close()
+                    return
+                self.pending.remove(entry)
+            if result is not None:
+                self.on_peer(*result)
+            return
         with self.lock:
             if entry in self.pending:
                 self.pending.remove(entry)

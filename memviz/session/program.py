@@ -15,13 +15,17 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 
+from ..core.rank_files import rank_path
 from ..core.run import Run
-from ..processes import RECORD_CONNECT_ENV, RECORD_HZ_ENV, RECORD_LEVEL_ENV
+from ..processes import RECORD_CONNECT_ENV, RECORD_DETAIL_ENV, RECORD_HZ_ENV, RECORD_LEVEL_ENV
 from ..protocol import address, handshake
-from ..protocol.accept import accept_authenticated
+from ..protocol.accept import accept_authenticated, accept_each
+from ..protocol.framing import FrameError
+from ..protocol.messages import ProtocolError
 from ..protocol.token import TOKEN_ENV
-from ..protocol.transport import Connection
+from ..protocol.transport import Connection, ConnectionClosed
 from .feed import Feed, finish_recording, serve
 from .memory_cap import MemoryCap
 from .session import describe_exit
@@ -32,8 +36,16 @@ CONNECT_TIMEOUT_S = 120.0  # a program may import a great deal before tracking s
 class ProgramSession:
     def __init__(self, command: list[str], run: Run, *, recorder=None,
                  relay: Connection | None = None, memory_cap: MemoryCap | None = None,
-                 extra_env: dict[str, str] | None = None, stdout_to_stderr: bool = False) -> None:
+                 extra_env: dict[str, str] | None = None, stdout_to_stderr: bool = False,
+                 ranks: bool = False,
+                 relay_for_rank: Callable[[], Connection] | None = None) -> None:
         self.command = command
+        # a launcher's job: every rank connects, rank 0 streams into ``run``, rank r into
+        # ``run.ranks[r]`` and a file of its own beside the recorder's
+        self.follows_ranks = ranks
+        self.relay_for_rank = relay_for_rank
+        self._rank_recorders: list[tuple[object, Run]] = []
+        self._rank_relays: list[Connection] = []
         # the program's own output goes to standard error where standard output
         # carries memviz's (record -o - / --summary -)
         self.stdout_to_stderr = stdout_to_stderr
@@ -56,6 +68,7 @@ class ProgramSession:
         env = {**os.environ, RECORD_CONNECT_ENV: str(addr), TOKEN_ENV: self._token,
                RECORD_LEVEL_ENV: self.run.spec.track,
                RECORD_HZ_ENV: str(self.run.spec.sample_hz),
+               RECORD_DETAIL_ENV: self.run.spec.detail,
                **self.extra_env}
         try:
             self.proc = subprocess.Popen(self.command, env=env,
@@ -88,6 +101,9 @@ class ProgramSession:
         return None if self.proc is None else self.proc.pid
 
     def _serve(self, server) -> None:
+        if self.follows_ranks:
+            self._serve_ranks(server)
+            return
         try:
             result = accept_authenticated(
                 server, self._token, "controller",
@@ -101,11 +117,72 @@ class ProgramSession:
         if peer["role"] != "program":
             conn.close()
             return
-        self.conn = conn
-        feed = Feed(self.run, recorder=self.recorder, memory_cap=self.memory_cap,
-                    relay=self.relay, stop=self.request_stop, kill=self.kill)
-        self._serving.set()
+        self._serve_program(conn, self.run, self.recorder, self.relay)
+
+    def _serve_ranks(self, server) -> None:
+        """A launched job: every rank that proves the token, for as long as the job runs."""
+        def on_peer(conn: Connection, peer: dict) -> None:
+            if peer["role"] != "program":
+                conn.close()
+                return
+            thread = threading.Thread(target=self._serve_rank, args=(conn,), daemon=True,
+                                      name="memviz-program-rank")
+            self._threads.append(thread)
+            thread.start()
+
+        try:
+            accept_each(server, self._token, "controller", on_peer,
+                        refused=lambda text: self.run.add_log("error", text),
+                        give_up=lambda: self.proc.poll() is not None)
+        finally:
+            server.close()
+
+    def _serve_program(self, conn: Connection, run: Run, recorder, relay,
+                       pending: list[dict] | None = None) -> None:
+        if run is self.run:
+            self.conn = conn
+            self._serving.set()
+        feed = Feed(run, recorder=recorder, memory_cap=self.memory_cap,
+                    relay=relay, stop=self.request_stop, kill=self.kill)
+        if pending:
+            feed.consume(pending)
         serve(conn, feed, "program", self.kill)
+
+    def _serve_rank(self, conn: Connection) -> None:
+        """One rank of a launched job: buffered until its run_started says which rank."""
+        pending: list[dict] = []
+        try:
+            while (started := next((m for m in pending if m["type"] == "run_started"),
+                                   None)) is None:
+                pending.extend(conn.receive())
+            rank = int(started.get("rank", 0))
+            if rank == 0:
+                run, recorder, relay = self.run, self.recorder, self.relay
+            else:
+                run = self.run.add_rank(rank, started["spec"])
+                recorder = self._rank_recorder(rank, run)
+                relay = self.relay_for_rank() if self.relay_for_rank else None
+                if relay is not None:
+                    self._rank_relays.append(relay)
+        except (ConnectionClosed, FrameError, ProtocolError, ValueError, OSError) as exc:
+            self.run.add_log("error", f"a rank's stream was refused or broke: {exc}")
+            conn.close()
+            return
+        self._serve_program(conn, run, recorder, relay, pending)
+
+    def _rank_recorder(self, rank: int, run: Run):
+        if self.recorder is None:
+            return None
+        from ..snapshot import Recorder
+
+        path = rank_path(self.recorder.path, rank)
+        try:
+            recorder = Recorder(path, run.spec.to_dict(), overwrite=True)
+        except OSError as exc:
+            run.add_log("error", f"rank {rank} is not recorded: {exc}")
+            return None
+        self._rank_recorders.append((recorder, run))
+        return recorder
 
     def _watch_exit(self) -> None:
         code = self.proc.wait()
@@ -122,9 +199,15 @@ class ProgramSession:
             else:
                 self.run.mark_stopped()
         self.exit_code = code
+        for rank_recorder, rank_run in self._rank_recorders:
+            if not rank_run.finished:
+                rank_run.fail("crash", f"rank {rank_run.rank} ended before tracking did "
+                                       f"({describe_exit(code, 'job')})")
+            finish_recording(rank_recorder, rank_run)
         if self.recorder is not None:
             finish_recording(self.recorder, self.run)
-        if self.relay is not None:
-            self.relay.close()
+        for relay in [self.relay, *self._rank_relays]:
+            if relay is not None:
+                relay.close()
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         self.done.set()

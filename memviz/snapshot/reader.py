@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..core.categories import CATEGORIES, SAMPLE_PREFIX
+from ..core.rank_files import ranks_beside
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..core.tensors import ALLOC, FREE, RETAG, TrackingError
@@ -154,13 +155,43 @@ def _open(path: Path, run_id: int, t_range: tuple[float, float] | None,
         except TooManyRows as exc:
             raise SnapshotError(f"{path}: {exc}") from None
         budget = EVENT_SLACK + path.stat().st_size // EVENT_FLOOR_BYTES
-        return _load(db, meta, run_id, t_range, budget, tensors_window)
+        run = _load(db, meta, run_id, t_range, budget, tensors_window)
     except DAMAGE as exc:
         if isinstance(exc, SnapshotError):
             raise
         raise SnapshotError(f"{path}: damaged snapshot ({type(exc).__name__}: {exc})") from None
     finally:
         db.close()
+    _attach_ranks(run, path, t_range, tensors_window)
+    return run
+
+
+def _attach_ranks(run: Run, path: Path, t_range: tuple[float, float] | None,
+                  tensors_window: tuple[float, float] | None) -> None:
+    """One rank of a launched job: which; rank 0's file also brings the other ranks'
+    files beside it (``train.rank1.memviz``, ...) into ``run.ranks``."""
+    launched = run.environment.get("distributed")
+    if not isinstance(launched, dict):
+        return
+    rank, world = launched.get("rank"), launched.get("world_size")
+    if not (isinstance(rank, int) and isinstance(world, int) and 0 <= rank < world):
+        return
+    run.rank = rank
+    if rank != 0:
+        return
+    for other, other_path in ranks_beside(path, world).items():
+        try:
+            rank_run = _open(other_path, run.run_id, t_range, tensors_window, None)
+        except SnapshotError as exc:
+            run.add_log("error", f"rank {other} could not be read: {exc}")
+            continue
+        if rank_run.rank == other:
+            run.ranks[other] = rank_run
+    missing = sorted(set(range(1, world)) - set(run.ranks))
+    if missing:
+        run.add_log("warning", f"ranks {', '.join(map(str, missing))} of {world} have no "
+                               f"file beside {path.name} (each rank records to "
+                               f"{path.stem}.rankN{path.suffix})")
 
 
 def _window(t_range: tuple[float, float] | None, column: str = "t") -> tuple[str, tuple]:

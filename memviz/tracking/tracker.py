@@ -68,6 +68,10 @@ def _storage_key(t: torch.Tensor):
 _ALWAYS_CHECKED = ("resize_", "resize_as_", "set_", "_resize_output_", "lift_fresh")
 
 
+# collectives that, run in backward, reduce gradients in place: DDP's buckets
+_GRADIENT_REDUCTIONS = ("allreduce_", "allreduce_coalesced_")
+
+
 def makes_storage(func) -> bool:
     """Whether ``func`` can return a storage that did not exist before it ran.
 
@@ -88,6 +92,7 @@ class _Dispatch(TorchDispatchMode):
         self.tracker = tracker
         # OpOverload -> its op string id, or -1 when it never makes a storage
         self.op_ids: dict[object, int] = {}
+        self.reduces_gradients: set[object] = set()  # c10d's all-reduces
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -102,8 +107,12 @@ class _Dispatch(TorchDispatchMode):
             with self.tracker.lock:  # the string table is shared with the taking thread
                 op = self.op_ids[func] = (self.tracker.strings.id("op", func.__name__)
                                           if makes_storage(func) else -1)
+                if func.namespace == "c10d" and func._opname in _GRADIENT_REDUCTIONS:
+                    self.reduces_gradients.add(func)
         if op < 0:
             return out
+        if func in self.reduces_gradients:
+            self.tracker.reduced(args[0])
         seen = self.tracker._seen
         if isinstance(out, torch.Tensor):
             seen(out, op)
@@ -245,6 +254,22 @@ class TensorTracker:
     def _grad_ready(self, p: torch.Tensor) -> None:
         if p.grad is not None:
             self.retag(p.grad, "gradient")
+
+    def reduced(self, tensors) -> None:
+        """An all-reduce ran on ``tensors`` in place. In backward these are gradient
+        buckets (DDP copies each gradient into its bucket and reduces the bucket): a
+        bucket that holds gradients is gradient memory, from its birth."""
+        if self.phase != PHASE_CODE["backward"]:
+            return
+        for t in tensors if isinstance(tensors, list | tuple) else (tensors,):
+            if not isinstance(t, torch.Tensor) or t.is_meta or not is_plain(t):
+                continue
+            _, key = _storage_key(t)
+            entry = self._live.get(key)
+            if entry is None:
+                self.retag(t, "gradient")
+            elif entry[CATEGORY] in (CODE["temporary"], CODE["other"]):
+                self._set_category(entry, CODE["gradient"])
 
     def tag_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
         """Mark every tensor in the optimizer's state (after a step)."""

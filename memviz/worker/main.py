@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 
+from ..core.rank_summary import with_sum
 from ..core.spec import ModelError, RunSpec, SpecError
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
@@ -304,7 +305,7 @@ def _finish_ranks(peers, reason: str, tracker, runner) -> dict | None:
         if reason == "finished" and dist.is_initialized():
             steps = runner.done if runner is not None else []
             gathered = ranks.gather(ranks.rank_figures(0, tracker, steps))
-            figures = ranks.with_sum(gathered) if gathered else None
+            figures = with_sum(gathered) if gathered else None
     finally:
         for peer in peers:
             try:

@@ -85,18 +85,6 @@ def gather(figures: dict[str, Any]) -> list[dict[str, Any]] | None:
     return out if rank == 0 else None
 
 
-def with_sum(ranks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-rank figures and their sum (what the machine as a whole held)."""
-    tracked = [r["tracking"] for r in ranks if r.get("tracking")]
-    total: dict[str, Any] = {"tracked_bytes": sum(t["tracked_bytes"] for t in tracked)}
-    if tracked:
-        total["peak_by_category"] = {c: sum(t["peak_by_category"][c] for t in tracked)
-                                     for c in tracked[0]["peak_by_category"]}
-    total["peak_rss_bytes"] = sum(max((s["peak_rss_bytes"] or 0 for s in r["steps"]),
-                                      default=0) for r in ranks)
-    return {"ranks": ranks, "sum": total}
-
-
 def connect_to_controller(rank: int):
     """An Emitter streaming to the controller, or a LocalEmitter if there is none to reach."""
     from ..protocol import address, handshake

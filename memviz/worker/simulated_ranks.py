@@ -19,6 +19,7 @@ from typing import Any
 
 import torch.distributed as dist
 
+from ..core.rank_summary import with_sum
 from ..core.spec import RunSpec
 from .emitter import now
 
@@ -103,6 +104,4 @@ def simulate_other_ranks(spec: RunSpec, reported: RunSpec, world_size: int, t0: 
         figures.append(simulate_rank(spec, reported, rank, world_size, t0, stop))
     if dist.is_initialized():
         dist.destroy_process_group()
-    from . import ranks
-
-    return ranks.with_sum(figures)
+    return with_sum(figures)
