@@ -5,6 +5,7 @@ with its ranks, and the highest rank named with why."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 from memviz.core.rank_files import rank_path, ranks_beside
+from memviz.core.ranks import all_ranks, rank_table
 from memviz.core.summary import build_summary
+from memviz.protocol.token import TOKEN_ENV
 from memviz.snapshot import open_run
 
 from .conftest import WORKER_DEADLINE_S
@@ -22,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MEMVIZ = [sys.executable, "-m", "memviz"]
 SCRIPT = ROOT / "tests" / "programs" / "ddp_profiled.py"
 PARAMETER_BYTES = 4 * (256 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 256 + 256)
+DOCS_VIEWS = ROOT / "docs" / "views"
+WAIT_MS = 180_000
 PROFILER_SCALARS = 20  # bytes the profiler sees in a step that no storage of the step holds
 
 
@@ -135,3 +140,56 @@ def test_a_launcher_memviz_cannot_follow_is_named_in_one_line(argv, says, tmp_pa
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"memviz record: {says}"
                                                 + done.stderr.split(says, 1)[1].rstrip()]
+
+
+def test_the_window_follows_every_rank_live(qtbot, tmp_path):
+    """``memviz record --connect`` of a torchrun job: one run in the list, its other
+    rank joining it as it streams, and the Ranks view naming the highest rank."""
+    from memviz.gui.app import make_app
+    from memviz.gui.axes import format_bytes
+    from memviz.gui.main_window import MainWindow
+
+    make_app()
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    listener = window.external.wait_for_programs()
+    proc = subprocess.Popen(
+        [*MEMVIZ, "record", "--detail", "all", "--connect", str(listener.address), "--",
+         "python", "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+         str(SCRIPT), str(tmp_path / "profiler")],
+        env={**os.environ, TOKEN_ENV: listener.token}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        qtbot.waitUntil(lambda: any(r.ranks for r in window.runs.values()), timeout=WAIT_MS)
+        rank_zero = next(r for r in window.runs.values() if r.rank == 0)
+        qtbot.waitUntil(lambda: rank_zero.finished and rank_zero.ranks[1].finished,
+                        timeout=WAIT_MS)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        window.refresh()
+        # rank 1 is a run of its own in the list, and a rank of rank 0's run
+        assert sorted(r.rank for r in window.runs.values()) == [0, 1]
+        assert rank_zero.ranks[1].state == "finished" and len(rank_zero.ranks[1].steps) == 3
+        window.tabs.setCurrentWidget(window.ranks_view)
+        window.select_run(rank_zero.run_id)
+        window.refresh()
+        view = window.ranks_view
+        assert view.table.rowCount() == 3  # rank 0, rank 1, their sum
+        for row, rank_run in enumerate((rank_zero, rank_zero.ranks[1])):
+            exact = rank_run.worker_summary["tracking"]["tracked_bytes"]  # not a sample's
+            assert view.table.item(row, 1).text() == format_bytes(exact)
+        assert view.why.text().startswith("rank 1 peaks highest, +64 KiB over rank 0: "
+                                          "inputs +64 KiB")
+        # drawn (offscreen, a picture is a paint): the plot's range takes in the sum
+        sum_peak = rank_table(all_ranks(rank_zero))[-1].peak_bytes
+        qtbot.waitUntil(lambda: not window.grab().isNull()
+                        and view.plot.getViewBox().viewRange()[1][1] >= sum_peak,
+                        timeout=WAIT_MS)
+        picture = window.grab()
+        picture.save(str(DOCS_VIEWS / "ranks-torchrun.png"))
+    finally:
+        proc.kill()
+        listener.close()
+        window.close()

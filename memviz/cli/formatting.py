@@ -27,7 +27,7 @@ def table(headers: list[str], rows: list[list[str]], *, numbers: bool = True) ->
 
 def ranks_lines(distributed: dict | None) -> list[str]:
     """Each rank's tracked peak, their sum, and which rank peaks highest and why."""
-    from ..core.categories import LABELS
+    from ..core.rank_summary import highest_text
 
     if not distributed or not distributed.get("ranks"):
         return []
@@ -36,17 +36,5 @@ def ranks_lines(distributed: dict | None) -> list[str]:
     lines = [f"{len(peaks)} ranks, tracked peak each: "
              + ", ".join(f"rank {rank} {human_bytes(p)}" for rank, p in peaks)
              + f"; sum {human_bytes(distributed['sum']['tracked_bytes'])}"]
-    highest = distributed.get("highest")
-    if highest and highest["bytes"]:
-        why = [f"{LABELS.get(c, c)} {_signed(b)}" for c, b in highest["categories"].items()]
-        mods = [f"{name} {_signed(b)}" for name, b in highest["modules"]]
-        lines.append(f"rank {highest['rank']} peaks highest, {_signed(highest['bytes'])} over "
-                     f"rank {highest['over_rank']}: " + ", ".join(why)
-                     + (f" (modules, each at its own highest: {', '.join(mods)})" if mods else ""))
-    elif highest:
-        lines.append("every rank peaks alike")
-    return lines
-
-
-def _signed(n: float) -> str:
-    return ("+" if n >= 0 else "−") + human_bytes(abs(n))
+    why = highest_text(distributed.get("highest"), human_bytes)
+    return [*lines, why] if why else lines

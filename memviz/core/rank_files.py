@@ -29,6 +29,14 @@ def launched_rank(environ: Mapping[str, str] | None = None) -> tuple[int, int] |
     return (rank, world) if world > 1 and 0 <= rank < world else None
 
 
+def launched_job(environ: Mapping[str, str] | None = None) -> str:
+    """What the ranks of one launched job share and no other job does: the launcher's
+    run id, else where the ranks meet."""
+    env = os.environ if environ is None else environ
+    return env.get("TORCHELASTIC_RUN_ID") or (
+        f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}")
+
+
 def rank_path(path: str | os.PathLike, rank: int) -> Path:
     """Rank ``rank``'s file for a run recorded to ``path`` (rank 0's is ``path``)."""
     path = Path(path)

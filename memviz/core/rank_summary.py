@@ -9,6 +9,7 @@ peaks highest over the lowest, and by which categories and modules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,24 @@ from .categories import CATEGORIES
 from .run import Run
 
 TOP = 3  # modules named in a rank's difference
+
+
+def highest_text(highest: dict[str, Any] | None, fmt: Callable[[float], str]) -> str:
+    """``distributed.highest`` in words: which rank, by how much, and why."""
+    from .categories import LABELS
+
+    if not highest:
+        return ""
+    if not highest["bytes"]:
+        return "Every rank peaks alike."
+    def signed(n: float) -> str:
+        return ("+" if n >= 0 else "−") + fmt(abs(n))
+
+    why = ", ".join(f"{LABELS.get(c, c)} {signed(b)}" for c, b in highest["categories"].items())
+    mods = ", ".join(f"{name} {signed(b)}" for name, b in highest["modules"])
+    return (f"rank {highest['rank']} peaks highest, {signed(highest['bytes'])} over rank "
+            f"{highest['over_rank']}: {why}"
+            + (f" (modules, each at its own highest: {mods})" if mods else ""))
 
 
 def with_sum(ranks: list[dict[str, Any]]) -> dict[str, Any]:

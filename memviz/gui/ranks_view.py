@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.rank_summary import highest_text, recorded_ranks
 from ..core.ranks import (
     all_ranks,
     column_for,
@@ -35,7 +36,8 @@ RANK_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"
 SUM_COLOUR = "#000000"
 HEADERS = ["", "peak (shown)", "peak RSS", "optimizer state", "parameters", "steps"]
 REDRAW_S = 0.5
-NOT_SHARDED = "Not a sharded run: run with zero or fsdp (world_size ≥ 2) to see every rank"
+NOT_SHARDED = ("Not a sharded run: run with zero or fsdp (world_size ≥ 2), or record a "
+               "torchrun job (memviz record -- torchrun ...), to see every rank")
 
 
 class RanksView(QWidget):
@@ -49,6 +51,8 @@ class RanksView(QWidget):
         self.empty = EmptyState(self.plot, "Run with zero or fsdp (world_size 2 or more) to "
                                            "see each rank here")
         self.table = read_only_table(HEADERS, fit_contents=True)
+        self.why = QLabel()  # which rank peaks highest, and why
+        self.why.setWordWrap(True)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.plot)
         split.addWidget(self.table)
@@ -56,6 +60,7 @@ class RanksView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.note)
+        layout.addWidget(self.why)
         layout.addWidget(split, 1)
         self._shown: tuple[int, ...] | None = None
         self._drawn_at = 0.0
@@ -76,6 +81,8 @@ class RanksView(QWidget):
         self.plot.getAxis("bottom").setTicks(None)
         self.plot.setLabel("bottom", "time since rank 0 started", units="s")
         self.table.setRowCount(0)
+        self.why.clear()
+        self.why.hide()
         simulated = simulated_rank_table(primary) if primary is not None and not runs else []
         self.empty.show(not runs and not simulated)
         if simulated:
@@ -95,6 +102,10 @@ class RanksView(QWidget):
         total = summed(series)
         self.plot.plot(total.t, total.values, name="sum", pen=pg.mkPen(SUM_COLOUR, width=2.5))
         self._fill_table(rank_table(runs))
+        if not running:  # each module's high over a whole run: once, when it ended
+            figures = recorded_ranks(primary)
+            self.why.setText(highest_text(figures["highest"], format_bytes) if figures else "")
+            self.why.setVisible(bool(self.why.text()))
 
     def _show_simulated(self, primary: Run, rows) -> None:
         """Simulated ranks ran one after another: a bar per rank's tracked peak."""

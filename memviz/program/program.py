@@ -23,7 +23,7 @@ from torch import nn
 
 from ..core.detail import DEFAULT as DEFAULT_DETAIL
 from ..core.detail import parse_detail
-from ..core.rank_files import launched_rank
+from ..core.rank_files import launched_job, launched_rank
 from ..core.spec import RunSpec
 from ..tracking.caches import CacheTagger, cache_tensors, output_cache
 from ..worker import environment, model_summary
@@ -95,7 +95,8 @@ class ProgramTracker:
                    "t0_wall": _wall_at(self.t0)}
         launched = launched_rank()
         if launched is not None:  # one rank of a launched job: which, of how many
-            described["distributed"] = {"rank": launched[0], "world_size": launched[1]}
+            described["distributed"] = {"rank": launched[0], "world_size": launched[1],
+                                        "job": launched_job()}
             started["rank"] = launched[0]
         self.emitter.send(started)
         self.discovery.start(scan_heap)

@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from ..core.rank_files import rank_path
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..protocol import address, handshake
@@ -43,6 +44,38 @@ class ProgramConnection:
         return self.done.wait(timeout)
 
 
+class LaunchedJobs:
+    """Rank 0's run of each launched job that connected, for its other ranks to join."""
+
+    WAIT_S = 30.0  # ranks connect together; rank 0 may be a moment behind the others
+
+    def __init__(self) -> None:
+        self._rank_zero: dict[str, tuple[Run, object]] = {}
+        self._arrived = threading.Condition()
+
+    @staticmethod
+    def job_of(started: dict) -> tuple[str, int] | None:
+        launched = (started.get("environment") or {}).get("distributed")
+        if not isinstance(launched, dict) or not isinstance(launched.get("rank"), int):
+            return None
+        return str(launched.get("job", "")), launched["rank"]
+
+    def started(self, started: dict, run: Run, recorder) -> None:
+        found = self.job_of(started)
+        if found is not None and found[1] == 0:
+            with self._arrived:
+                self._rank_zero[found[0]] = (run, recorder)
+                self._arrived.notify_all()
+
+    def rank_zero_of(self, started: dict) -> tuple[Run, object] | None:
+        found = self.job_of(started)
+        if found is None or found[1] == 0:
+            return None
+        with self._arrived:
+            self._arrived.wait_for(lambda: found[0] in self._rank_zero, timeout=self.WAIT_S)
+            return self._rank_zero.get(found[0])
+
+
 class ProgramListener:
     def __init__(self, where: str = "tcp:127.0.0.1:0",
                  next_run_id: Callable[[], int] = lambda: 0,
@@ -55,11 +88,29 @@ class ProgramListener:
         self._arrived: queue.Queue = queue.Queue()
         self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self.refusals: list[str] = []
+        self._jobs = LaunchedJobs()
         threading.Thread(target=self._accept, daemon=True, name="memviz-listener").start()
 
     def command(self, program: str = "python train.py") -> str:
         """What to paste in a terminal to profile a program here."""
         return f"{TOKEN_ENV}={self.token} memviz record --connect {self.address} -- {program}"
+
+    def _rank_of_a_job(self, started: dict) -> tuple[Run | None, object]:
+        """Rank r > 0 of a launched job: a rank of its rank 0's run (and a file beside
+        its file), once rank 0 has arrived; (None, None) for anything else."""
+        found = self._jobs.rank_zero_of(started)
+        if found is None:
+            return None, None
+        rank_zero, zero_recorder = found
+        rank = int(started["rank"])
+        run = rank_zero.add_rank(rank, started["spec"])
+        recorder = None
+        if zero_recorder is not None:
+            from ..snapshot import Recorder
+
+            recorder = Recorder(rank_path(zero_recorder.path, rank), started["spec"],
+                                overwrite=True)
+        return run, recorder
 
     def take_arrivals(self) -> list[ProgramConnection]:
         """The programs that connected since the last call."""
@@ -108,16 +159,21 @@ class ProgramListener:
             while not any(m["type"] == "run_started" for m in pending):
                 pending.extend(conn.receive())
             started = next(m for m in pending if m["type"] == "run_started")
-            run = Run(RunSpec.from_dict(started["spec"]), run_id=self.next_run_id())
+            spec = RunSpec.from_dict(started["spec"])
+            run, recorder = self._rank_of_a_job(started)
+            if run is None:
+                run = Run(spec, run_id=self.next_run_id())
+                recorder = self.recorder_for(run) if self.recorder_for else None
+                self._jobs.started(started, run, recorder)
         except (ConnectionClosed, OSError, ValueError, SpecError) as exc:
             self.refusals.append(f"a program's stream broke before it began: {exc}")
             conn.close()
             return
         session = ProgramConnection(run, conn)
-        recorder = self.recorder_for(run) if self.recorder_for else None
         feed = Feed(run, recorder=recorder, stop=session.request_stop, kill=session.kill)
         feed.consume(pending)
-        self._arrived.put(session)
+        if run.rank == 0:  # another rank joins its rank 0's run, not the list
+            self._arrived.put(session)
         serve(conn, feed, "program", conn.close)
         if not run.finished:
             run.fail("crash", "the program stopped streaming before its end")
