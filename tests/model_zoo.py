@@ -102,6 +102,16 @@ def save_hf(kind: str, folder: Path) -> Path:
             vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
             tie_word_embeddings=True, pad_token_id=0)),
+        # mixtures of experts: 4 and 8 experts, 2 a token
+        "mixtral": lambda: tf.MixtralForCausalLM(tf.MixtralConfig(
+            vocab_size=VOCAB, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+            num_experts_per_tok=2, max_position_embeddings=1024, tie_word_embeddings=False,
+            pad_token_id=0)),
+        "olmoe": lambda: tf.OlmoeForCausalLM(tf.OlmoeConfig(
+            vocab_size=VOCAB, hidden_size=128, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=4, num_experts=8, num_experts_per_tok=2,
+            max_position_embeddings=1024, pad_token_id=0)),
         "phi": lambda: tf.PhiForCausalLM(tf.PhiConfig(
             vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
             num_attention_heads=4, max_position_embeddings=1024, pad_token_id=0)),

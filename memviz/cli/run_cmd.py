@@ -10,7 +10,7 @@ import time
 
 from ..core.categories import LABELS
 from ..core.run import Run
-from ..core.spec import OPTIMIZERS, RunSpec, SpecError
+from ..core.spec import OPTIMIZERS, ROUTINGS, RunSpec, SpecError
 from ..core.summary import build_summary
 from ..session import WorkerSession
 from ..techniques import parse_technique, preflight
@@ -46,6 +46,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the step on fake tensors: every tensor and op, no data, no "
                              "arithmetic (a model too large for this machine; --device cuda "
                              "without a GPU)")
+    parser.add_argument("--routing", choices=ROUTINGS, default="",
+                        help="a mixture of experts' routing, forced on the routers: balanced "
+                             "(each expert its share of tokens × top-k) or worst (every "
+                             "token to the same experts); a simulation assumes balanced "
+                             "unless told")
     parser.add_argument("--detail", default=d.detail, metavar="all|first:K,every:N",
                         help="which steps the per-op tracker sees (every temporary, every "
                              "op); the others get the cheap signals")
@@ -60,7 +65,7 @@ def spec_from_args(args: argparse.Namespace, check_device: bool = True) -> RunSp
         steps=args.steps, optimizer=args.optimizer, lr=args.lr, device=args.device,
         seed=args.seed, data=args.data, max_new_tokens=args.max_new_tokens,
         sample_hz=args.sample_hz, track=args.track, detail=args.detail,
-        simulate=args.simulate,
+        simulate=args.simulate, routing=getattr(args, "routing", ""),
         techniques=[parse_technique(text) for text in args.technique],
     )
     preflight(spec, check_device=check_device and not spec.simulate)
@@ -128,6 +133,11 @@ def print_summary(summary: dict) -> None:
         print(f"tracked    {human_bytes(summary['peak']['tracked_bytes'])} at peak: {by_cat}")
     for line in ranks_lines(summary.get("distributed")):
         print(f"ranks      {line}")
+    routing = summary.get("routing")
+    if routing:
+        how = "assumed" if routing["assumed"] else "forced" if routing["forced"] else "measured"
+        print(f"routing    {routing['routing']} ({how}), {routing['experts']} experts in "
+              f"{routing['layers']} layers, expert path {', '.join(routing['expert_paths'])}")
     gpu = summary["peak"]["gpu_bytes"]
     print(f"peak GPU   {human_bytes(gpu) if gpu is not None else 'no GPU used'}")
     if summary["step_seconds_median"] is not None:

@@ -16,6 +16,7 @@ __all__ = ["DATA_SOURCES", "DEFAULT_MODEL", "MODES", "OPTIMIZERS", "PRESETS", "M
 MODES = ("train", "infer", "generate")
 OPTIMIZERS = ("adamw", "sgd", "sgd-momentum", "adafactor", "adamw-8bit", "adamw-4bit")
 DATA_SOURCES = ("corpus", "random")
+ROUTINGS = ("balanced", "worst")  # a mixture of experts' routing, when forced or assumed
 PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny", "lstm-lm", "conv-lm", "minilm-l6")
 DEFAULT_MODEL = "gpt2-tiny"
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -53,6 +54,9 @@ class RunSpec:
     detail: str = "first:2,every:50"
     # run the real step on fake tensors: every storage and op, no data and no arithmetic
     simulate: bool = False
+    # a mixture of experts' routing: forced in a measured run, assumed in a simulated
+    # one ("": the model's own; a simulation then assumes balanced)
+    routing: str = ""
     # what the run was read from, where memviz did not run it (a PyTorch snapshot): then
     # only the model's name (the file's) and the device are known, nothing else
     imported: str = ""
@@ -88,6 +92,9 @@ class RunSpec:
         if self.simulate and self.mode == "generate":
             raise SpecError("generation stops on values a simulation does not have: "
                             "simulate training or inference")
+        if self.routing not in ("", *ROUTINGS):
+            raise SpecError(f"routing must be one of {', '.join(ROUTINGS)}, not "
+                            f"{self.routing!r}")
         if not isinstance(self.detail, str):
             raise SpecError("detail must be text like first:2,every:50")
         parse_detail(self.detail)

@@ -120,6 +120,8 @@ def build_summary(run: Run) -> dict[str, Any]:
             "flops_per_step": (run.worker_summary or {}).get("flops_per_step"),
             "model_on_disk": (run.worker_summary or {}).get("model_on_disk"),
             "simulated": bool(run.spec.simulate),
+            # a mixture of experts: the routing the run forced or its simulation assumed
+            "routing": (run.worker_summary or {}).get("routing"),
             # what CUDA's caching allocator would reserve for these allocations (a
             # simulation of a CUDA run, or any run read as if on a GPU)
             "simulated_cuda": cuda_model.replay(run.tensors)

@@ -104,7 +104,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     import transformers  # noqa: F401  (before the technique libraries, which import it)
 
     from ..models import load_task
-    from . import drift, environment, model_summary, ranks
+    from . import drift, environment, model_summary, moe_routing, ranks
     from .gpu import open_nvml
     from .runner import Runner
     from .samplers import MemorySampler
@@ -129,7 +129,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     sampler = MemorySampler(spec.sample_hz, emitter.sample, now, t0, nvml, cuda_index)
     sampler.start()
     exit_code, reason = 0, "finished"
-    tracker = reference = task = runner = None
+    tracker = reference = task = runner = routing = None
     peers: list = []
     try:
         torch.manual_seed(spec.seed)
@@ -155,6 +155,7 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
         if measure_drift and reference is None:
             reference = drift.reference(task, spec)
         plan.apply_model(task)
+        routing = moe_routing.apply(task.model, spec, simulated=fake is not None)
         emitter.send({"type": "phase", "t": now() - t0, "step": -1, "name": "load",
                       "edge": "end"})
         if task.convention is not None:
@@ -220,7 +221,8 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
                       "summary": {"tracking": tracker.summary() if tracker else None,
                                   "techniques": plan.record(), "output_drift": output_drift,
                                   "distributed": distributed, "flops_per_step": flops,
-                                  "model_on_disk": on_disk, "simulated": spec.simulate}})
+                                  "model_on_disk": on_disk, "simulated": spec.simulate,
+                                  "routing": routing}})
         emitter.close()
         if fake is not None:
             fake.__exit__(None, None, None)
@@ -326,7 +328,7 @@ def run_peer(rank: int, world_size: int, port: int) -> int:
     import torch
 
     from ..models import load_task
-    from . import environment, model_summary, ranks
+    from . import environment, model_summary, moe_routing, ranks
     from .gpu import open_nvml
     from .runner import Runner
     from .samplers import MemorySampler
@@ -347,6 +349,7 @@ def run_peer(rank: int, world_size: int, port: int) -> int:
     ranks.join(rank, world_size, port, spec.device)
     ranks.reseed_data(task, spec, rank)
     plan.apply_model(task)
+    moe_routing.apply(task.model, spec, simulated=False)
     tracker = _start_tracking(spec, task, plan, sampler, emitter, t0, cuda_index)
     emitter.send({"type": "run_started", "spec": spec.to_dict(), "rank": rank,
                   "world_size": world_size,

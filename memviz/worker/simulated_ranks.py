@@ -60,7 +60,7 @@ def simulate_rank(spec: RunSpec, reported: RunSpec, rank: int, world_size: int, 
     from ..models import load_task
     from ..techniques.plan import Plan
     from ..tracking import TensorTracker
-    from . import ranks
+    from . import moe_routing, ranks
     from .gpu import NvmlDevice
     from .runner import Runner
     from .samplers import MemorySampler
@@ -78,6 +78,7 @@ def simulate_rank(spec: RunSpec, reported: RunSpec, rank: int, world_size: int, 
         task = load_task(spec, plan.model_dtype())
         ranks.reseed_data(task, spec, rank)
         plan.apply_model(task)
+        moe_routing.apply(task.model, spec, simulated=True)
         tracker = TensorTracker(now, t0)
         tracker.start(task.model)
         for nbytes, category, module, label in plan.opaque_bytes(task):

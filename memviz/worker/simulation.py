@@ -39,6 +39,7 @@ def enter_fake_mode(spec: RunSpec):
 
     _allow_moves_that_change_nothing()
     _position_ids_are_one_sequence()
+    _grouped_mm_takes_what_the_cpu_kernel_takes()
     # real tensors made outside it (a tokenizer's ids, say) are taken in as fake
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     mode.__enter__()
@@ -68,6 +69,37 @@ def _position_ids_are_one_sequence() -> None:
 
     find_packed_sequence_indices.memviz_simulation = True
     masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
+
+
+def _grouped_mm_takes_what_the_cpu_kernel_takes() -> None:
+    """``torch._grouped_mm``'s fake kernel carries the CUDA kernel's checks: bfloat16
+    only. The CPU kernel (which the simulation stands on, whatever device it stands
+    for) takes float32 and float16 too, as a measured CPU run of a mixture of experts
+    does (transformers' default expert path). Its output is the same shape in the
+    input's dtype, contiguous, as the CPU kernel makes it."""
+    import torch
+    import torch._decomp as decomp
+    from torch._meta_registrations import meta_grouped_mm
+
+    op = torch.ops.aten._grouped_mm.default
+    if getattr(decomp.meta_table.get(op), "memviz_simulation", False):
+        return
+
+    def grouped_mm(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
+        if mat_a.dtype == mat_b.dtype == torch.bfloat16:
+            return meta_grouped_mm(mat_a, mat_b, offs=offs, bias=bias, out_dtype=out_dtype)
+        shaped = meta_grouped_mm(mat_a.to(torch.bfloat16), mat_b.to(torch.bfloat16), offs=offs,
+                                 bias=None if bias is None else bias.to(torch.bfloat16),
+                                 out_dtype=torch.bfloat16)
+        return torch.empty(shaped.shape, dtype=out_dtype or mat_a.dtype, device=mat_a.device)
+
+    grouped_mm.memviz_simulation = True  # type: ignore[attr-defined]
+    _LIBRARIES.append(library := torch.library.Library("aten", "IMPL"))
+    library.impl("_grouped_mm", grouped_mm, "Meta", allow_override=True)
+    decomp.meta_table[op] = grouped_mm
+
+
+_LIBRARIES: list = []  # a Library's registrations last as long as it does
 
 
 def _allow_moves_that_change_nothing() -> None:
