@@ -13,6 +13,7 @@ import pytest
 
 from memviz.core.categories import CODE
 from memviz.core.cuda_model import CachingAllocatorModel, round_request, segment_size
+from memviz.core.summary import build_summary
 
 from .conftest import WORKER_DEADLINE_S, run_worker
 from .model_zoo import save_hf
@@ -110,6 +111,13 @@ def test_a_world_of_eight_ranks_simulates_on_one_cpu():
             assert sum(params) == parameters and max(states) < full_state / 7
         total = run.worker_summary["distributed"]["sum"]["tracked_bytes"]
         assert total == sum(r["tracking"]["tracked_bytes"] for r in ranks)
+        # the rank that peaks highest, over the lowest, and in which categories
+        highest = build_summary(run)["distributed"]["highest"]
+        peaks = {r["rank"]: r["tracking"]["tracked_bytes"] for r in ranks}
+        assert peaks[highest["rank"]] == max(peaks.values())
+        assert highest["bytes"] == max(peaks.values()) - min(peaks.values())
+        if name == "zero":  # whole parameters' state a rank: the state differs
+            assert highest["bytes"] > 0 and "optimizer_state" in highest["categories"]
 
 
 def test_a_config_json_alone_simulates_a_1b_model_on_this_machine(tmp_path):

@@ -73,13 +73,22 @@ def recorded_ranks(run: Run) -> dict[str, Any] | None:
     figures = with_sum(ranks)
     figures["world_size"] = (run.environment.get("distributed") or {}).get(
         "world_size", len(ranks))
-    figures["highest"] = highest_rank(run, others, ranks)
+    figures["highest"] = highest_rank(ranks, (run, *others))
     return figures
 
 
-def highest_rank(run: Run, others: list[Run], ranks: list[dict]) -> dict[str, Any] | None:
+def with_highest(distributed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A sharded run's ranks (measured or simulated by memviz's runner) with ``highest``
+    from their categories (their tensors are not all here: no modules)."""
+    if not distributed or not distributed.get("ranks") or "highest" in distributed:
+        return distributed
+    return {**distributed, "highest": highest_rank(distributed["ranks"])}
+
+
+def highest_rank(ranks: list[dict],
+                 runs: tuple[Run, ...] | None = None) -> dict[str, Any] | None:
     """The rank that peaks highest against the lowest: by how much, in which categories
-    and in which modules at their peaks (largest difference first)."""
+    at their peaks and, given each rank's Run, in which modules (largest first)."""
     tracked = [(r["tracking"]["tracked_bytes"], i) for i, r in enumerate(ranks)
                if r["tracking"] and r["tracking"]["tracked_bytes"] is not None]
     if len(tracked) < 2:
@@ -88,14 +97,13 @@ def highest_rank(run: Run, others: list[Run], ranks: list[dict]) -> dict[str, An
     if high == low:
         return {"rank": ranks[hi]["rank"], "over_rank": ranks[lo]["rank"], "bytes": 0,
                 "categories": {}, "modules": []}
-    runs = (run, *others)
     hi_cats = ranks[hi]["tracking"]["peak_by_category"] or {}
     lo_cats = ranks[lo]["tracking"]["peak_by_category"] or {}
     categories = {c: hi_cats.get(c, 0) - lo_cats.get(c, 0) for c in CATEGORIES
                   if hi_cats.get(c, 0) != lo_cats.get(c, 0)}
     return {"rank": ranks[hi]["rank"], "over_rank": ranks[lo]["rank"], "bytes": high - low,
             "categories": dict(sorted(categories.items(), key=lambda kv: -abs(kv[1]))),
-            "modules": _module_differences(runs[hi], runs[lo])}
+            "modules": _module_differences(runs[hi], runs[lo]) if runs else []}
 
 
 def _module_differences(high: Run, low: Run) -> list[list]:

@@ -89,9 +89,9 @@ def _optimizer(run: Run) -> str | None:
 
 
 def build_summary(run: Run) -> dict[str, Any]:
-    from .rank_summary import recorded_ranks  # it reads each rank's peaks from here
+    from .rank_summary import recorded_ranks, with_highest  # they read peaks from here
 
-    ranks = recorded_ranks(run)
+    ranks = with_highest((run.worker_summary or {}).get("distributed")) or recorded_ranks(run)
     with run.lock:
         tracked = tracked_peaks(run)
         seconds = [s.seconds for s in run.steps]
@@ -116,7 +116,7 @@ def build_summary(run: Run) -> dict[str, Any]:
             "techniques": None if run.spec.imported else (
                 (run.worker_summary or {}).get("techniques") or list(run.spec.techniques)),
             "output_drift": (run.worker_summary or {}).get("output_drift"),
-            "distributed": (run.worker_summary or {}).get("distributed") or ranks,
+            "distributed": ranks,
             "flops_per_step": (run.worker_summary or {}).get("flops_per_step"),
             "model_on_disk": (run.worker_summary or {}).get("model_on_disk"),
             "simulated": bool(run.spec.simulate),

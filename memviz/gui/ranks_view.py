@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.rank_summary import highest_text, recorded_ranks
+from ..core.rank_summary import highest_text, recorded_ranks, with_highest
 from ..core.ranks import (
     all_ranks,
     column_for,
@@ -112,6 +112,9 @@ class RanksView(QWidget):
         ranks = rows[:-1]
         self.note.setText(f"{len(ranks)} ranks of run #{primary.run_id}, simulated one after "
                           "another: each rank's tracked peak (rank 0's timeline is the run's)")
+        highest = with_highest((primary.worker_summary or {}).get("distributed"))
+        self.why.setText(highest_text((highest or {}).get("highest"), format_bytes))
+        self.why.setVisible(bool(self.why.text()))
         bars = pg.BarGraphItem(x=list(range(len(ranks))), height=[r.peak_bytes for r in ranks],
                                width=0.7, brush=RANK_COLOURS[0])
         self.plot.addItem(bars)
