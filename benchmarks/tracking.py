@@ -32,7 +32,8 @@ from memviz.worker.samplers import MemorySampler
 from .common import Result, print_table
 
 CONFIGS = ("untracked", "samples", "tensors, cheap step", "tensors, detailed step",
-           "profiler, read every step")
+           "tensors+stacks, detailed step", "profiler, read every step")
+STACKS_BUDGET = 0.05  # Python stacks over a detailed step without them
 DETAIL_OVER_STEPS = 100  # the default detail policy's share of detailed steps, over a run
 
 
@@ -44,7 +45,8 @@ def _config(name: str, model):
                                 NvmlDevice(False, "off"))
         sampler.start()
     if name.startswith("tensors"):
-        tracker = TensorTracker(time.monotonic, time.monotonic())
+        tracker = TensorTracker(time.monotonic, time.monotonic(),
+                                stacks=name.startswith("tensors+stacks"))
         tracker.start(model)
         tracker.set_detail(name.endswith("detailed step"))
         sampler.tracker = tracker
@@ -121,6 +123,12 @@ def measure_model(label: str, task, batch: tuple[int, int], rounds: int,
                               "" if budget is None else f"≤ {budget:.0%}",
                               True if budget is None else over[name] <= budget,
                               f"CPU time {over_cpu[name]:+.1%}"))
+    stacks = statistics.median(
+        a / b for a, b in zip(wall["tensors+stacks, detailed step"],
+                              wall["tensors, detailed step"], strict=True)) - 1
+    results.append(Result(f"{label}: Python stacks over a detailed step", stacks * 100, "%",
+                          f"≤ {STACKS_BUDGET:.0%}", stacks <= STACKS_BUDGET,
+                          "the same round's detailed step without stacks"))
     results.append(Result(f"{label}: overhead, tensors (default detail)", default * 100, "%",
                           "≤ 5%", default <= 0.05,
                           f"{RunSpec().detail}: {share:.0%} of {DETAIL_OVER_STEPS} steps with "

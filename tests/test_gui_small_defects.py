@@ -259,3 +259,27 @@ def test_a_byte_axis_over_a_few_bytes_never_repeats_a_label(qtbot):
         labels = [label for spacing, values in levels
                   for label in axis.tickStrings(values, 1.0, spacing)]
         assert len(labels) == len(set(labels)), (top, labels)
+
+
+def test_the_steps_table_gives_each_phases_peak_and_explains_the_loss(qtbot, gpt2_train_run):
+    """Per step: the tracked peak, and the peak within forward, backward and the
+    optimizer step; the highest of a step's phases is its tracked peak (a training
+    step's peak is inside one of them), and the loss header says what the loss is."""
+    from memviz.core.phase_peaks import PHASES, LiveTotals, phase_peaks
+    from memviz.gui.axes import format_bytes
+    from memviz.gui.step_table import HEADERS, PHASE_COLUMNS, StepTable
+
+    table = StepTable()
+    qtbot.addWidget(table)
+    run = gpt2_train_run
+    table.show_run(run)
+    peaks = phase_peaks(run.phases, LiveTotals.of(run.tensors))
+    for row, step in enumerate(run.steps):
+        by_phase = [peaks[(step.step, p)] for p in PHASES]
+        assert max(by_phase) == step.tracked_peak_bytes  # exact, from the allocations
+        assert [table.item(row, c).text() for c in PHASE_COLUMNS] == \
+            [format_bytes(b) for b in by_phase]
+        assert table.item(row, HEADERS.index("tracked peak")).text() == \
+            format_bytes(step.tracked_peak_bytes)
+    assert "num_items_in_batch" in table.horizontalHeaderItem(1).toolTip()
+    assert "forward" in table.horizontalHeaderItem(PHASE_COLUMNS[0]).toolTip()

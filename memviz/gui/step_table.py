@@ -1,26 +1,45 @@
-"""The step table: one row per finished step (step, loss, seconds, peak)."""
+"""The step table: one row per finished step (step, loss, seconds, its tracked peak and
+that peak within each phase, peak RSS and GPU)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
+from ..core.phase_peaks import PHASES, LiveTotals, phase_peaks
 from ..core.run import Run
 from .axes import format_bytes
 
-HEADERS = ["step", "loss", "seconds", "peak RSS", "peak GPU"]
-GPU_COLUMN = 4
+HEADERS = ["step", "loss", "seconds", "tracked peak", "in forward", "in backward",
+           "in optimizer", "peak RSS", "peak GPU"]
+GPU_COLUMN = 8
+PHASE_COLUMNS = (4, 5, 6)
+LOSS_NOTE = (
+    "The step's loss as the model returned it: the mean over the step's micro-batches "
+    "under gradient accumulation, or their sum when transformers' Trainer passes "
+    "num_items_in_batch (each micro-batch's loss is then already its share of the "
+    "step's), which is the figure the Trainer logs. A script that prints its last "
+    "micro-batch's loss, or its loss divided by the accumulation steps, prints "
+    "another number for the same step.")
+PHASE_NOTE = ("The most tracked bytes live at once while the step was in its {phase} "
+              "(what was live as it began counts). A step without every op tracked "
+              "(not a detailed step) leaves out its temporaries.")
 
 
 class StepTable(QTableWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(0, len(HEADERS), parent)
         self.setHorizontalHeaderLabels(HEADERS)
+        self.horizontalHeaderItem(1).setToolTip(LOSS_NOTE)
+        for column, phase in zip(PHASE_COLUMNS, PHASES, strict=True):
+            self.horizontalHeaderItem(column).setToolTip(PHASE_NOTE.format(phase=phase))
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self._run_id: int | None = None
+        self._totals_of: tuple[int, int] | None = None
+        self._totals = LiveTotals()
 
     def show_run(self, run: Run | None) -> None:
         """Append the rows ``run`` gained since the last call (all of them on a switch)."""
@@ -33,6 +52,7 @@ class StepTable(QTableWidget):
             self._run_id = run.run_id
         with run.lock:
             new = run.steps[self.rowCount():]
+            peaks = self._phase_peaks(run) if new else {}
         for step in new:
             row = self.rowCount()
             self.insertRow(row)
@@ -40,6 +60,9 @@ class StepTable(QTableWidget):
                 str(step.step),
                 "—" if step.loss is None else f"{step.loss:.4f}",
                 f"{step.seconds:.3f}",
+                "—" if step.tracked_peak_bytes is None else format_bytes(step.tracked_peak_bytes),
+                *("—" if (step.step, p) not in peaks else format_bytes(peaks[(step.step, p)])
+                  for p in PHASES),
                 format_bytes(step.peak_rss_bytes),
                 "—" if step.peak_gpu_bytes is None else format_bytes(step.peak_gpu_bytes),
             ]
@@ -51,3 +74,19 @@ class StepTable(QTableWidget):
             self.scrollToBottom()
         # a run on no GPU has no GPU figure: no column of dashes
         self.setColumnHidden(GPU_COLUMN, not run.spec.device.startswith("cuda"))
+        tracked = run.spec.track != "samples"
+        for column in (3, *PHASE_COLUMNS):
+            self.setColumnHidden(column, not tracked)
+
+    def _phase_peaks(self, run: Run) -> dict[tuple[int, str], int]:
+        """Per step and phase, from the allocations (sorted once each time the table
+        gains rows and the run gained allocations); a long run opened with a window of
+        its allocations has figures for the phases inside that window only."""
+        key = (run.run_id, len(run.tensors))
+        if key != self._totals_of:
+            self._totals, self._totals_of = LiveTotals.of(run.tensors), key
+        phases = run.phases
+        window = run.tensors_window
+        if window is not None:
+            phases = [p for p in phases if window[0] <= p.begin and p.end <= window[1]]
+        return phase_peaks(phases, self._totals)

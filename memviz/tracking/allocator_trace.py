@@ -246,7 +246,7 @@ class AllocatorTracker(TensorTracker):
         found = self._frame_stacks.get(key)
         if found is None:
             ids = [self.strings.id("frame", f"{file}:{line}:{name}") for file, line, name in key]
-            found = self._frame_stacks[key] = len(self._stack_ids) + len(self._frame_stacks)
+            found = self._frame_stacks[key] = next(self._stack_numbers)
             self.new_stacks.append([found, ids])
         return found
 

@@ -57,6 +57,14 @@ _SKIP_IN_STACKS = ("/torch/", "<frozen", *(_MEMVIZ + part + os.sep for part in (
     "tracking", "worker", "program", "session", "techniques", "cli")))
 
 
+def _line_at(code, instruction: int) -> int:
+    """The line of ``code`` that the instruction at this byte offset belongs to."""
+    for start, end, line in code.co_lines():
+        if start <= instruction < end:
+            return line or code.co_firstlineno
+    return code.co_firstlineno
+
+
 def _storage_key(t: torch.Tensor):
     st = t.untyped_storage()
     return st, st._cdata
@@ -70,6 +78,7 @@ _ALWAYS_CHECKED = ("resize_", "resize_as_", "set_", "_resize_output_", "lift_fre
 
 # collectives that, run in backward, reduce gradients in place: DDP's buckets
 _GRADIENT_REDUCTIONS = ("allreduce_", "allreduce_coalesced_")
+_REDUCES = 1 << 40  # added to such an op's string id
 
 
 def makes_storage(func) -> bool:
@@ -92,7 +101,6 @@ class _Dispatch(TorchDispatchMode):
         self.tracker = tracker
         # OpOverload -> its op string id, or -1 when it never makes a storage
         self.op_ids: dict[object, int] = {}
-        self.reduces_gradients: set[object] = set()  # c10d's all-reduces
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -107,11 +115,14 @@ class _Dispatch(TorchDispatchMode):
             with self.tracker.lock:  # the string table is shared with the taking thread
                 op = self.op_ids[func] = (self.tracker.strings.id("op", func.__name__)
                                           if makes_storage(func) else -1)
-                if func.namespace == "c10d" and func._opname in _GRADIENT_REDUCTIONS:
-                    self.reduces_gradients.add(func)
+                if op >= 0 and func.namespace == "c10d" and \
+                        func._opname in _GRADIENT_REDUCTIONS:
+                    self.op_ids[func] = op + _REDUCES  # one comparison on the hot path
+                    op += _REDUCES
         if op < 0:
             return out
-        if func in self.reduces_gradients:
+        if op >= _REDUCES:  # an all-reduce: its tensors, in backward, hold gradients
+            op -= _REDUCES
             self.tracker.reduced(args[0])
         seen = self.tracker._seen
         if isinstance(out, torch.Tensor):
@@ -182,8 +193,11 @@ class TensorTracker:
         self._rng_states: RngStates | None = None
         self._hooked: set[int] = set()  # ids of parameters whose gradient is hooked
         self._opaque: list[torch.Tensor] = []
-        self._stack_ids: dict[tuple, int] = {}  # ((code, line), ...) -> stack id
-        self._hidden_code: dict[object, bool] = {}  # code object -> left out of stacks
+        self._stack_ids: dict[tuple, int] = {}  # ((id(code), instruction), ...) -> stack id
+        self._stack_ids_by_line: dict[tuple, int] = {}  # ((id(code), line), ...) -> id
+        self._stack_numbers = itertools.count()  # every stack's id, whatever found it
+        self._hidden_code: dict[int, bool] = {}  # id(code object) -> left out of stacks
+        self._codes: dict[int, object] = {}  # id -> the code object, kept alive
         self.new_stacks: list[list] = []
         # a simulated CUDA run: the caching allocator's model, fed every allocation
         self.simulated_device: SimulatedDevice | None = None
@@ -396,29 +410,40 @@ class TensorTracker:
 
     def _stack_id(self) -> int:
         """The id of the Python stack running now. Stacks repeat from step to step,
-        so they are looked up by their (code, line) pairs; only a stack not seen
-        before has its frames formatted and interned."""
+        so they are looked up by where each frame is: its code object's id (a code
+        object's own hash is worked out from its contents on every call; the objects
+        stay alive in ``_codes``, so an id is never reused) and its last instruction
+        (a frame's line number is looked up in its code's line table, so only a
+        stack never seen before has its lines worked out, its frames formatted and
+        interned). Two places on one line are one stack."""
         frames = []
         frame = sys._getframe(1)
         hidden = self._hidden_code
         while frame is not None and len(frames) < STACK_DEPTH:
             code = frame.f_code
-            skip = hidden.get(code)
+            skip = hidden.get(id(code))
             if skip is None:
-                skip = hidden[code] = any(s in code.co_filename for s in _SKIP_IN_STACKS)
+                skip = hidden[id(code)] = any(s in code.co_filename for s in _SKIP_IN_STACKS)
+                self._codes[id(code)] = code
             if not skip:
-                frames.append((code, frame.f_lineno))
+                frames.append((id(code), frame.f_lasti))
             frame = frame.f_back
         key = tuple(frames)
         found = self._stack_ids.get(key)
         if found is None:
-            with self.lock:  # the string tables are shared with the taking thread
-                found = self._stack_ids.get(key)
-                if found is None:
-                    ids = [self.strings.id("frame", f"{code.co_filename}:{line}:{code.co_name}")
-                           for code, line in frames]
-                    found = self._stack_ids[key] = len(self._stack_ids)
-                    self.new_stacks.append([found, ids])
+            found = self._stack_ids[key] = self._stack_of_lines(frames)
+        return found
+
+    def _stack_of_lines(self, frames: list[tuple[int, int]]) -> int:
+        codes = self._codes
+        lines = tuple((c, _line_at(codes[c], at)) for c, at in frames)
+        with self.lock:  # the string tables are shared with the taking thread
+            found = self._stack_ids_by_line.get(lines)
+            if found is None:
+                ids = [self.strings.id("frame", f"{codes[c].co_filename}:{line}:"
+                                                f"{codes[c].co_name}") for c, line in lines]
+                found = self._stack_ids_by_line[lines] = next(self._stack_numbers)
+                self.new_stacks.append([found, ids])
         return found
 
     # -- the pass over the log --------------------------------------------------------
