@@ -15,6 +15,8 @@ from memviz.core.call_sites import NO_STACK, call_sites, is_library_frame
 from memviz.core.categories import CODE
 from memviz.snapshot import open_run
 
+from .conftest import run_worker
+
 PROGRAM = '''
 import torch
 
@@ -101,8 +103,8 @@ def test_library_frames_are_told_from_the_users():
     assert not is_library_frame("/home/me/lib/python3_tools/x.py:1:f")
 
 
-def test_a_run_without_stacks_splits_by_module_and_op(gpt2_train_run):
-    run = gpt2_train_run
+def test_a_run_without_stacks_splits_by_module_and_op():
+    run, _ = run_worker(model="gpt2-tiny", steps=1, batch_size=2, seq_len=32, track="tensors")
     t, peak = tracked_peak_time(run.tensors)
     sites = call_sites(run, run.tensors.live_at(t))
     assert not sites.has_stacks and sites.root.total == peak

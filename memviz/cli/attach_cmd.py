@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="FILE.memviz",
                         help="where the recording goes")
     parser.add_argument("--force", action="store_true", help="overwrite the output file")
-    parser.add_argument("--track", choices=("tensors", "tensors+stacks"), default="tensors",
+    parser.add_argument("--track", choices=("tensors", "tensors+stacks"), default="tensors+stacks",
                         help="every tensor, or every tensor with its Python stack")
     until = parser.add_mutually_exclusive_group()
     until.add_argument("--steps", type=int, metavar="N",

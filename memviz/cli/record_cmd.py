@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", metavar="JSON",
                         help="write the run's summary as JSON here (- for standard output)")
     parser.add_argument("--force", action="store_true", help="overwrite the output file")
-    parser.add_argument("--track", default="tensors", choices=TRACK_LEVELS,
-                        help="samples only, or every tensor (with Python stacks)")
+    parser.add_argument("--track", default="tensors+stacks", choices=TRACK_LEVELS,
+                        help="samples only, every tensor, or every tensor with its Python "
+                             "stack on the detailed steps (the default)")
     parser.add_argument("--sample-hz", type=float, default=20.0, help="memory samples a second")
     parser.add_argument("--detail", default=DEFAULT_DETAIL, metavar="all|first:K,every:N",
                         help="which steps record every tensor op (the others only their "

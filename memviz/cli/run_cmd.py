@@ -41,7 +41,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory samples a second")
     parser.add_argument("--track", default=d.track,
                         choices=["samples", "tensors", "tensors+stacks"],
-                        help="samples only, or every tensor (with Python stacks)")
+                        help="samples only, every tensor, or every tensor with its Python "
+                             "stack on the detailed steps (the default)")
     parser.add_argument("--simulate", action="store_true",
                         help="run the step on fake tensors: every tensor and op, no data, no "
                              "arithmetic (a model too large for this machine; --device cuda "

@@ -42,7 +42,7 @@ class RunSpec:
     data: str = "corpus"
     max_new_tokens: int = 32
     sample_hz: float = 20.0
-    track: str = "tensors"
+    track: str = "tensors+stacks"  # Python stacks on the steps every op is tracked on
     techniques: list[dict[str, Any]] = field(default_factory=list)
     # A user's own program tracked by memviz.track (its command line), not memviz's
     # runner: then the model, mode and sizes are what the program ran, and steps is 0

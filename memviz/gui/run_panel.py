@@ -78,7 +78,8 @@ class RunPanel(QWidget):
         self.track.addItems(TRACK_LEVELS)
         self.track.setCurrentText(d.track)
         self.track.setToolTip("samples: memory counters only; tensors: every allocation, "
-                              "categorised; tensors+stacks: with Python stacks (slower)")
+                              "categorised; tensors+stacks (the default): with the Python "
+                              "stack of each allocation on the steps every op is tracked on")
         self.simulate = QCheckBox("on fake tensors (no data, no arithmetic)")
         self.simulate.setToolTip(
             "Simulate: the real step on fake tensors, every tensor and op counted, nothing "

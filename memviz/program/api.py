@@ -41,7 +41,7 @@ class Tracking:
     ``start()`` and ``stop()``."""
 
     def __init__(self, output: str | os.PathLike | None = None, *, connect: str | None = None,
-                 summary: str | os.PathLike | None = None, track: str = "tensors",
+                 summary: str | os.PathLike | None = None, track: str = "tensors+stacks",
                  sample_hz: float = 20.0, model=None, optimizer=None,
                  force: bool = False, steps: str = "optimizer", token: str | None = None,
                  program: str | None = None, scan_heap: bool = True,

@@ -46,7 +46,7 @@ class Attachment:
     listening at ``connect`` with ``token``."""
 
     def __init__(self, pid: int, output: Path | None = None, connect: str | None = None,
-                 token: str | None = None, level: str = "tensors") -> None:
+                 token: str | None = None, level: str = "tensors+stacks") -> None:
         self.pid = pid
         self.command = check_target(pid)
         self.output, self.connect, self.token, self.level = output, connect, token, level

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
     # popped: a program that starts Python processes of its own does not pass them on
     connect = os.environ.pop(CONNECT_ENV, None)
     token = os.environ.pop(TOKEN_ENV, None)
-    level = os.environ.pop(LEVEL_ENV, "tensors")
+    level = os.environ.pop(LEVEL_ENV, "tensors+stacks")
     hz = float(os.environ.pop(HZ_ENV, "20"))
     detail = os.environ.pop(DETAIL_ENV, DEFAULT_DETAIL)
     tracking = Tracking(connect=connect, token=token, track=level, sample_hz=hz,

@@ -41,7 +41,7 @@ def program_line() -> str:
 
 
 class ProgramTracker:
-    def __init__(self, *, level: str = "tensors", sample_hz: float = 20.0,
+    def __init__(self, *, level: str = "tensors+stacks", sample_hz: float = 20.0,
                  conn=None, deliver: Callable[[list[dict]], None] | None = None,
                  models: list[nn.Module] | None = None,
                  optimizers: list[torch.optim.Optimizer] | None = None,

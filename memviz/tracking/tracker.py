@@ -387,7 +387,7 @@ class TensorTracker:
         address = 0 if type(t) is FakeTensor else st.data_ptr()  # a fake one has no data
         self._add(key, nbytes, category, weakref.ref(st, lambda _r, key=key: self._freed(key)),
                   address, t.dtype, t.device, t.shape, module, op,
-                  self._stack_id() if self.stacks else -1)
+                  self._stack_id() if self.stacks and self.detailed else -1)
 
     def _add(self, key: int, nbytes: int, category: int, ref, data_ptr: int, dtype, device,
              shape, module: str, op: int, stack: int) -> None:
