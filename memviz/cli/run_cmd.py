@@ -7,14 +7,16 @@ import contextlib
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from ..core.categories import LABELS
-from ..core.run import Run
 from ..core.spec import OPTIMIZERS, ROUTINGS, RunSpec, SpecError
-from ..core.summary import build_summary
-from ..session import WorkerSession
-from ..techniques import parse_technique, preflight
 from .formatting import human_bytes, ranks_lines, table
+
+if TYPE_CHECKING:  # a run's machinery is imported by the commands that run (every
+    # command's arguments are built from here, memviz record's among them)
+    from ..core.run import Run
+    from ..session import WorkerSession
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +63,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace, check_device: bool = True) -> RunSpec:
     """The spec the arguments describe; techniques parsed and the whole set checked."""
+    from ..techniques import parse_technique, preflight
+
     spec = RunSpec(
         model=args.model, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
         steps=args.steps, optimizer=args.optimizer, lr=args.lr, device=args.device,
@@ -231,6 +235,10 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     except (SpecError, TokenError, ValueError) as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
+    from ..core.run import Run
+    from ..core.summary import build_summary
+    from ..session import WorkerSession
+
     run = Run(spec)
     recorder = None
     target = StdoutFile(args.output, ".memviz")

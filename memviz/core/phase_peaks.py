@@ -9,10 +9,12 @@ has none.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .run import Phase
 from .tensors import TensorLog
 
 PHASES = ("forward", "backward", "optimizer")
@@ -51,7 +53,7 @@ class LiveTotals:
         return max(at_begin, int(inside.max())) if len(inside) else at_begin
 
 
-def phase_peaks(phases, totals: LiveTotals) -> dict[tuple[int, str], int]:
+def phase_peaks(phases: Iterable[Phase], totals: LiveTotals) -> dict[tuple[int, str], int]:
     """(step, phase) -> the tracked peak in it; a phase run several times in a step
     (gradient accumulation's micro-batches) gives its highest."""
     peaks: dict[tuple[int, str], int] = {}
