@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.categories import TRACK_LEVELS
@@ -113,6 +114,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         check_output(output, overwrite=args.force)
         if launcher is not None:
             _check_rank_outputs(output, launch, overwrite=args.force)
+            if cap.automatic and cap.bytes and launch.local_ranks:
+                # the ranks share this machine: the automatic cap is the job's, split
+                cap = replace(cap, bytes=cap.bytes // launch.local_ranks)
         check_output(args.summary)
         relay = _connect_to_window(args.connect) if args.connect else None
     except (SpecError, OSError, ValueError) as exc:
