@@ -44,6 +44,7 @@ class RanksView(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.note = QLabel(NOT_SHARDED)
+        self.note.setWordWrap(True)  # a long note wraps; it never widens the window
         self.plot = pg.PlotWidget(background="w", axisItems={"left": BytesAxis("left")})
         self.plot.setLabel("bottom", "time since rank 0 started", units="s")
         self.plot.getAxis("left").setWidth(64)  # room for "512 MiB" before the first draw
