@@ -92,6 +92,8 @@ def test_the_window_shows_a_simulated_cuda_run_as_a_device_run(qtbot, tmp_path):
     from memviz.gui.axes import format_bytes
     from memviz.gui.main_window import MainWindow
 
+    from memviz.gui.step_table import GPU_COLUMN
+
     window = MainWindow()
     window.resize(1280, 800)
     try:
@@ -102,7 +104,7 @@ def test_the_window_shows_a_simulated_cuda_run_as_a_device_run(qtbot, tmp_path):
         assert "b2×64 cuda (simulated)" in window.run_list.item(0).text()
         table = window.step_table
         assert table.rowCount() == 2
-        peak_gpu = [table.item(r, 4).text() for r in range(2)]
+        peak_gpu = [table.item(r, GPU_COLUMN).text() for r in range(2)]
         assert peak_gpu == [format_bytes(s.peak_gpu_bytes) for s in run.steps]
         assert "—" not in peak_gpu
         timeline = window.timeline
