@@ -91,7 +91,6 @@ def test_the_window_shows_a_simulated_cuda_run_as_a_device_run(qtbot, tmp_path):
     from memviz.gui.app import dispose
     from memviz.gui.axes import format_bytes
     from memviz.gui.main_window import MainWindow
-
     from memviz.gui.step_table import GPU_COLUMN
 
     window = MainWindow()
