@@ -60,12 +60,20 @@ def _fit(args: argparse.Namespace) -> tuple[int, dict | None]:
             figures = f"peak {human_bytes(probe.peak_bytes)}" + (
                 "" if probe.predicted_bytes is None
                 else f", {word} {human_bytes(probe.predicted_bytes)}")
-        print(f"  {dimension} {probe.value}: {figures}: {verdict}", file=sys.stderr,
+        took = "" if probe.seconds is None else \
+            f" ({probe.seconds:.1f} s, {probe.outside_steps:.1f} s outside its steps)"
+        print(f"  {dimension} {probe.value}: {figures}: {verdict}{took}", file=sys.stderr,
               flush=True)
 
     search = search_for(base, limit, dimension, on_probe=heard,
                         confirm=not args.simulate_only)
     result = search.run()
+    timed = [p for p in result.probes if p.seconds is not None]
+    if timed:
+        outside = sorted(p.outside_steps or 0.0 for p in timed)
+        print(f"  {len(timed)} probes in {sum(p.seconds or 0.0 for p in timed):.1f} s; outside "
+              f"their steps {outside[len(outside) // 2]:.1f} s each (median), "
+              f"{outside[-1]:.1f} s at most", file=sys.stderr)
     answer: dict = {"fit": result.to_dict()}
     if args.rank_sets:
         overhead = result.overhead_bytes or 0

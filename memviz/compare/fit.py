@@ -12,6 +12,7 @@ a value that ran under the cap and the next one up that did not.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -44,6 +45,14 @@ class Probe:
     peak_bytes: int | None
     predicted_bytes: int | None
     message: str = ""
+    seconds: float | None = None  # the probe's wall time, from asking to its answer
+    outside_steps: float | None = None  # of which not in its steps (start, load, wind-up)
+
+    def timed(self, run: Run, started: float) -> Probe:
+        """This probe with its time and the share of it outside the run's steps."""
+        self.seconds = time.monotonic() - started
+        self.outside_steps = max(self.seconds - sum(s.seconds for s in run.steps), 0.0)
+        return self
 
 
 @dataclass
@@ -150,12 +159,13 @@ class SimulatedFit:
         if self.cancel.is_set():  # every probe from here on ends the search
             return Probe(value, False, None, None, "cancelled")
         if value not in self.simulated:
+            started = time.monotonic()
             run = simulate_spec(self._spec(value), self.warm)
             peak = simulated_peak(run)
             fits = peak is not None and peak <= self.limit
             message = "" if fits else (run.error or {}).get("message") or \
                 f"simulated {peak / (1 << 20):,.0f} MiB"
-            self.simulated[value] = Probe(value, fits, None, peak, message)
+            self.simulated[value] = Probe(value, fits, None, peak, message).timed(run, started)
             if self.on_probe is not None:
                 self.on_probe(self.simulated[value])
         return self.simulated[value]
@@ -210,12 +220,14 @@ class SimulatedFit:
             result.largest, result.refused = value + 1, None
 
     def _real(self, value: int) -> Probe:
+        started = time.monotonic()
         run = run_capped(self._spec(value), self.limit, None, self.warm)
         peak = measured_peak(run)
         fits = run.state == "finished" and peak is not None and peak <= self.limit
         probe = Probe(value, fits, peak, self.simulated.get(value, Probe(0, False, None, None,
                                                                           "")).predicted_bytes,
-                      "" if fits else (run.error or {}).get("message", run.state))
+                      "" if fits else (run.error or {}).get("message", run.state)
+                      ).timed(run, started)
         self.confirmed.append(probe)
         if self.on_probe is not None:
             self.on_probe(probe)
@@ -248,6 +260,7 @@ class FitSearch:
         if value in self.probes:
             return self.probes[value]
         spec = self._spec(value)
+        started = time.monotonic()
         predicted = _predict_tracked(spec)
         run = run_capped(spec, self.limit, self.cancel, self.warm)
         summary = build_summary(run)
@@ -258,7 +271,7 @@ class FitSearch:
             self.overhead = peak - tracked
         message = "" if fits else (run.error or {}).get("message", run.state)
         result = Probe(value, fits, peak, None if predicted is None or self.overhead is None
-                       else predicted + self.overhead, message)
+                       else predicted + self.overhead, message).timed(run, started)
         self.probes[value] = result
         if self.on_probe is not None:
             self.on_probe(result)
