@@ -274,6 +274,8 @@ def test_the_steps_table_gives_each_phases_peak_and_explains_the_loss(qtbot, gpt
     run = gpt2_train_run
     table.show_run(run)
     peaks = phase_peaks(run.phases, LiveTotals.of(run.tensors))
+    # a live run's steps, each by its own window, give the same figures
+    assert phase_peaks(run.phases, run.tensors) == peaks
     for row, step in enumerate(run.steps):
         by_phase = [peaks[(step.step, p)] for p in PHASES]
         assert max(by_phase) == step.tracked_peak_bytes  # exact, from the allocations

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .categories import CATEGORIES
+from .categories import CATEGORIES, LABELS
 from .run import Run
 
 TOP = 3  # modules named in a rank's difference
@@ -22,8 +22,6 @@ TOP = 3  # modules named in a rank's difference
 
 def highest_text(highest: dict[str, Any] | None, fmt: Callable[[float], str]) -> str:
     """``distributed.highest`` in words: which rank, by how much, and why."""
-    from .categories import LABELS
-
     if not highest:
         return ""
     if not highest["bytes"]:

@@ -38,8 +38,6 @@ class StepTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self._run_id: int | None = None
-        self._totals_of: tuple[int, int] | None = None
-        self._totals = LiveTotals()
 
     def show_run(self, run: Run | None) -> None:
         """Append the rows ``run`` gained since the last call (all of them on a switch)."""
@@ -52,7 +50,8 @@ class StepTable(QTableWidget):
             self._run_id = run.run_id
         with run.lock:
             new = run.steps[self.rowCount():]
-            peaks = self._phase_peaks(run) if new else {}
+            peaks = self._phase_peaks(run, new[0].step if self.rowCount() else 0) \
+                if new else {}
         for step in new:
             row = self.rowCount()
             self.insertRow(row)
@@ -78,15 +77,15 @@ class StepTable(QTableWidget):
         for column in (3, *PHASE_COLUMNS):
             self.setColumnHidden(column, not tracked)
 
-    def _phase_peaks(self, run: Run) -> dict[tuple[int, str], int]:
-        """Per step and phase, from the allocations (sorted once each time the table
-        gains rows and the run gained allocations); a long run opened with a window of
-        its allocations has figures for the phases inside that window only."""
-        key = (run.run_id, len(run.tensors))
-        if key != self._totals_of:
-            self._totals, self._totals_of = LiveTotals.of(run.tensors), key
-        phases = run.phases
+    def _phase_peaks(self, run: Run, first_step: int) -> dict[tuple[int, str], int]:
+        """Per step and phase, from the allocations: a whole run at once with one sort,
+        the steps a live run just ended by their own windows (a step's end never sorts
+        the whole run again); a long run opened with a window of its allocations has
+        figures for the phases inside that window only."""
+        phases = [p for p in run.phases if p.step >= first_step]
         window = run.tensors_window
         if window is not None:
             phases = [p for p in phases if window[0] <= p.begin and p.end <= window[1]]
-        return phase_peaks(phases, self._totals)
+        if first_step == 0:
+            return phase_peaks(phases, LiveTotals.of(run.tensors))
+        return phase_peaks(phases, run.tensors)

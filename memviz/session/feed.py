@@ -94,6 +94,16 @@ class Feed:
             self.relay = None
 
 
+def until_started(conn: Connection) -> tuple[dict, list[dict]]:
+    """A stream's first messages, up to and with its ``run_started`` (which says what
+    the stream is: a program, a rank and which), and that message."""
+    pending: list[dict] = []
+    while (started := next((m for m in pending if m["type"] == "run_started"),
+                           None)) is None:
+        pending.extend(conn.receive())
+    return started, pending
+
+
 def serve(conn: Connection, feed: Feed, source: str, on_malformed: Callable[[], None]) -> None:
     """Read ``conn`` into ``feed`` until it closes; malformed data fails the run (and
     ``on_malformed`` ends its source)."""

@@ -20,7 +20,7 @@ from ..protocol import address, handshake
 from ..protocol.accept import MAX_PENDING, POLL_S, authenticate
 from ..protocol.token import TOKEN_ENV
 from ..protocol.transport import Connection, ConnectionClosed
-from .feed import Feed, finish_recording, serve
+from .feed import Feed, finish_recording, serve, until_started
 
 
 class ProgramConnection:
@@ -67,13 +67,16 @@ class LaunchedJobs:
                 self._rank_zero[found[0]] = (run, recorder)
                 self._arrived.notify_all()
 
-    def rank_zero_of(self, started: dict) -> tuple[Run, object] | None:
+    def rank_zero_of(self, started: dict) -> tuple[int, Run, object] | None:
+        """(this stream's rank, its rank 0's run and recorder) for rank r > 0 of a job
+        whose rank 0 arrived (or arrives within WAIT_S)."""
         found = self.job_of(started)
         if found is None or found[1] == 0:
             return None
         with self._arrived:
             self._arrived.wait_for(lambda: found[0] in self._rank_zero, timeout=self.WAIT_S)
-            return self._rank_zero.get(found[0])
+            zero = self._rank_zero.get(found[0])
+        return None if zero is None else (found[1], *zero)
 
 
 class ProgramListener:
@@ -101,8 +104,7 @@ class ProgramListener:
         found = self._jobs.rank_zero_of(started)
         if found is None:
             return None, None
-        rank_zero, zero_recorder = found
-        rank = int(started["rank"])
+        rank, rank_zero, zero_recorder = found
         run = rank_zero.add_rank(rank, started["spec"])
         recorder = None
         if zero_recorder is not None:
@@ -154,11 +156,8 @@ class ProgramListener:
             self.refusals.append(f"refused a {peer['role']}: this window waits for programs")
             conn.close()
             return
-        pending: list[dict] = []
         try:
-            while not any(m["type"] == "run_started" for m in pending):
-                pending.extend(conn.receive())
-            started = next(m for m in pending if m["type"] == "run_started")
+            started, pending = until_started(conn)
             spec = RunSpec.from_dict(started["spec"])
             run, recorder = self._rank_of_a_job(started)
             if run is None:

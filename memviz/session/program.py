@@ -26,7 +26,7 @@ from ..protocol.framing import FrameError
 from ..protocol.messages import ProtocolError
 from ..protocol.token import TOKEN_ENV
 from ..protocol.transport import Connection, ConnectionClosed
-from .feed import Feed, finish_recording, serve
+from .feed import Feed, finish_recording, serve, until_started
 from .memory_cap import MemoryCap
 from .session import describe_exit
 
@@ -150,11 +150,8 @@ class ProgramSession:
 
     def _serve_rank(self, conn: Connection) -> None:
         """One rank of a launched job: buffered until its run_started says which rank."""
-        pending: list[dict] = []
         try:
-            while (started := next((m for m in pending if m["type"] == "run_started"),
-                                   None)) is None:
-                pending.extend(conn.receive())
+            started, pending = until_started(conn)
             rank = int(started.get("rank", 0))
             if rank == 0:
                 run, recorder, relay = self.run, self.recorder, self.relay
