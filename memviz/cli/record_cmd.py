@@ -92,13 +92,9 @@ def program_command(argv: list[str]) -> Launch:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from ..core.run import Run
-    from ..core.spec import RunSpec
-    from ..core.summary import build_summary
     from ..session.memory_cap import parse_cap
-    from ..session.program import ProgramSession
-    from .formatting import ranks_lines
-    from .outputs import STDOUT, StdoutFile, check_output, shown, write_json
+    from ..session.program_start import start_program
+    from .outputs import STDOUT, check_output
 
     try:
         parse_detail(args.detail)
@@ -122,6 +118,36 @@ def cmd_record(args: argparse.Namespace) -> int:
     except (SpecError, OSError, ValueError) as exc:
         print(f"memviz record: {exc}", file=sys.stderr)
         return 2
+    # a Ctrl-C reaches the program itself (the same terminal): it ends as it would, and
+    # what it streamed until then is kept here
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        # started before the rest of memviz is imported: the program's own start (its
+        # Python, torch) runs meanwhile
+        started = start_program(command, track=args.track, sample_hz=args.sample_hz,
+                                detail=args.detail,
+                                stdout_to_stderr=STDOUT in (output, args.summary))
+    except OSError as exc:
+        signal.signal(signal.SIGINT, previous)
+        print(f"memviz record: cannot start {command[0]}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _follow(args, started, launch, output, cap, relay)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _follow(args: argparse.Namespace, started, launch: Launch, output: str | None, cap,
+            relay) -> int:
+    """Record the started program to its end; its exit code."""
+    from ..core.run import Run
+    from ..core.spec import RunSpec
+    from ..core.summary import build_summary
+    from ..session.program import ProgramSession
+    from .formatting import ranks_lines
+    from .outputs import STDOUT, StdoutFile, shown, write_json
+
+    command, name, launcher = launch.command, launch.name, launch.launcher
     program = " ".join(command[command.index("memviz.program.boot") + 1:])
     if launcher is not None:  # the job as the user launches it
         program = " ".join(a for a in args.program_argv if a != "--")
@@ -136,21 +162,15 @@ def cmd_record(args: argparse.Namespace) -> int:
         try:
             recorder = Recorder(target.path, spec.to_dict(), overwrite=args.force)
         except OSError as exc:
+            started.abandon()
             print(f"memviz record: {exc}", file=sys.stderr)
             return 2 if isinstance(exc, FileExistsError) else 1
-    session = ProgramSession(command, run, recorder=recorder, relay=relay, memory_cap=cap,
-                             stdout_to_stderr=STDOUT in (output, args.summary),
+    session = ProgramSession(started, run, recorder=recorder, relay=relay, memory_cap=cap,
                              ranks=launcher is not None,
                              relay_for_rank=(lambda: _connect_to_window(args.connect))
                              if args.connect else None)
-    # a Ctrl-C reaches the program itself (the same terminal): it ends as it would, and
-    # what it streamed until then is kept here
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        session.start()
-        session.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    session.start()
+    session.wait()
     summary = build_summary(run)
     target.deliver()
     if args.summary:

@@ -1,7 +1,7 @@
 """A user's program run under ``memviz.track`` (``memviz record``), watched from here.
 
-The program is started here with where to stream and a fresh token in its
-environment (``memviz.program.boot`` reads them); its output passes through
+The program is started (``program_start``) with where to stream and a fresh token
+in its environment (``memviz.program.boot`` reads them); its output passes through
 unchanged. Its stream is recorded here, so a crash or a kill of the program
 loses nothing it sent. With ``relay``, every frame also goes on to a window.
 """
@@ -9,74 +9,51 @@ loses nothing it sent. With ``relay``, every frame also goes on to a window.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable
 
 from ..core.rank_files import rank_path
 from ..core.run import Run
-from ..processes import RECORD_CONNECT_ENV, RECORD_DETAIL_ENV, RECORD_HZ_ENV, RECORD_LEVEL_ENV
-from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated, accept_each
 from ..protocol.framing import FrameError
 from ..protocol.messages import ProtocolError
-from ..protocol.token import TOKEN_ENV
 from ..protocol.transport import Connection, ConnectionClosed
 from .feed import Feed, finish_recording, serve, until_started
 from .memory_cap import MemoryCap
+from .program_start import StartedProgram
 from .session import describe_exit
 
 CONNECT_TIMEOUT_S = 120.0  # a program may import a great deal before tracking starts
 
 
 class ProgramSession:
-    def __init__(self, command: list[str], run: Run, *, recorder=None,
+    def __init__(self, started: StartedProgram, run: Run, *, recorder=None,
                  relay: Connection | None = None, memory_cap: MemoryCap | None = None,
-                 extra_env: dict[str, str] | None = None, stdout_to_stderr: bool = False,
                  ranks: bool = False,
                  relay_for_rank: Callable[[], Connection] | None = None) -> None:
-        self.command = command
+        self.started = started
         # a launcher's job: every rank connects, rank 0 streams into ``run``, rank r into
         # ``run.ranks[r]`` and a file of its own beside the recorder's
         self.follows_ranks = ranks
         self.relay_for_rank = relay_for_rank
         self._rank_recorders: list[tuple[object, Run]] = []
         self._rank_relays: list[Connection] = []
-        # the program's own output goes to standard error where standard output
-        # carries memviz's (record -o - / --summary -)
-        self.stdout_to_stderr = stdout_to_stderr
         self.run = run
         self.recorder = recorder
         self.relay = relay
         self.memory_cap = memory_cap
-        self.extra_env = extra_env or {}
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen = started.proc
         self.conn: Connection | None = None
         self.exit_code: int | None = None
         self.done = threading.Event()
-        self._tmpdir = tempfile.mkdtemp(prefix="memviz-record-")
-        self._token = handshake.new_token()
+        self._token = started.token
         self._serving = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        server, addr = address.listen(address.parse(f"unix:{self._tmpdir}/program.sock"))
-        env = {**os.environ, RECORD_CONNECT_ENV: str(addr), TOKEN_ENV: self._token,
-               RECORD_LEVEL_ENV: self.run.spec.track,
-               RECORD_HZ_ENV: str(self.run.spec.sample_hz),
-               RECORD_DETAIL_ENV: self.run.spec.detail,
-               **self.extra_env}
-        try:
-            self.proc = subprocess.Popen(self.command, env=env,
-                                         stdout=sys.stderr if self.stdout_to_stderr else None)
-        except OSError:
-            server.close()
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            raise
+        """Serve the program's stream and watch it to its exit."""
+        server = self.started.server
         for target, args in ((self._serve, (server,)), (self._watch_exit, ())):
             thread = threading.Thread(target=target, args=args, daemon=True,
                                       name=f"memviz-program-{target.__name__}")
@@ -206,5 +183,5 @@ class ProgramSession:
         for relay in [self.relay, *self._rank_relays]:
             if relay is not None:
                 relay.close()
-        shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self.started.close()
         self.done.set()

@@ -50,16 +50,17 @@ class Lora(Technique):
 
 
 def _adaptable(model):
-    """Linear layers and GPT-2's Conv1D projections (peft adapts both)."""
+    """Linear layers and GPT-2's Conv1D projections (peft adapts both). A model with a
+    Conv1D has loaded the module that defines it; one without needs no import of
+    transformers (seconds, for a program that never uses it)."""
+    import sys
+
     from torch import nn
 
     kinds: tuple[type, ...] = (nn.Linear,)
-    try:
-        from transformers.pytorch_utils import Conv1D
-
-        kinds = (nn.Linear, Conv1D)
-    except ImportError:
-        pass
+    conv1d = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
+    if conv1d is not None:
+        kinds = (nn.Linear, conv1d)
     return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
 
 

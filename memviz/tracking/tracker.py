@@ -39,6 +39,7 @@ from ..core.categories import CATEGORIES, CODE
 from ..core.cuda_model import SimulatedDevice
 from ..protocol.messages import EVENT_COLUMNS, EVENT_DTYPES
 from .components import SCALE, dense_parts, is_plain
+from .flop_tally import FlopTally
 from .interning import Interner
 from .layout import FirstFitLayout
 from .module_scope import ModuleScope
@@ -101,6 +102,7 @@ class _Dispatch(TorchDispatchMode):
         self.tracker = tracker
         # OpOverload -> its op string id, or -1 when it never makes a storage
         self.op_ids: dict[object, int] = {}
+        self.flops: FlopTally | None = None  # counting this step's FLOPs
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -121,6 +123,8 @@ class _Dispatch(TorchDispatchMode):
                     op += _REDUCES
         if op < 0:
             return out
+        if self.flops is not None:  # a matmul or a convolution always makes its output
+            self.flops.count(func, args, kwargs, out)
         if op >= _REDUCES:  # an all-reduce: its tensors, in backward, hold gradients
             op -= _REDUCES
             self.tracker.reduced(args[0])
@@ -225,6 +229,13 @@ class TensorTracker:
             self._mode.__exit__(None, None, None)
             self._mode = None
         self.detailed = detailed
+
+    def count_flops(self, counting: bool) -> int | None:
+        """Start counting the FLOPs of the ops seen from now (``True``), or stop; the
+        count since the start (None when none was under way)."""
+        tally = self._dispatch.flops
+        self._dispatch.flops = FlopTally() if counting else None
+        return None if tally is None else tally.total
 
     def stop(self) -> None:
         if self._mode is not None:

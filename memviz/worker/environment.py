@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import sys
+from importlib import metadata
 
 import psutil
 
@@ -12,9 +14,20 @@ from ..version import __version__
 from .gpu import NvmlDevice
 
 
+def _version_of(package: str) -> str | None:
+    """An installed package's version, without importing it: a program under ``memviz
+    record`` that never uses transformers must not wait seconds for its import."""
+    module = sys.modules.get(package)
+    if module is not None and getattr(module, "__version__", None):
+        return str(module.__version__)
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def describe(nvml: NvmlDevice, device: str) -> dict:
     import torch
-    import transformers
 
     cuda = None
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -26,7 +39,7 @@ def describe(nvml: NvmlDevice, device: str) -> dict:
         "memviz": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": _version_of("transformers"),
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "pid": os.getpid(),

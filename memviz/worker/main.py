@@ -198,7 +198,10 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
             tracker.stop()
         sampler.stop()
         output_drift = distributed = flops = on_disk = None
-        if reason == "finished" and plan.world_size == 1 and not spec.simulate:
+        if reason == "finished" and plan.world_size == 1:
+            flops = runner.meter.flops  # counted from a detailed step's own ops
+        if flops is None and reason == "finished" and plan.world_size == 1 and \
+                not spec.simulate:
             from .flops import flops_per_step  # (ranks would wait in collectives)
 
             flops = _after_run(emitter, t0, "counting FLOPs", lambda: flops_per_step(

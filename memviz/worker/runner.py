@@ -48,9 +48,12 @@ class Runner:
         self.plan = plan or Plan(spec)
         # a controller's "record the next step in full"
         self.detail_next = detail_next or threading.Event()
+        # a generation's steps are its prefill and every new token: its FLOPs a step are
+        # counted apart, over the prefill alone
         self.meter = StepMeter(emitter, sampler, t0, tracker,
                                torch.device("cpu") if self.simulated else self.device,
-                               parse_detail(spec.detail), self.detail_next)
+                               parse_detail(spec.detail), self.detail_next,
+                               count_flops=spec.mode != "generate")
         self.done = self.meter.done  # every step_done message, for a rank's final figures
         self.scaler = self.plan.grad_scaler()
 

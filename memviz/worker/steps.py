@@ -23,9 +23,11 @@ UNTRACKED = "untracked"
 class StepMeter:
     def __init__(self, emitter, sampler, t0: float, tracker=None,
                  device: torch.device | None = None, detail: DetailPolicy | None = None,
-                 detail_next: threading.Event | None = None) -> None:
+                 detail_next: threading.Event | None = None, count_flops: bool = False) -> None:
         """``detail``: which steps the per-op tracker sees (all, without one);
-        ``detail_next``: set from outside (a window's "record the next step in full")."""
+        ``detail_next``: set from outside (a window's "record the next step in full");
+        ``count_flops``: each detailed step's FLOPs counted from its ops (``flops``
+        holds the last one's)."""
         self.emitter = emitter
         self.sampler = sampler
         self.t0 = t0
@@ -37,6 +39,9 @@ class StepMeter:
         self.cuda = self.device.type == "cuda"
         self.done: list[dict] = []  # every step_done message, for a rank's final figures
         self._started = 0.0
+        self.count_flops = count_flops and hasattr(tracker, "count_flops")
+        self._counting = False
+        self.flops: int | None = None  # of the last detailed step
 
     def t(self) -> float:
         return now() - self.t0
@@ -77,11 +82,17 @@ class StepMeter:
             self.tracker.take_step_peak()
             if self._simulated_device():
                 self.tracker.device_step()
+            if self.count_flops:
+                self._counting = detailed
+                self.tracker.count_flops(detailed)
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
         self._started = time.perf_counter()
 
     def end(self, step: int, loss: float | None, tokens: int) -> dict:
+        if self._counting:
+            self._counting = False
+            self.flops = self.tracker.count_flops(False)
         peak_gpu = int(torch.cuda.max_memory_allocated(self.device)) if self.cuda else None
         if self.cuda and self.tracker is not None:
             self._send_cuda_memory(step)
