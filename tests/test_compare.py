@@ -163,7 +163,7 @@ def test_fit_finds_the_largest_batch_under_a_cap_and_refuses_the_next():
     assert not refused.fits and "over the memory cap" in refused.message
     assert all(p.fits == (p.value <= 2) for p in result.probes)
     # each probe's time, and the part of it outside its steps (start, load, wind-up)
-    assert all(0 < p.outside_steps < p.seconds for p in result.probes)
+    assert all(0 < p.outside_steps < p.seconds for p in result.probes), result.probes
 
 
 def test_a_capped_worker_is_killed_not_the_machine():
