@@ -51,7 +51,7 @@ def _interleaved(commands: dict[str, list[str]], rounds: int) -> tuple[float, fl
     return statistics.median(plain), statistics.median(tracked), statistics.median(ratios)
 
 
-def measure(rounds: int = 5) -> list[Result]:
+def measure(rounds: int = 5, only: str = "") -> list[Result]:
     results = []
     with tempfile.TemporaryDirectory() as folder:
         out = str(Path(folder) / "run.memviz")
@@ -66,6 +66,8 @@ def measure(rounds: int = 5) -> list[Result]:
                            "--", "python", *SCRIPT]},
         }
         for name, commands in pairs.items():
+            if only not in name:
+                continue
             plain, tracked, ratio = _interleaved(commands, rounds)
             results += [
                 Result(f"{name}: plain", plain, "s", "", True, f"median of {rounds}"),
@@ -76,4 +78,4 @@ def measure(rounds: int = 5) -> list[Result]:
 
 
 if __name__ == "__main__":
-    print_table(measure())
+    print_table(measure(only=sys.argv[1] if len(sys.argv) > 1 else ""))
