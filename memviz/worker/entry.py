@@ -7,7 +7,6 @@ import argparse
 import os
 import signal
 import sys
-from typing import NoReturn
 
 from ..protocol import address
 from ..protocol.token import TokenError, token_from
@@ -70,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.connect, token)
     from .main import serve_controller
 
-    _exit_now(serve_controller(args, token))
+    return _exit_now(serve_controller(args, token))
 
 
-def _exit_now(code: int) -> NoReturn:
+def _exit_now(code: int) -> int:
     """The run is over and all it had to say is sent and closed: the interpreter's own
     teardown (most of a second with torch loaded, freeing what the process is about to
-    give back anyway) is skipped, as a forked worker skips it."""
+    give back anyway) is skipped, as a forked worker skips it. Not under a profiler or
+    a tracer (cProfile, coverage): they write what they found in that teardown."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return code
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
