@@ -162,8 +162,10 @@ def test_fit_finds_the_largest_batch_under_a_cap_and_refuses_the_next():
     refused = next(p for p in result.probes if p.value == 3)
     assert not refused.fits and "over the memory cap" in refused.message
     assert all(p.fits == (p.value <= 2) for p in result.probes)
-    # each probe's time, and the part of it outside its steps (start, load, wind-up)
-    assert all(0 < p.outside_steps < p.seconds for p in result.probes), result.probes
+    # each probe's time, and the part of it outside its steps (start, load, wind-up): all
+    # of it for a probe stopped at the cap before its first step ended
+    assert all(0 < p.outside_steps <= p.seconds for p in result.probes), result.probes
+    assert all(p.outside_steps < p.seconds for p in result.probes if p.fits), result.probes
 
 
 def test_a_capped_worker_is_killed_not_the_machine():
