@@ -149,19 +149,15 @@ def scale_table(folder: Path) -> list[list[str]]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        if sys.argv[1:] == ["scale"]:
-            print(table(SCALE_HEADERS,
-                        scale_table(Path(tmp)), numbers=False))
-            return
-        zoo = Path(tmp) / "zoo"
-        zoo.mkdir()
-        print(table(["model", "measured MiB", "simulated MiB", "peak error", "categories"],
-                    error_table(zoo), numbers=False))
-        print()
+        if sys.argv[1:] != ["scale"]:
+            zoo = Path(tmp) / "zoo"
+            zoo.mkdir()
+            print(table(["model", "measured MiB", "simulated MiB", "peak error", "categories"],
+                        error_table(zoo), numbers=False))
+            print()
         print("Llama, batch 1 × 4096, AdamW, checkpointing, one step simulated "
               "(memviz run --simulate, from the command to its exit):")
-        print(table(SCALE_HEADERS,
-                    scale_table(Path(tmp)), numbers=False))
+        print(table(SCALE_HEADERS, scale_table(Path(tmp)), numbers=False))
 
 
 if __name__ == "__main__":

@@ -422,9 +422,12 @@ def test_a_detailed_steps_flops_are_torchs_own_count():
     assert counted > 3 * 2 * 2 * 24 * 32 * 64
 
 
-def test_the_flops_a_run_reports_are_its_steps_own(gpt2_train_run):
-    """A run's FLOPs a step come from its first detailed step, counted as it ran: torch's
-    flop counter around one forward and backward of the same model and batch agrees."""
+def test_the_flops_a_run_reports_are_one_step_of_its_model_and_batch(gpt2_train_run):
+    """A run's FLOPs a step, counted from its first detailed step as it ran, are what
+    torch's flop counter says of one forward and backward of the same model and batch
+    (that they come from the step, not a pass after it, is
+    ``test_an_after_run_extra_that_fails_loses_nothing``'s: there the model fails every
+    forward after the step's)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     spec = gpt2_train_run.spec

@@ -43,11 +43,9 @@ class ProgramSession:
         self.recorder = recorder
         self.relay = relay
         self.memory_cap = memory_cap
-        self.proc: subprocess.Popen = started.proc
         self.conn: Connection | None = None
         self.exit_code: int | None = None
         self.done = threading.Event()
-        self._token = started.token
         self._serving = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -67,15 +65,20 @@ class ProgramSession:
                 self.conn.send([{"type": "stop"}])
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc.poll() is None:
             self.proc.kill()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.done.wait(timeout)
 
     @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+    def proc(self) -> subprocess.Popen:
+        """The program's process (a launcher's, for a job)."""
+        return self.started.proc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def _serve(self, server) -> None:
         if self.follows_ranks:
@@ -83,7 +86,7 @@ class ProgramSession:
             return
         try:
             result = accept_authenticated(
-                server, self._token, "controller",
+                server, self.started.token, "controller",
                 refused=lambda text: self.run.add_log("error", text),
                 give_up=lambda: self.proc.poll() is not None, timeout=CONNECT_TIMEOUT_S)
         finally:
@@ -108,7 +111,7 @@ class ProgramSession:
             thread.start()
 
         try:
-            accept_each(server, self._token, "controller", on_peer,
+            accept_each(server, self.started.token, "controller", on_peer,
                         refused=lambda text: self.run.add_log("error", text),
                         give_up=lambda: self.proc.poll() is not None)
         finally:

@@ -198,14 +198,13 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
             tracker.stop()
         sampler.stop()
         output_drift = distributed = flops = on_disk = None
-        if reason == "finished" and plan.world_size == 1:
+        if reason == "finished" and plan.world_size == 1:  # (ranks would wait in collectives)
             flops = runner.meter.flops  # counted from a detailed step's own ops
-        if flops is None and reason == "finished" and plan.world_size == 1 and \
-                not spec.simulate:
-            from .flops import flops_per_step  # (ranks would wait in collectives)
+            if flops is None and not spec.simulate:  # no step was: one counted after them
+                from .flops import flops_per_step
 
-            flops = _after_run(emitter, t0, "counting FLOPs", lambda: flops_per_step(
-                task, ranks.local_spec(spec, plan.world_size), plan))
+                flops = _after_run(emitter, t0, "counting FLOPs", lambda: flops_per_step(
+                    task, ranks.local_spec(spec, plan.world_size), plan))
         if reference is not None and reason == "finished":
             output_drift = _after_run(emitter, t0, "measuring the output drift",
                                       lambda: drift.measure(task, reference))
