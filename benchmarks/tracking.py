@@ -31,8 +31,10 @@ from memviz.worker.samplers import MemorySampler
 
 from .common import Result, print_table
 
+# the last tracked one is a detailed step as a worker runs it: stacks and its FLOPs counted
+WORKER_DETAILED = "tensors+stacks+FLOPs, detailed step"
 CONFIGS = ("untracked", "samples", "tensors, cheap step", "tensors, detailed step",
-           "tensors+stacks, detailed step", "profiler, read every step")
+           "tensors+stacks, detailed step", WORKER_DETAILED, "profiler, read every step")
 STACKS_BUDGET = 0.05  # Python stacks over a detailed step without them
 DETAIL_OVER_STEPS = 100  # the default detail policy's share of detailed steps, over a run
 
@@ -49,6 +51,7 @@ def _config(name: str, model):
                                 stacks=name.startswith("tensors+stacks"))
         tracker.start(model)
         tracker.set_detail(name.endswith("detailed step"))
+        tracker.count_flops(name == WORKER_DETAILED)
         sampler.tracker = tracker
     try:
         yield tracker
@@ -109,11 +112,10 @@ def measure_model(label: str, task, batch: tuple[int, int], rounds: int,
     over_cpu = {c: statistics.median(r) - 1 for c, r in cpu.items()}
     policy = parse_detail(RunSpec().detail)
     share = sum(policy.detailed(s) for s in range(DETAIL_OVER_STEPS)) / DETAIL_OVER_STEPS
-    # the default level takes Python stacks on its detailed steps
-    detailed = "tensors+stacks, detailed step"
-    default = over["tensors, cheap step"] * (1 - share) + over[detailed] * share
+    # the default level: a worker's detailed steps take Python stacks and count FLOPs
+    default = over["tensors, cheap step"] * (1 - share) + over[WORKER_DETAILED] * share
     default_cpu = (over_cpu["tensors, cheap step"] * (1 - share)
-                   + over_cpu[detailed] * share)
+                   + over_cpu[WORKER_DETAILED] * share)
     loaded = max(loads) > (os.cpu_count() or 1)
     results = [Result(f"{label}: training step, untracked", statistics.median(untracked) * 1000,
                       "ms", "", True, f"{batch[0]}×{batch[1]} AdamW, {rounds} rounds of {steps}"
@@ -131,6 +133,11 @@ def measure_model(label: str, task, batch: tuple[int, int], rounds: int,
     results.append(Result(f"{label}: Python stacks over a detailed step", stacks * 100, "%",
                           f"≤ {STACKS_BUDGET:.0%}", stacks <= STACKS_BUDGET,
                           "the same round's detailed step without stacks"))
+    flops = statistics.median(
+        a / b for a, b in zip(wall[WORKER_DETAILED], wall["tensors+stacks, detailed step"],
+                              strict=True)) - 1
+    results.append(Result(f"{label}: FLOPs counted over a detailed step", flops * 100, "%",
+                          "", True, "the same round's detailed step with stacks, not counting"))
     results.append(Result(f"{label}: overhead, tensors+stacks (the default)", default * 100, "%",
                           "≤ 5%", default <= 0.05,
                           f"{RunSpec().detail}: {share:.0%} of {DETAIL_OVER_STEPS} steps with "
