@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -106,6 +107,46 @@ def test_compare_refuses_a_wrong_set_before_running(tmp_path):
     assert "set 'quantize'" in done.stderr and "lora" in done.stderr
 
 
+def _worker_span(run, steps_only: bool) -> tuple[float, float]:
+    """Wall-clock seconds a run's worker spent in its steps (or from its start to its
+    last phase)."""
+    phases = [p for p in run.phases if not steps_only or (p.step is not None and p.step >= 0)]
+    begin = min(p.begin for p in phases) if steps_only else 0.0
+    return run.t0_wall + begin, run.t0_wall + max(p.end for p in phases)
+
+
+@pytest.mark.slow
+def test_sets_are_simulated_side_by_side_and_never_beside_a_measured_step():
+    from memviz.compare.predictions import simulation_lanes
+
+    base = RunSpec(model="gpt2-tiny", steps=2, batch_size=2, seq_len=64)
+    sets = [parse_set(s) for s in ("baseline", "checkpointing", "optimizer=sgd")]
+    comparison = Comparison(base, sets)
+    simulations = {}
+    while not comparison.finished:
+        comparison.poll()
+        for upcoming in comparison.upcoming.queue:
+            if upcoming.simulated is not None:
+                simulations[upcoming.chosen.name] = upcoming.simulated
+        comparison.wait(0.05)
+    results = comparison.results
+    assert [r.name for r in results] == ["baseline", "checkpointing", "optimizer=sgd"]
+    assert sorted(simulations) == sorted(r.name for r in results)
+    assert all(s.state == "finished" for s in simulations.values())
+    # each prediction is its simulation, the measured peak to the byte
+    for result in results:
+        assert result.estimate["source"] == "simulation"
+        assert result.estimate["peak_bytes"] == \
+            result.run.worker_summary["tracking"]["tracked_bytes"] > 0
+    simulated = [_worker_span(s, steps_only=False) for s in simulations.values()]
+    measured = [_worker_span(r.run, steps_only=True) for r in results]
+    for sim_begin, sim_end in simulated:  # a measured step never shares the CPU with one
+        assert all(sim_end <= begin or sim_begin >= end for begin, end in measured)
+    if simulation_lanes() > 1:  # and they run side by side, a core each
+        spans = sorted(simulated)
+        assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
 @pytest.mark.slow
 def test_greedy_stack_keeps_what_helps_and_stops():
     base = RunSpec(model="gpt2-tiny", mode="infer", steps=1, batch_size=2, seq_len=64)
@@ -123,18 +164,18 @@ def test_greedy_stack_keeps_what_helps_and_stops():
 
 
 def test_a_set_that_cannot_be_simulated_is_predicted_by_the_closed_form():
-    from memviz.compare.comparison import _simulable, _simulated_estimate
+    from memviz.compare.predictions import simulable, simulated_estimate
     from memviz.core.run import Run
 
     base = RunSpec(model="gpt2-tiny", steps=2)
-    assert _simulable(base) and _simulable(parse_set("zero").spec(base))
+    assert simulable(base) and simulable(parse_set("zero").spec(base))
     for unsimulable in (RunSpec(model="gpt2-tiny", mode="generate"),
                         RunSpec(model="gpt2-tiny", track="samples")):
-        assert not _simulable(unsimulable)
+        assert not simulable(unsimulable)
     simulated = Run(base)
     simulated.fail("simulation", "cannot simulate: aten.nonzero (its output's size "
                    "depends on the values)")
-    estimate, why = _simulated_estimate(base, simulated)
+    estimate, why = simulated_estimate(base, simulated)
     assert estimate["peak_bytes"] > 0 and "source" not in estimate
     assert why.startswith("simulation did not finish (cannot simulate: aten.nonzero")
 

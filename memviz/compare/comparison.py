@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..core.run import Run
 from ..core.spec import RunSpec
 from ..core.summary import build_summary
 from ..session import WorkerSession
 from ..session.memory_cap import MemoryCap
+from .predictions import Upcomings
 from .sets import GREEDY_MIN_SAVING, TechniqueSet, greedy_candidates, parse_set
 
 
@@ -42,35 +43,6 @@ class SetResult:
         return summary["peak"]["tracked_bytes"] or summary["peak"]["rss_bytes"]
 
 
-def _simulable(spec: RunSpec) -> bool:
-    """Whether the set's prediction can be its simulation (a generation and an
-    untracked run are predicted by the closed form; a simulated set is its own)."""
-    return spec.track != "samples" and spec.mode != "generate" and not spec.simulate
-
-
-def _simulated_estimate(spec: RunSpec, simulated: Run) -> tuple[dict | None, str]:
-    """The prediction a simulation makes, with the closed-form terms beside it as the
-    explanation of why each category is what it is."""
-    closed, why = _predict(spec)
-    tracking = (simulated.worker_summary or {}).get("tracking")
-    if simulated.state != "finished" or not tracking:
-        reason = (simulated.error or {}).get("message", simulated.state)
-        return closed, f"simulation did not finish ({reason}); the closed form instead" + (
-            f": {why}" if why else "")
-    return {"peak_bytes": tracking["tracked_bytes"],
-            "by_category": tracking["peak_by_category"], "source": "simulation",
-            "closed_form": closed}, ""
-
-
-def _predict(spec: RunSpec) -> tuple[dict | None, str]:
-    from ..estimate import EstimateError, predict
-
-    try:
-        return predict(spec).to_dict(), ""
-    except (EstimateError, KeyError, ValueError) as exc:
-        return None, str(exc)
-
-
 class Comparison:
     def __init__(self, base: RunSpec, sets: list[TechniqueSet] | None = None,
                  greedy: bool = False,
@@ -86,7 +58,8 @@ class Comparison:
         self.warm_start = warm_start
         self.warm = None  # the warm parent each set's worker is forked from (while running)
         self.simulate_predictions = simulate_predictions
-        self._simulation: tuple | None = None  # the set being simulated before it runs
+        # the sets next in line, their steps simulated ahead for the predictions
+        self.upcoming = Upcomings(simulate_predictions, self._simulation_session)
         self.base = base.validate()
         self.greedy = greedy
         self.pending: list[TechniqueSet] = list(sets or [TechniqueSet("baseline")])
@@ -106,25 +79,24 @@ class Comparison:
     # -- progress -------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.current is None and self._simulation is None and (
+        return self.current is None and not self.upcoming and (
             self.cancelled or not self.pending)
 
     @property
     def simulating(self) -> str | None:
-        """The name of the set whose step is being simulated before it runs, if any."""
-        return None if self._simulation is None else self._simulation[0].name
+        """The names of the sets whose steps are being simulated before they run, if any."""
+        names = [u.chosen.name for u in self.upcoming.simulating()]
+        return ", ".join(names) if names else None
 
     def planned(self) -> int:
-        return (len(self.results) + (self.current is not None) + (self._simulation is not None)
+        return (len(self.results) + (self.current is not None) + len(self.upcoming)
                 + len(self.pending))
 
     def cancel(self) -> None:
         """Stop the running set and run no more."""
         self.cancelled = True
         self.pending.clear()
-        if self._simulation is not None:
-            self._simulation[3].request_stop()
-            self._simulation = None
+        self.upcoming.stop()
         if self.session is not None:
             self.session.request_stop()
         else:
@@ -132,67 +104,52 @@ class Comparison:
 
     def kill(self) -> None:
         """End the running set at once (a second Ctrl-C), and run no more."""
-        simulation, session = self._simulation, self.session
+        self.upcoming.stop(kill=True)
+        session = self.session
         self.cancel()
-        for running in (simulation[3] if simulation else None, session):
-            if running is not None:
-                running.kill()
+        if session is not None:
+            session.kill()
 
     # -- driving ----------------------------------------------------------------
     def poll(self) -> SetResult | None:
-        """Advance: simulate the next set, start it, or collect the running one. Returns
-        a set that has just started (so a caller can show it), else None.
+        """Advance: simulate the next sets, start one, or collect the running one.
+        Returns a set that has just started (so a caller can show it), else None.
 
-        The next set's simulation starts as soon as the running set's measured steps
-        are over: it overlaps what a run does after them (its model's size on disk),
-        never a measured step."""
+        Simulations never overlap a measured step: the next sets' start as soon as the
+        running set's measured steps are over (they overlap what a run does after
+        them), and a set starts once its prediction is known and no simulation runs."""
         if self.current is not None:
             if not self.session.done.is_set():
-                self._simulate_ahead()
+                run = self.current.run
+                if len(run.steps) >= run.spec.steps:
+                    self._take_pending()
                 return None
             self.results.append(self.current)
             self._round.append(self.current)
             self.current = self.session = None
-            if self.greedy and not self.pending and not self.cancelled:
+            if self.greedy and not self.pending and not self.upcoming and \
+                    not self.cancelled:
                 self._plan_greedy_round()
-        if self._simulation is not None:
-            chosen, spec, simulated, session = self._simulation
-            if not session.done.is_set():
-                return None
-            self._simulation = None
-            estimate, why = _simulated_estimate(spec, simulated)
-            return self._start(chosen, spec, estimate, why)
-        if self.cancelled or not self.pending:
+        if self.cancelled:
             self._cool_down()
             return None
-        return self._begin_next()
+        self._take_pending()
+        ready = self.upcoming.next_ready()
+        if ready is not None:
+            return self._start(ready.chosen, ready.spec, ready.estimate, ready.why)
+        if not self.upcoming and not self.pending:
+            self._cool_down()
+        return None
 
-    def _simulate_ahead(self) -> None:
-        """Once the running set's measured steps are over, the next set's simulation."""
-        run = self.current.run if self.current is not None else None
-        if self._simulation is not None or self.cancelled or not self.pending or \
-                run is None or len(run.steps) < run.spec.steps:
-            return
-        if self.simulate_predictions and _simulable(self.pending[0].spec(self.base)):
-            self._begin_next()
+    def _take_pending(self) -> None:
+        if not self.cancelled:
+            self.upcoming.fill(self.pending, lambda chosen: chosen.spec(self.base),
+                               lambda chosen: self._tried.add(chosen.name))
 
-    def _begin_next(self) -> SetResult | None:
-        """Take the next pending set: simulate it (it starts once simulated), or start
-        it at once with the closed-form prediction."""
-        if self.cancelled or not self.pending:
-            return None
-        chosen = self.pending.pop(0)
-        self._tried.add(chosen.name)
-        spec = chosen.spec(self.base)
-        if self.simulate_predictions and _simulable(spec):
-            simulated = Run(replace(spec, simulate=True, detail="all", steps=2,
-                                    disk_size=False))
-            session = WorkerSession(simulated, warm=self._warm(), memory_cap=self.memory_cap)
-            session.start()
-            self._simulation = (chosen, spec, simulated, session)
-            return None
-        estimate, why = _predict(spec)
-        return self._start(chosen, spec, estimate, why)
+    def _simulation_session(self, simulated: Run) -> WorkerSession:
+        session = WorkerSession(simulated, warm=self._warm(), memory_cap=self.memory_cap)
+        session.start()
+        return session
 
     def _start(self, chosen: TechniqueSet, spec: RunSpec, estimate, why: str) -> SetResult:
         run = Run(spec, run_id=self._next_id())
@@ -256,15 +213,25 @@ class Comparison:
     def run_all(self, on_start: Callable[[SetResult, int, int], None] | None = None,
                 interval: float = 0.2) -> list[SetResult]:
         """Block until every set ran (the CLI's loop)."""
-        import time
-
         while not self.finished:
             started = self.poll()
             if started is not None and on_start is not None:
                 on_start(started, len(self.results) + 1, self.planned())
             if started is None:
-                time.sleep(interval)
+                self.wait(interval)
         return self.results
+
+    def wait(self, at_most: float) -> None:
+        """Until the running set or a simulation ends, or ``at_most`` seconds (a set's
+        steps ending is seen by polling)."""
+        running = self.session or next(
+            (u.session for u in self.upcoming.simulating()), None)
+        if running is not None:
+            running.done.wait(at_most)
+        else:
+            import time
+
+            time.sleep(min(at_most, 0.01))
 
 
 def sets_from_texts(texts: list[str]) -> list[TechniqueSet]:

@@ -66,17 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.zygote:
         from .zygote import serve
 
-        return serve(args.connect, token)
+        return _exit_now(serve(args.connect, token))
     from .main import serve_controller
 
     return _exit_now(serve_controller(args, token))
 
 
 def _exit_now(code: int) -> int:
-    """The run is over and all it had to say is sent and closed: the interpreter's own
-    teardown (most of a second with torch loaded, freeing what the process is about to
-    give back anyway) is skipped, as a forked worker skips it. Not under a profiler or
-    a tracer (cProfile, coverage): they write what they found in that teardown."""
+    """The run (or the warm parent's service) is over and all it had to say is sent and
+    closed: the interpreter's own teardown (most of a second with torch loaded, freeing
+    what the process is about to give back anyway) is skipped, as a forked worker skips
+    it. Not under a profiler or a tracer (cProfile, coverage): they write what they
+    found in that teardown."""
     if sys.getprofile() is not None or sys.gettrace() is not None:
         return code
     sys.stdout.flush()
