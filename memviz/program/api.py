@@ -78,9 +78,11 @@ class Tracking:
                 raise RuntimeError("memviz is already tracking this process")
             _active = self
         try:
-            self._open_outputs()
+            # torch first: a ``memviz record`` that started this program answers the
+            # handshake below once its own imports are done, which run meanwhile
             from .program import ProgramTracker
 
+            self._open_outputs()
             self.program_tracker = ProgramTracker(
                 level=self.level, sample_hz=self.sample_hz, conn=self._conn,
                 deliver=self._recorder.write if self._recorder else None,
@@ -128,8 +130,6 @@ class Tracking:
 
     # -- where the stream goes -------------------------------------------------------
     def _open_outputs(self) -> None:
-        from ..snapshot import Recorder
-
         launched = launched_rank()
         if self.output is not None and launched is not None:  # each rank a file of its own
             self.output = rank_path(self.output, launched[0])
@@ -139,6 +139,8 @@ class Tracking:
             os.close(fd)
             path = Path(self._scratch)
         if path is not None:
+            from ..snapshot import Recorder
+
             self._recorder = Recorder(path, {}, overwrite=self.force or bool(self._scratch))
         if self.connect:
             from ..protocol import address, handshake
