@@ -20,9 +20,16 @@ def test_window_compares_sets_and_opens_a_row_as_a_run(qtbot, tmp_path):
         panel.steps.setValue(2)
         comparison = window.start_comparison("amp\noptimizer=sgd", False)
         assert window.start_comparison("amp", False) is None  # one thing at a time
+        view = window.comparison_view
+        # the sets' steps are simulated first, side by side where there are cores
+        from memviz.compare.predictions import simulation_lanes
+
+        simulated_first = "baseline, amp" if simulation_lanes() > 1 else "baseline"
+        qtbot.waitUntil(lambda: f"(now: {simulated_first})" in view.status.text(),
+                        timeout=60_000)
+        assert view.status.text().startswith("Set 1 of 3 next")
         qtbot.waitUntil(lambda: comparison.finished, timeout=240_000)
         window.refresh()
-        view = window.comparison_view
         table = view.table
         assert [table.item(r, 0).text() for r in range(table.rowCount())] == [
             "baseline", "amp", "optimizer=sgd"]

@@ -164,8 +164,9 @@ class ComparisonView(QWidget):
         self.progress.setRange(0, max(planned, 1))
         self.progress.setValue(done)
         if simulating is not None:
-            self.status.setText(f"Set {done + 1} of {planned} next. Simulating on fake "
-                                f"tensors for the prediction: {simulating}")
+            self.status.setText(f"Set {done + 1} of {planned} next; each set's step is "
+                                "simulated on fake tensors first, for its prediction (now: "
+                                f"{simulating})")
         elif current is not None:
             self.status.setText(f"Set {done + 1} of {planned}: {current.name} "
                                 f"({steps}/{current.run.spec.steps} steps)")
