@@ -115,9 +115,10 @@ class Comparison:
         """Advance: simulate the next sets, start one, or collect the running one.
         Returns a set that has just started (so a caller can show it), else None.
 
-        Simulations never overlap a measured step: the next sets' start as soon as the
-        running set's measured steps are over (they overlap what a run does after
-        them), and a set starts once its prediction is known and no simulation runs."""
+        Simulations never overlap a measured step: the next sets' simulations start as
+        soon as the running set's measured steps are over (they overlap what a run does
+        after them), and a set starts once its prediction is known and no simulation
+        runs."""
         if self.current is not None:
             if not self.session.done.is_set():
                 run = self.current.run
