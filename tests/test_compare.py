@@ -43,6 +43,9 @@ def test_compare_cli_writes_the_table_json_and_an_offline_report(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "[1/3] baseline: running, simulated peak" in done.stderr
+    # before the first set runs, the terminal says what the wait is for
+    first = done.stderr.index("simulating on fake tensors, for the predictions: baseline")
+    assert first < done.stderr.index("[1/3] baseline: running")
     lines = done.stdout.splitlines()
     assert lines[0].startswith("set ") and [ln.split()[0] for ln in lines[2:]] == [
         "baseline", "amp", "amp,optimizer=sgd"]

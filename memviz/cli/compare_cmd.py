@@ -78,6 +78,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"[{number}/{planned}] {result.name}: running{guess}", file=sys.stderr,
               flush=True)
 
+    def simulating(names: str) -> None:
+        print(f"simulating on fake tensors, for the predictions: {names}", file=sys.stderr,
+              flush=True)
+
     presses = 0
 
     def pressed(_signum, _frame) -> None:
@@ -94,7 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, pressed)
     try:
-        results = comparison.run_all(started)
+        results = comparison.run_all(started, on_simulating=simulating)
     finally:
         signal.signal(signal.SIGINT, previous)
     if presses:

@@ -212,10 +212,18 @@ class Comparison:
         self.pending = greedy_candidates(self.base, self.stack, self._tried)
 
     def run_all(self, on_start: Callable[[SetResult, int, int], None] | None = None,
-                interval: float = 0.2) -> list[SetResult]:
-        """Block until every set ran (the CLI's loop)."""
+                interval: float = 0.2,
+                on_simulating: Callable[[str], None] | None = None) -> list[SetResult]:
+        """Block until every set ran (the CLI's loop). ``on_simulating`` hears the
+        names of the sets whose simulations have just started."""
+        announced: set[str] = set()
         while not self.finished:
             started = self.poll()
+            new = [u.chosen.name for u in self.upcoming.simulating()
+                   if u.chosen.name not in announced]
+            if new and on_simulating is not None:
+                on_simulating(", ".join(new))
+            announced.update(new)
             if started is not None and on_start is not None:
                 on_start(started, len(self.results) + 1, self.planned())
             if started is None:
