@@ -13,8 +13,9 @@ glibc gives the memory a step frees back to the system and faults it in again th
 next step: on 12 × 768 that is 90,000 to 185,000 page faults a step (0.35 to 0.7 GB),
 varying by a third from step to step whatever is tracked, which buries an overhead of
 a few percent. So the benchmark's process keeps what it frees (``KEEP_FREED``, set by
-re-running itself; the steps are ~10 % faster and fault nothing); ``--allocator-as-is``
-measures with glibc's defaults.
+re-running itself, or by a process of its own under ``python -m benchmarks``; the steps
+are ~10 % faster and fault nothing); ``--allocator-as-is`` measures with glibc's
+defaults.
 """
 
 from __future__ import annotations
@@ -152,6 +153,24 @@ def measure_model(label: str, task, batch: tuple[int, int], rounds: int,
                           f"{RunSpec().detail}: {share:.0%} of {DETAIL_OVER_STEPS} steps with "
                           f"every op; CPU time {default_cpu:+.1%}"))
     return results
+
+
+def measure_keeping_freed() -> list[Result]:
+    """``measure()`` in a process of its own that keeps what it frees (glibc reads
+    ``KEEP_FREED`` when the process starts): how ``python -m benchmarks`` runs it."""
+    import dataclasses
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import dataclasses, json; from benchmarks.tracking import "
+                               "measure; print(json.dumps([dataclasses.asdict(r) for r in "
+                               "measure()]))"],
+        capture_output=True, text=True, check=True, env={**os.environ, **KEEP_FREED},
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    fields = {f.name for f in dataclasses.fields(Result)}
+    return [Result(**{k: v for k, v in row.items() if k in fields})
+            for row in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
 def measure(rounds: int = 12, steps: int = 2) -> list[Result]:
