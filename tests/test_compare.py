@@ -183,6 +183,25 @@ def test_a_set_that_cannot_be_simulated_is_predicted_by_the_closed_form():
     assert why.startswith("simulation did not finish (cannot simulate: aten.nonzero")
 
 
+
+def test_a_simulation_that_cannot_start_leaves_the_set_its_closed_form():
+    from memviz.compare.predictions import Upcomings
+
+    def no_worker(run):
+        raise OSError("the warm parent did not fork a worker")
+
+    upcoming = Upcomings(simulate=True, start_simulation=no_worker, lanes=2)
+    pending = [parse_set("baseline"), parse_set("checkpointing")]
+    upcoming.fill(pending, lambda chosen: chosen.spec(RunSpec(model="gpt2-tiny", steps=2)),
+                  lambda chosen: None)
+    assert not pending and not upcoming.simulating()
+    first = upcoming.next_ready()
+    assert first.chosen.name == "baseline" and first.estimate["peak_bytes"] > 0
+    assert first.why.startswith("simulation did not finish (could not start the worker: "
+                                "the warm parent did not fork a worker)")
+    assert upcoming.next_ready().chosen.name == "checkpointing" and not upcoming
+
+
 @pytest.mark.slow
 def test_fit_finds_the_largest_batch_under_a_cap_and_refuses_the_next():
     from memviz.compare.fit import FitSearch, measured_peak, run_capped

@@ -102,7 +102,11 @@ class Upcomings:
         if self.simulate and simulable(spec):
             upcoming.simulated = Run(replace(spec, simulate=True, detail="all", steps=2,
                                              disk_size=False))
-            upcoming.session = self.start_simulation(upcoming.simulated)
+            try:
+                upcoming.session = self.start_simulation(upcoming.simulated)
+            except OSError as exc:  # no worker could start: the set is still predicted
+                upcoming.simulated.fail("start", f"could not start the worker: {exc}")
+                upcoming.estimate, upcoming.why = simulated_estimate(spec, upcoming.simulated)
         else:
             upcoming.estimate, upcoming.why = closed_form(spec)
         self.queue.append(upcoming)
