@@ -57,7 +57,6 @@ class Comparison:
         self.memory_cap = memory_cap
         self.warm_start = warm_start
         self.warm = None  # the warm parent each set's worker is forked from (while running)
-        self.simulate_predictions = simulate_predictions
         # the sets next in line, their steps simulated ahead for the predictions
         self.upcoming = Upcomings(simulate_predictions, self._simulation_session)
         self.base = base.validate()
