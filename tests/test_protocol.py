@@ -352,3 +352,29 @@ def test_a_single_message_too_large_for_any_frame_is_refused():
     huge = {"type": "log", "t": 0.0, "level": "info", "text": "x" * MAX_FRAME_BYTES}
     with pytest.raises(FrameError, match="cannot fit"):
         frames_of([pack_message(huge)])
+
+
+def test_a_proven_peer_is_taken_at_once_not_at_the_next_poll(monkeypatch):
+    """The loop that waits for connections is woken by the handshake that succeeds: with
+    a poll of 30 s, the owner is still taken in well under a second's worth of work."""
+    import time
+
+    from memviz.protocol import accept
+
+    monkeypatch.setattr(accept, "POLL_S", 30.0)
+    token = handshake.new_token()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def owner() -> None:
+        conn = Connection(socket.create_connection(("127.0.0.1", port)))
+        handshake.perform(conn, token, "worker")
+
+    began = time.monotonic()
+    threading.Thread(target=owner, daemon=True).start()
+    try:
+        result = accept.accept_authenticated(server, token, "controller", timeout=60)
+    finally:
+        server.close()
+    assert result is not None and result[1]["role"] == "worker"
+    assert time.monotonic() - began < 10  # not the poll's 30 s

@@ -21,6 +21,8 @@ from ..session.memory_cap import MemoryCap
 from .predictions import Upcomings
 from .sets import GREEDY_MIN_SAVING, TechniqueSet, greedy_candidates, parse_set
 
+WAIT_SLICE_S = 0.01  # how often several running workers are each looked at
+
 
 @dataclass
 class SetResult:
@@ -230,16 +232,23 @@ class Comparison:
         return self.results
 
     def wait(self, at_most: float) -> None:
-        """Until the running set or a simulation ends, or ``at_most`` seconds (a set's
+        """Until the running set or any simulation ends, or ``at_most`` seconds (a set's
         steps ending is seen by polling)."""
-        running = self.session or next(
-            (u.session for u in self.upcoming.simulating()), None)
-        if running is not None:
-            running.done.wait(at_most)
-        else:
-            import time
+        import time
 
-            time.sleep(min(at_most, 0.01))
+        running = [s for s in [self.session, *(u.session for u in self.upcoming.simulating())]
+                   if s is not None]
+        deadline = time.monotonic() + at_most
+        while not any(s.done.is_set() for s in running):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if len(running) == 1:
+                running[0].done.wait(left)
+            elif running:  # several: each is looked at every slice
+                running[0].done.wait(min(left, WAIT_SLICE_S))
+            else:
+                time.sleep(min(left, WAIT_SLICE_S))
 
 
 def sets_from_texts(texts: list[str]) -> list[TechniqueSet]:

@@ -24,6 +24,7 @@ from .framing import MAX_FRAME_BYTES, FrameError
 from .handshake import perform
 from .messages import ProtocolError
 from .transport import Connection, ConnectionClosed
+from .waker import Waker
 
 MAX_PENDING = 16
 POLL_S = 0.2
@@ -146,6 +147,7 @@ class _Acceptor:
         self.chosen = threading.Event()
         self.lock = threading.Lock()  # guards pending and the choice
         self.pending: list[_Pending] = []
+        self.waker = Waker()  # a proven peer ends the waiting at once
 
     def run(self, give_up: Callable[[], bool],
             timeout: float | None) -> tuple[Connection, dict] | None:
@@ -155,6 +157,8 @@ class _Acceptor:
             while not self.chosen.is_set():
                 if give_up() or (deadline is not None and time.monotonic() > deadline):
                     return None
+                if not self.waker.wait_readable(self.server, POLL_S):
+                    continue
                 try:
                     sock, _ = self.server.accept()
                 except TimeoutError:
@@ -167,6 +171,7 @@ class _Acceptor:
             for entry in left:
                 entry.evict()
             self.log.flush()
+            self.waker.close()
 
     def _start(self, sock: socket.socket) -> None:
         sock.settimeout(None)
@@ -213,5 +218,6 @@ class _Acceptor:
             if first:
                 self.winners.put(result)
                 self.chosen.set()
+                self.waker.wake()
         if result is not None and not first:  # another peer was proven first
             result[0].close()

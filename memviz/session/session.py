@@ -25,6 +25,7 @@ from ..protocol.accept import accept_authenticated
 from ..protocol.framing import FrameError
 from ..protocol.messages import ProtocolError
 from ..protocol.transport import Connection, ConnectionClosed
+from ..protocol.waker import Waker
 from .feed import Feed, finish_recording, serve
 from .memory_cap import AUTO, MemoryCap, parse_cap
 from .spawn import popen_own_session
@@ -34,6 +35,7 @@ CONNECT_TIMEOUT_S = 60.0
 # machine, seconds on a loaded one. Past this it is terminated, then killed.
 STOP_GRACE_S = 10.0
 TERMINATE_GRACE_S = 2.0
+RANKS_POLL_S = 0.2  # a safety net: the end of rank 0's stream wakes the listening at once
 
 
 def describe_exit(code: int, what: str = "worker") -> str:
@@ -181,7 +183,8 @@ class WorkerSession:
             return
         self.conn = conn
         primary_done = threading.Event()
-        ranks = threading.Thread(target=self._accept_ranks, args=(server, primary_done),
+        waker = Waker()  # the end of rank 0's stream ends the listening at once
+        ranks = threading.Thread(target=self._accept_ranks, args=(server, primary_done, waker),
                                  daemon=True, name="memviz-session-ranks")
         ranks.start()
         self._threads.append(ranks)
@@ -189,6 +192,7 @@ class WorkerSession:
             self._serve_primary(conn)
         finally:
             primary_done.set()
+            waker.wake()
 
     def _serve_primary(self, conn: Connection) -> None:
         feed = Feed(self.run, recorder=self.recorder, memory_cap=self.memory_cap,
@@ -203,11 +207,13 @@ class WorkerSession:
             return
         serve(conn, feed, "worker", self.kill)
 
-    def _accept_ranks(self, server, primary_done: threading.Event) -> None:
+    def _accept_ranks(self, server, primary_done: threading.Event, waker: Waker) -> None:
         """Take the other ranks' connections for as long as rank 0 streams."""
-        server.settimeout(0.2)
+        server.settimeout(RANKS_POLL_S)
         try:
             while not primary_done.is_set():
+                if not waker.wait_readable(server, RANKS_POLL_S):
+                    continue
                 try:
                     sock, _ = server.accept()
                 except TimeoutError:
@@ -221,6 +227,7 @@ class WorkerSession:
             pass
         finally:
             server.close()
+            waker.close()
 
     def _serve_rank(self, conn: Connection) -> None:
         """One rank's stream: buffered until its run_started says which rank it is."""

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import socket
 import sys
 import time
 
 from ..protocol import address, handshake
 from ..protocol.transport import Connection, ConnectionClosed
 
-POLL_S = 0.2
+POLL_S = 5.0  # a safety net: a child's exit (SIGCHLD) and a message wake the loop
 
 
 def _warm_up() -> None:
@@ -45,10 +47,32 @@ def _warm_up() -> None:
     from . import environment, model_summary, runner  # noqa: F401
 
 
-def _child(conn: Connection, message: dict) -> None:
+def _wake_on_child_exit() -> tuple[socket.socket, socket.socket]:
+    """A socket pair whose first end turns readable when a child ends (SIGCHLD writes
+    to the second), so the controller hears of an exit at once rather than at the
+    next poll. Both ends must stay open for as long as the zygote serves."""
+    readable, writable = socket.socketpair()
+    for end in (readable, writable):
+        end.setblocking(False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.set_wakeup_fd(writable.fileno(), warn_on_full_buffer=False)
+    return readable, writable
+
+
+def _forget_wake_up(wake: tuple[socket.socket, socket.socket]) -> None:
+    """In a child: its own children are its business, with the default disposition."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for end in wake:
+        end.close()
+
+
+def _child(conn: Connection, message: dict,
+           wake: tuple[socket.socket, socket.socket]) -> None:
     """In the forked child: become a worker for ``message``'s controller, then exit."""
     code = 1
     try:
+        _forget_wake_up(wake)
         conn.sock.close()  # the zygote's own line (closing, not shutting down: it stays up)
         os.setsid()
         fd = os.open(message["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -92,17 +116,19 @@ def serve(where: str, token: str) -> int:
     conn = Connection(address.connect(address.parse(where)))
     handshake.perform(conn, token, "worker")
     conn.send([{"type": "log", "t": 0.0, "level": "info", "text": "warm parent ready"}])
+    wake = _wake_on_child_exit()
     while True:
-        conn.sock.settimeout(POLL_S)
-        try:
-            messages = conn.receive()
-        except TimeoutError:
+        ready, _, _ = select.select([conn.sock, wake[0]], [], [], POLL_S)
+        if wake[0] in ready:
+            with contextlib.suppress(BlockingIOError):
+                wake[0].recv(4096)
+        if conn.sock not in ready:
             _reap(conn)
             continue
+        try:
+            messages = conn.receive()
         except (ConnectionClosed, OSError):
             break
-        finally:
-            conn.sock.settimeout(None)
         for message in messages:
             if message["type"] == "stop":
                 conn.close()
@@ -110,7 +136,7 @@ def serve(where: str, token: str) -> int:
             if message["type"] == "fork":
                 pid = os.fork()
                 if pid == 0:
-                    _child(conn, message)
+                    _child(conn, message, wake)
                 conn.send([{"type": "forked", "pid": pid, "started": time.time()}])
         _reap(conn)
     for pid in _children():  # the controller went away: so do the runs it asked for
