@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -200,6 +201,35 @@ def test_a_simulation_that_cannot_start_leaves_the_set_its_closed_form():
     assert first.why.startswith("simulation did not finish (could not start the worker: "
                                 "the warm parent did not fork a worker)")
     assert upcoming.next_ready().chosen.name == "checkpointing" and not upcoming
+
+
+def test_an_ended_simulation_frees_its_lane_and_the_sets_keep_their_order():
+    """One lane: each simulation starts as soon as the one before it has ended (taking
+    the next pending set frees the lane), and the sets run in the order asked."""
+    import threading
+
+    from memviz.compare.predictions import Upcomings
+
+    started: list[tuple[str, threading.Event]] = []
+
+    def start(run):
+        names = "+".join(t["name"] for t in run.spec.techniques) or "baseline"
+        started.append((names, threading.Event()))
+        return SimpleNamespace(done=started[-1][1])
+
+    upcoming = Upcomings(simulate=True, start_simulation=start, lanes=1)
+    pending = [parse_set("baseline"), parse_set("checkpointing"), parse_set("lora")]
+    spec_of = lambda chosen: chosen.spec(RunSpec(model="gpt2-tiny", steps=2))  # noqa: E731
+    upcoming.fill(pending, spec_of, lambda chosen: None)
+    for _ in range(2):
+        assert len(upcoming.simulating()) == 1
+        started[-1][1].set()
+        upcoming.fill(pending, spec_of, lambda chosen: None)  # the next, in the freed lane
+    assert [name for name, _ in started] == ["baseline", "checkpointing", "lora"]
+    assert upcoming.next_ready() is None  # a set waits for every simulation
+    started[-1][1].set()
+    assert [upcoming.next_ready().chosen.name for _ in range(3)] == [
+        "baseline", "checkpointing", "lora"]
 
 
 @pytest.mark.slow

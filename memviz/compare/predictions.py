@@ -114,17 +114,21 @@ class Upcomings:
     def fill(self, pending: list[TechniqueSet], spec_of: Callable[[TechniqueSet], RunSpec],
              taken: Callable[[TechniqueSet], None]) -> None:
         """Take pending sets while a lane is free (a set that is not simulated takes none
-        and waits in line)."""
+        and waits in line); a simulation that has ended frees its lane at once."""
+        self._collect()
         while pending and len(self.simulating()) < self.lanes:
             chosen = pending.pop(0)
             taken(chosen)
             self.take(chosen, spec_of(chosen))
 
+    def _collect(self) -> None:
+        for upcoming in self.queue:
+            upcoming.collect()
+
     def next_ready(self) -> Upcoming | None:
         """The first in line, once its prediction is known and no simulation still runs
         (the set's measured steps must run alone)."""
-        for upcoming in self.queue:
-            upcoming.collect()
+        self._collect()
         if self.queue and not self.simulating():
             return self.queue.pop(0)
         return None
