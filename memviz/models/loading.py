@@ -190,6 +190,14 @@ def _guess_vocab(model: nn.Module) -> int:
     return BYTE_VOCAB
 
 
+def builds_transformers_model(name: str) -> bool:
+    """Whether transformers' modeling code builds ``name``: a preset that is not a plain
+    module, a pretrained preset, a model directory (a factory may build anything)."""
+    if name in PRESETS:
+        return PRESETS[name].kind != "plain"
+    return name in PRETRAINED_PRESETS or os.path.isdir(os.path.expanduser(name))
+
+
 def load_task(spec: RunSpec, dtype_name: str = "fp32") -> Task:
     """Build the model named by ``spec.model`` on ``spec.device``, in its target dtype."""
     device = torch.device(spec.device)

@@ -100,16 +100,23 @@ def run_spec(conn: Connection, spec: RunSpec, controller: str | None = None,
     detail_next = threading.Event()
     threading.Thread(target=_listen_for_stop, args=(conn, stop, emitter, t0, detail_next),
                      daemon=True, name="memviz-control").start()
-    import torch
-    import transformers  # noqa: F401  (before the technique libraries, which import it)
+    from .import_gc import import_transformers_modeling, imports_without_collection
 
-    from ..models import load_task
-    from . import drift, environment, model_summary, moe_routing, ranks
-    from .gpu import open_nvml
-    from .runner import Runner
-    from .samplers import MemorySampler
+    with imports_without_collection():
+        import torch
+        import transformers  # noqa: F401  (before the technique libraries, which import it)
 
-    import_rss = lean_imports.import_measured(libraries_for(spec))
+        from ..models import load_task
+        from ..models.loading import builds_transformers_model
+
+        if builds_transformers_model(spec.model):
+            import_transformers_modeling()
+        from . import drift, environment, model_summary, moe_routing, ranks
+        from .gpu import open_nvml
+        from .runner import Runner
+        from .samplers import MemorySampler
+
+        import_rss = lean_imports.import_measured(libraries_for(spec))
     cuda_index = None
     fake = None
     reported = spec  # what the run says it is; ``spec`` below is what executes

@@ -125,7 +125,10 @@ def _reap(conn: Connection) -> None:
 
 
 def serve(where: str, token: str) -> int:
-    _warm_up()
+    from .import_gc import imports_without_collection
+
+    with imports_without_collection():
+        _warm_up()
     conn = Connection(address.connect(address.parse(where)))
     handshake.perform(conn, token, "worker")
     conn.send([{"type": "log", "t": 0.0, "level": "info", "text": "warm parent ready"}])
