@@ -378,3 +378,38 @@ def test_a_proven_peer_is_taken_at_once_not_at_the_next_poll(monkeypatch):
         server.close()
     assert result is not None and result[1]["role"] == "worker"
     assert time.monotonic() - began < 10  # not the poll's 30 s
+
+
+def test_the_waker_sees_a_socket_numbered_past_select_s_limit():
+    """A long-lived window may hold over 1,024 descriptors: waiting on a socket numbered
+    past ``select()``'s limit still works, and a wake ends the wait early."""
+    import os
+    import resource
+    import time
+
+    from memviz.protocol.waker import Waker
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("this machine allows under 1,200 open descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.dup(0) for _ in range(1100)]
+    waker = Waker()
+    a, b = socket.socketpair()
+    try:
+        assert a.fileno() > 1024
+        assert not waker.wait_readable(a, 0.01)
+        b.send(b"x")
+        assert waker.wait_readable(a, 30)
+        a.recv(1)
+        waker.wake()
+        began = time.monotonic()
+        assert not waker.wait_readable(a, 30)  # woken, not readable
+        assert time.monotonic() - began < 10
+    finally:
+        a.close()
+        b.close()
+        waker.close()
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

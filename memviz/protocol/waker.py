@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import select
+import selectors
 import socket
 
 
 class Waker:
-    """A socket pair: ``wake()`` makes ``wait_readable`` return before its timeout."""
+    """A socket pair: ``wake()`` makes ``wait_readable`` return before its timeout, and
+    every wait after it return at once (a waker ends a waiting loop for good)."""
 
     def __init__(self) -> None:
         self._readable, self._writable = socket.socketpair()
@@ -24,8 +25,11 @@ class Waker:
         returns False early when woken."""
         if sock.fileno() < 0:
             raise OSError("the socket was closed")
-        ready, _, _ = select.select([sock, self._readable], [], [], timeout)
-        return sock in ready
+        # a selector, not select(): a process with over 1,024 descriptors open is fine
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ)
+            selector.register(self._readable, selectors.EVENT_READ)
+            return any(key.fileobj is sock for key, _ in selector.select(timeout))
 
     def close(self) -> None:
         self._readable.close()

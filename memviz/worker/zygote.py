@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
+import selectors
 import signal
 import socket
 import sys
@@ -80,12 +80,13 @@ def _forget_wake_up(wake: tuple[socket.socket, socket.socket]) -> None:
         end.close()
 
 
-def _child(conn: Connection, message: dict,
-           wake: tuple[socket.socket, socket.socket]) -> None:
+def _child(conn: Connection, message: dict, wake: tuple[socket.socket, socket.socket],
+           selector: selectors.BaseSelector) -> None:
     """In the forked child: become a worker for ``message``'s controller, then exit."""
     code = 1
     try:
         _forget_wake_up(wake)
+        selector.close()  # the parent's: closing it here leaves the parent's as it is
         conn.sock.close()  # the zygote's own line (closing, not shutting down: it stays up)
         os.setsid()
         fd = os.open(message["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -133,8 +134,11 @@ def serve(where: str, token: str) -> int:
     handshake.perform(conn, token, "worker")
     conn.send([{"type": "log", "t": 0.0, "level": "info", "text": "warm parent ready"}])
     wake = _wake_on_child_exit()
+    selector = selectors.DefaultSelector()
+    selector.register(conn.sock, selectors.EVENT_READ)
+    selector.register(wake[0], selectors.EVENT_READ)
     while True:
-        ready, _, _ = select.select([conn.sock, wake[0]], [], [], POLL_S)
+        ready = {key.fileobj for key, _ in selector.select(POLL_S)}
         if wake[0] in ready:
             with contextlib.suppress(BlockingIOError):
                 wake[0].recv(4096)
@@ -152,7 +156,7 @@ def serve(where: str, token: str) -> int:
             if message["type"] == "fork":
                 pid = os.fork()
                 if pid == 0:
-                    _child(conn, message, wake)
+                    _child(conn, message, wake, selector)
                 conn.send([{"type": "forked", "pid": pid, "started": time.time()}])
         _reap(conn)
     for pid in _children():  # the controller went away: so do the runs it asked for
