@@ -2,7 +2,7 @@
 
 Importing them makes some 600,000 long-lived objects (modules, functions, classes),
 and the collector, triggered every few hundred allocations, walks the older ones
-again and again: 0.5 s of a 3.7 s import on a 2-core machine. With it off for the
+again and again: 0.5–0.6 s of a 3.7–4.1 s import on a 2-core machine. With it off for the
 imports and ``gc.freeze()`` after them, those objects are left out of every later
 collection, in the process and in the children a warm parent forks (as Python's
 documentation advises before ``fork()``: no collection touches, and so copies, the
