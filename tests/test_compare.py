@@ -232,6 +232,31 @@ def test_an_ended_simulation_frees_its_lane_and_the_sets_keep_their_order():
         "baseline", "checkpointing", "lora"]
 
 
+def test_a_cancel_that_lands_while_a_simulation_starts_still_ends_the_comparison():
+    """Ctrl-C's handler can run in the middle of taking a set (while its simulation's
+    worker starts): the set taken after the cancel is dropped, and the comparison ends
+    instead of waiting for it for ever."""
+    import threading
+
+    comparison = Comparison(RunSpec(model="gpt2-tiny", steps=2),
+                            [parse_set("baseline"), parse_set("amp")], warm_start=False)
+
+    def start_while_cancelled(run):
+        comparison.cancel()
+        ended = threading.Event()
+        ended.set()
+        return SimpleNamespace(done=ended, request_stop=lambda: None, kill=lambda: None)
+
+    comparison.upcoming.start_simulation = start_while_cancelled
+    try:
+        for _ in range(3):
+            comparison.poll()
+        assert comparison.current is None  # no set started after the cancel
+        assert comparison.finished and not comparison.results
+    finally:
+        comparison.kill()
+
+
 @pytest.mark.slow
 def test_fit_finds_the_largest_batch_under_a_cap_and_refuses_the_next():
     from memviz.compare.fit import FitSearch, measured_peak, run_capped

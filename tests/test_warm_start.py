@@ -58,3 +58,25 @@ def test_a_forked_run_ends_with_its_worker_not_at_a_poll(warm, monkeypatch):
     assert worker.wait(25), "the session waited for a poll"
     assert run.state == "finished" and len(run.steps) == 1
     assert time.monotonic() - began < 25
+
+
+def test_a_warm_parent_started_early_is_waited_for_once_and_closes_before_ready():
+    """``WarmStart(wait=False)`` returns at once, its imports under way; the first
+    ``wait_ready`` waits for them; one closed before it is ready is stopped, its
+    folder gone."""
+    from memviz.session.warm import WarmStart
+
+    early = WarmStart(wait=False)
+    assert early.conn is None and early.proc.poll() is None
+    early.close()
+    assert early.proc.poll() is not None and not early._dir.exists()
+
+    parent = WarmStart(wait=False)
+    try:
+        parent.wait_ready()
+        parent.wait_ready()  # once ready, at once
+        child = parent.spawn("unix:/nonexistent/memviz.sock", "token")
+        assert child.wait(timeout=30) == 1
+    finally:
+        parent.close()
+    assert parent.proc.poll() is not None

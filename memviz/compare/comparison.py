@@ -51,14 +51,16 @@ class Comparison:
                  make_session: Callable[[Run], WorkerSession] | None = None,
                  next_run_id: Callable[[], int] | None = None,
                  record_to: str | None = None, memory_cap: MemoryCap | None = None,
-                 warm_start: bool = True, simulate_predictions: bool = True) -> None:
+                 warm_start: bool = True, simulate_predictions: bool = True,
+                 warm=None) -> None:
         """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack.
         ``record_to``: a folder where each set's run is recorded (to save the whole
         comparison in one file afterwards). ``memory_cap``: each set's (default: a
-        share of the memory available when the set starts)."""
+        share of the memory available when the set starts). ``warm``: a warm parent
+        already started (``WarmStart(wait=False)``), which the comparison then owns."""
         self.memory_cap = memory_cap
-        self.warm_start = warm_start
-        self.warm = None  # the warm parent each set's worker is forked from (while running)
+        self.warm_start = warm_start or warm is not None
+        self.warm = warm  # the warm parent each set's worker is forked from (while running)
         # the sets next in line, their steps simulated ahead for the predictions
         self.upcoming = Upcomings(simulate_predictions, self._simulation_session)
         self.base = base.validate()
@@ -133,15 +135,23 @@ class Comparison:
                     not self.cancelled:
                 self._plan_greedy_round()
         if self.cancelled:
-            self._cool_down()
-            return None
+            return self._wind_down()
         self._take_pending()
+        if self.cancelled:  # the cancel came while a set was being taken
+            return self._wind_down()
         ready = self.upcoming.next_ready()
         if ready is not None:
             return self._start(ready.chosen, ready.spec, ready.estimate, ready.why)
         if not self.upcoming and not self.pending:
             self._cool_down()
         return None
+
+    def _wind_down(self) -> None:
+        """After a cancel: a set taken while it ran (Ctrl-C's handler runs between any
+        two lines, a simulation's start among them) is dropped, and the warm parent
+        closed."""
+        self.upcoming.stop()
+        self._cool_down()
 
     def _take_pending(self) -> None:
         if not self.cancelled:
@@ -175,6 +185,11 @@ class Comparison:
                 self.warm = WarmStart()
             except OSError:
                 self.warm_start = False
+        elif self.warm is not None:
+            try:
+                self.warm.wait_ready()  # one started early may still be importing
+            except OSError:
+                self.warm, self.warm_start = None, False
         return self.warm
 
     def _cool_down(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..protocol import address, handshake
 from ..protocol.accept import accept_authenticated
-from ..protocol.transport import ConnectionClosed
+from ..protocol.transport import Connection, ConnectionClosed
 from .spawn import popen_own_session
 
 READY_TIMEOUT_S = 120.0
@@ -82,39 +82,54 @@ class ForkedProcess:
 
 
 class WarmStart:
-    """One warm parent; ``spawn`` forks a worker for a controller's address and token."""
+    """One warm parent; ``spawn`` forks a worker for a controller's address and token.
 
-    def __init__(self) -> None:
+    ``WarmStart(wait=False)`` only starts its process: its seconds of imports then run
+    beside whatever the caller does next, and ``wait_ready`` (or the first ``spawn``)
+    waits for them."""
+
+    def __init__(self, wait: bool = True) -> None:
         from ..processes import worker_command
 
         self._dir = Path(tempfile.mkdtemp(prefix="memviz-warm-"))
         self._token = handshake.new_token()
-        server, addr = address.listen(address.parse(f"unix:{self._dir}/warm.sock"))
+        self._server, addr = address.listen(address.parse(f"unix:{self._dir}/warm.sock"))
         self.proc = popen_own_session(
             [*worker_command(), "--zygote", "--connect", str(addr)],
             env={**os.environ, "MEMVIZ_TOKEN": self._token, "PYTHONUNBUFFERED": "1",
                  "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            result = accept_authenticated(server, self._token, "controller",
-                                          give_up=lambda: self.proc.poll() is not None,
-                                          timeout=READY_TIMEOUT_S)
-        finally:
-            server.close()
-        if result is None:
-            self.proc.kill()
-            raise OSError("the warm parent did not start")
-        self.conn = result[0]
+        self.conn: Connection | None = None
         self._children: dict[int, ForkedProcess] = {}
         self._forked: list[int] = []
         self._lock = threading.Lock()
         self._reply = threading.Condition()
         self._count = 0
         self._early: dict[int, list[int]] = {}  # exits heard before spawn() kept the child
-        threading.Thread(target=self._listen, daemon=True, name="memviz-warm").start()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until the warm parent has imported and proven itself (at once if it has);
+        OSError if it cannot start, and it is stopped."""
+        with self._lock:
+            if self.conn is not None:
+                return
+            try:
+                result = accept_authenticated(self._server, self._token, "controller",
+                                              give_up=lambda: self.proc.poll() is not None,
+                                              timeout=READY_TIMEOUT_S)
+            finally:
+                self._server.close()
+            if result is None:
+                self.close()
+                raise OSError("the warm parent did not start")
+            self.conn = result[0]
+            threading.Thread(target=self._listen, daemon=True, name="memviz-warm").start()
 
     def spawn(self, connect: str, token: str) -> ForkedProcess:
         """A new worker that connects to ``connect`` proving ``token``."""
+        self.wait_ready()
         with self._lock:
             self._count += 1
             log = self._dir / f"worker-{self._count}.log"
@@ -153,11 +168,16 @@ class WarmStart:
                     child._ended(-signal.SIGKILL)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send([{"type": "stop"}])
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
+        if self.conn is None:  # never ready (or not yet): nothing to tell, only to stop
+            self._server.close()
             self.proc.kill()
-        self.conn.close()
+            self.proc.wait()
+        else:
+            with contextlib.suppress(OSError):
+                self.conn.send([{"type": "stop"}])
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.conn.close()
         shutil.rmtree(self._dir, ignore_errors=True)
