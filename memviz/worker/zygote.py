@@ -15,12 +15,12 @@ import contextlib
 import os
 import selectors
 import signal
-import socket
 import sys
 import time
 
 from ..protocol import address, handshake
 from ..protocol.transport import Connection, ConnectionClosed
+from ..protocol.waker import Waker
 
 POLL_S = 5.0  # a safety net: a child's exit (SIGCHLD) and a message wake the loop
 
@@ -60,32 +60,13 @@ def _build_save_tables() -> None:
     get_checkpoint_conversion_mapping("gpt2")
 
 
-def _wake_on_child_exit() -> tuple[socket.socket, socket.socket]:
-    """A socket pair whose first end turns readable when a child ends (SIGCHLD writes
-    to the second), so the controller hears of an exit at once rather than at the
-    next poll. Both ends must stay open for as long as the zygote serves."""
-    readable, writable = socket.socketpair()
-    for end in (readable, writable):
-        end.setblocking(False)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    signal.set_wakeup_fd(writable.fileno(), warn_on_full_buffer=False)
-    return readable, writable
-
-
-def _forget_wake_up(wake: tuple[socket.socket, socket.socket]) -> None:
-    """In a child: its own children are its business, with the default disposition."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for end in wake:
-        end.close()
-
-
-def _child(conn: Connection, message: dict, wake: tuple[socket.socket, socket.socket],
+def _child(conn: Connection, message: dict, wake: Waker,
            selector: selectors.BaseSelector) -> None:
     """In the forked child: become a worker for ``message``'s controller, then exit."""
     code = 1
     try:
-        _forget_wake_up(wake)
+        wake.forget_signals(signal.SIGCHLD)  # its own children are its own business
+        wake.close()
         selector.close()  # the parent's: closing it here leaves the parent's as it is
         conn.sock.close()  # the zygote's own line (closing, not shutting down: it stays up)
         os.setsid()
@@ -133,15 +114,15 @@ def serve(where: str, token: str) -> int:
     conn = Connection(address.connect(address.parse(where)))
     handshake.perform(conn, token, "worker")
     conn.send([{"type": "log", "t": 0.0, "level": "info", "text": "warm parent ready"}])
-    wake = _wake_on_child_exit()
+    wake = Waker()  # a child's exit wakes the loop: the controller hears of it at once
+    wake.wake_on_signals(signal.SIGCHLD)
     selector = selectors.DefaultSelector()
     selector.register(conn.sock, selectors.EVENT_READ)
-    selector.register(wake[0], selectors.EVENT_READ)
+    selector.register(wake, selectors.EVENT_READ)
     while True:
         ready = {key.fileobj for key, _ in selector.select(POLL_S)}
-        if wake[0] in ready:
-            with contextlib.suppress(BlockingIOError):
-                wake[0].recv(4096)
+        if wake in ready:
+            wake.drain()
         if conn.sock not in ready:
             _reap(conn)
             continue
