@@ -35,13 +35,13 @@ def run_spec_for(spec: RunSpec) -> RunSpec:
 
 def enter_fake_mode(spec: RunSpec):
     """Enter (and return) the fake mode every tensor of the run is made under."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
+    from .fake_mode import SimulationFakeMode
 
     _allow_moves_that_change_nothing()
     _position_ids_are_one_sequence()
     _grouped_mm_takes_what_the_cpu_kernel_takes()
     # real tensors made outside it (a tokenizer's ids, say) are taken in as fake
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    mode = SimulationFakeMode(allow_non_fake_inputs=True)
     mode.__enter__()
     return mode
 
