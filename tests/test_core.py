@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memviz.core.analysis import tracked_peak_time
 from memviz.core.columns import Columns
 from memviz.core.run import Run
 from memviz.core.spec import RunSpec, SpecError
 from memviz.core.summary import build_summary
+from memviz.core.tensors import ALLOC, FREE
 from memviz.gui.axes import byte_tick_spacing, format_bytes
 
 
@@ -115,3 +117,39 @@ def test_a_rank_joins_rank_zeros_run_once():
         run.add_rank(1, RunSpec().to_dict())
     with pytest.raises(ValueError, match="rank 0"):
         run.add_rank(0, RunSpec().to_dict())
+
+
+def test_the_tracked_peak_is_the_highest_total_with_frees_first_at_an_instant():
+    """Against a replay event by event, on a log whose times tie often (on a coarse
+    clock a free and an allocation share their instant: the free counts first)."""
+    rng = np.random.default_rng(7)
+    events: list[tuple[float, int, int, int]] = []  # t, id, kind, nbytes
+    live: dict[int, int] = {}
+    made = 0  # allocation ids run from 0 without a gap
+    for i in range(3000):
+        t = float(i // 4)  # four events an instant
+        if live and rng.random() < 0.45:
+            gone = int(rng.choice(list(live)))
+            events.append((t, gone, FREE, live.pop(gone)))
+        else:
+            live[made] = int(rng.integers(1, 1 << 16))
+            events.append((t, made, ALLOC, live[made]))
+            made += 1
+    run = Run(RunSpec(model="m"))
+    run.apply_all([{"type": "tensor_events", "columns": {
+        "t": np.array([e[0] for e in events]), "id": np.array([e[1] for e in events]),
+        "kind": np.array([e[2] for e in events], np.uint8),
+        "nbytes": np.array([e[3] for e in events], np.int64),
+        "category": np.zeros(len(events), np.uint8), "offset": np.zeros(len(events), np.int64),
+        **{c: np.full(len(events), -1, np.int32) for c in ("dtype", "shape", "device",
+                                                            "module", "op", "stack")},
+        "phase": np.zeros(len(events), np.uint8), "step": np.zeros(len(events), np.int32)}}])
+    best_t, best, total = 0.0, 0, 0
+    for t in sorted({e[0] for e in events}):
+        at = [e for e in events if e[0] == t]
+        total -= sum(e[3] for e in at if e[2] == FREE)
+        total += sum(e[3] for e in at if e[2] == ALLOC)
+        if total > best:
+            best_t, best = t, total
+    assert tracked_peak_time(run.tensors) == (best_t, best)
+    assert best > 0

@@ -24,6 +24,7 @@ from ..core.tensors import ALLOC, FREE, RETAG, TrackingError
 from ..core.text import printable
 from ..protocol.messages import ProtocolError, validate_message
 from . import bounded_json, codec
+from .decode_ahead import decoded_ahead
 from .meta_check import MetaError, checked
 from .recorder import SAMPLE_FIELDS
 from .row_budget import TooManyRows, check_rows
@@ -208,20 +209,21 @@ class EventBudget:
 
     def decode(self, blob: bytes, only: tuple[str, ...] | None = None) -> dict:
         cols = codec.decode(blob, max_events=self.left, only=only)
-        self.left -= len(cols["t"])
+        self.left -= len(next(iter(cols.values())))
         return cols
 
 
-# what the pass over the batches before a window reads of each (a few bytes an event)
-_SCAN = ("t", "id", "kind", "category")
+# what the pass over the batches wholly before a window reads of each: 10 bytes an
+# event, not time (8 more, and half the inflating: every event there is before it)
+_SCAN = ("id", "kind", "category")
 
 
 def _events(db: sqlite3.Connection, t_range: tuple[float, float] | None,
             budget: EventBudget) -> Iterator[dict] | list[dict]:
     """The tensor-event batches to replay (for a window: see _window_events)."""
     if t_range is None:  # one batch at a time: decoded, applied, dropped
-        return (budget.decode(blob) for (blob,) in
-                db.execute("SELECT columns FROM event_batches ORDER BY batch"))
+        rows = db.execute("SELECT columns FROM event_batches ORDER BY batch")
+        return (cols for _, cols in decoded_ahead(rows, lambda row: budget.decode(row[0])))
     return _window_events(db, t_range, budget)
 
 
@@ -231,24 +233,33 @@ def _window_events(db: sqlite3.Connection, t_range: tuple[float, float],
     start (with the category they had then), numbered afresh from 0.
 
     The batches before the window are read in two passes, in memory bounded by the
-    live set rather than the history: first their time, id, kind and category columns
-    (which allocations are live at the start, and their last retag), then in full only
-    the few batches that made those allocations."""
+    live set rather than the history: first their id, kind and category columns
+    (which allocations are live at the start, and their last retag; a batch wholly
+    before the window needs no times), then in full only the few batches that made
+    those allocations."""
     t0, t1 = t_range
     live = np.zeros(0, np.int64)  # ids allocated before t0 and not freed before it
     live_batch = np.zeros(0, np.int64)  # the batch that allocated each
     retag_id = np.zeros(0, np.int64)
     retag_category = np.zeros(0, np.uint8)
     window_parts: list[dict] = []
-    for batch, t_last, blob in db.execute("SELECT batch, t_last, columns FROM event_batches "
-                                          "WHERE t_first <= ? ORDER BY batch", (float(t1),)):
-        whole_before = isinstance(t_last, float | int) and t_last < t0
-        cols = budget.decode(blob, only=_SCAN if whole_before else None)
-        if len(cols["t"]) and cols["t"][0] >= t0:
+
+    def whole_before(t_last: object) -> bool:
+        return isinstance(t_last, float | int) and t_last < t0
+
+    rows = db.execute("SELECT batch, t_last, columns FROM event_batches WHERE t_first <= ? "
+                      "ORDER BY batch", (float(t1),))
+    for (batch, t_last, _), cols in decoded_ahead(rows, lambda row: budget.decode(
+            row[2], only=_SCAN if whole_before(row[1]) else None)):
+        scanned = whole_before(t_last)
+        if scanned:
+            before = np.ones(len(cols["id"]), bool)
+        elif len(cols["t"]) and cols["t"][0] >= t0:
             keep = cols["t"] <= t1
             window_parts.append({k: v[keep] for k, v in cols.items()})
             continue
-        before = cols["t"] < t0
+        else:
+            before = cols["t"] < t0
         kind, ids = cols["kind"][before], cols["id"][before]
         made = ids[kind == ALLOC]
         live = np.concatenate([live, made])
@@ -260,8 +271,10 @@ def _window_events(db: sqlite3.Connection, t_range: tuple[float, float],
         retag_category = np.concatenate([retag_category, cols["category"][before][retag]])
         still = np.isin(retag_id, live)
         retag_id, retag_category = retag_id[still], retag_category[still]
+        if scanned:
+            continue
         inside = ~before & (cols["t"] <= t1)
-        if not whole_before and inside.any():
+        if inside.any():
             window_parts.append({k: v[inside] for k, v in cols.items()})
     window_parts = [p for p in window_parts if len(p["t"])]
     made = (p["id"][p["kind"] == ALLOC] for p in window_parts)
