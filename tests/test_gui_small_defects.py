@@ -285,3 +285,20 @@ def test_the_steps_table_gives_each_phases_peak_and_explains_the_loss(qtbot, gpt
             format_bytes(step.tracked_peak_bytes)
     assert "num_items_in_batch" in table.horizontalHeaderItem(1).toolTip()
     assert "forward" in table.horizontalHeaderItem(PHASE_COLUMNS[0]).toolTip()
+
+
+def test_a_live_runs_new_steps_are_figured_from_their_own_phases(qtbot, gpt2_train_run):
+    """A tick that brings step k onwards takes the phases from the end of the run's list
+    (not a pass over a long run's every phase) and gives the figures the whole run gives
+    for those steps."""
+    from memviz.core.phase_peaks import LiveTotals, phase_peaks
+    from memviz.gui.step_table import StepTable
+
+    table = StepTable()
+    qtbot.addWidget(table)
+    run = gpt2_train_run
+    whole = phase_peaks([p for p in run.phases if p.step >= 0], LiveTotals.of(run.tensors))
+    assert len(run.steps) >= 2
+    for first in range(1, len(run.steps) + 1):
+        assert table._phase_peaks(run, first) == \
+            {key: peak for key, peak in whole.items() if key[0] >= first}

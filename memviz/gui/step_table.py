@@ -82,10 +82,21 @@ class StepTable(QTableWidget):
         the steps a live run just ended by their own windows (a step's end never sorts
         the whole run again); a long run opened with a window of its allocations has
         figures for the phases inside that window only."""
-        phases = [p for p in run.phases if p.step >= first_step]
+        phases = ([p for p in run.phases if p.step >= 0] if first_step == 0
+                  else _phases_since(run.phases, first_step))
         window = run.tensors_window
         if window is not None:
             phases = [p for p in phases if window[0] <= p.begin and p.end <= window[1]]
         if first_step == 0:
             return phase_peaks(phases, LiveTotals.of(run.tensors))
         return phase_peaks(phases, run.tensors)
+
+
+def _phases_since(phases: list, first_step: int) -> list:
+    """The phases of ``first_step`` and the steps after it: the end of the list, found
+    from the end (phases arrive in step order), so a live run's tick costs the steps
+    that just ended, not the whole run's phases."""
+    start = len(phases)
+    while start and phases[start - 1].step >= first_step:
+        start -= 1
+    return phases[start:]
