@@ -30,7 +30,6 @@ def _calls(mode: SimulationFakeMode) -> list[tuple]:
         start = big[:, :16]
         conj = torch.empty(8, 16, dtype=torch.complex64).conj()
         plain = torch.empty(8, 16, dtype=torch.complex64)
-        inference = None
         with torch.inference_mode():
             inference = torch.empty(8, 16)
     return [

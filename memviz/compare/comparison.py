@@ -18,6 +18,7 @@ from ..core.spec import RunSpec
 from ..core.summary import build_summary
 from ..session import WorkerSession
 from ..session.memory_cap import MemoryCap
+from ..session.warm import WarmStart
 from .predictions import Upcomings
 from .sets import GREEDY_MIN_SAVING, TechniqueSet, greedy_candidates, parse_set
 
@@ -52,7 +53,7 @@ class Comparison:
                  next_run_id: Callable[[], int] | None = None,
                  record_to: str | None = None, memory_cap: MemoryCap | None = None,
                  warm_start: bool = True, simulate_predictions: bool = True,
-                 warm=None) -> None:
+                 warm: WarmStart | None = None) -> None:
         """Run ``sets`` (the first is the baseline) or, with ``greedy``, grow a stack.
         ``record_to``: a folder where each set's run is recorded (to save the whole
         comparison in one file afterwards). ``memory_cap``: each set's (default: a
@@ -179,8 +180,6 @@ class Comparison:
         """The warm parent, started with the first set (None where it cannot start: each
         set then starts cold, as a fresh worker)."""
         if self.warm is None and self.warm_start:
-            from ..session.warm import WarmStart
-
             try:
                 self.warm = WarmStart()
             except OSError:

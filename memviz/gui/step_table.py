@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from ..core.phase_peaks import PHASES, LiveTotals, phase_peaks
-from ..core.run import Run
+from ..core.run import Phase, Run
 from .axes import format_bytes
 
 HEADERS = ["step", "loss", "seconds", "tracked peak", "in forward", "in backward",
@@ -92,7 +92,7 @@ class StepTable(QTableWidget):
         return phase_peaks(phases, run.tensors)
 
 
-def _phases_since(phases: list, first_step: int) -> list:
+def _phases_since(phases: list[Phase], first_step: int) -> list[Phase]:
     """The phases of ``first_step`` and the steps after it: the end of the list, found
     from the end (phases arrive in step order), so a live run's tick costs the steps
     that just ended, not the whole run's phases."""
