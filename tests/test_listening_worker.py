@@ -18,6 +18,7 @@ import pytest
 from memviz.core.run import Run
 from memviz.core.spec import RunSpec
 from memviz.protocol import handshake
+from memviz.protocol.accept import ACCEPT_DEADLINE_S
 from memviz.protocol.framing import decode_payload, encode_frame
 from memviz.protocol.transport import Connection, ConnectionClosed
 
@@ -100,8 +101,8 @@ def test_strangers_neither_learn_the_token_nor_lock_out_the_controller():
         # 1. an idle stranger: connects and says nothing, and stays
         idle = socket.create_connection(("127.0.0.1", port))
         said = _read_frame(idle)
-        assert said == [{"type": "hello", "protocol": 2, "nonce": said[0]["nonce"],
-                         "role": "worker"}]
+        assert said == [{"type": "hello", "protocol": handshake.PROTOCOL_VERSION,
+                         "nonce": said[0]["nonce"], "role": "worker"}]
         # 2. a guesser: a well-formed handshake with the wrong token
         guesser = Connection(socket.create_connection(("127.0.0.1", port), timeout=30))
         with pytest.raises((handshake.AuthenticationError, ConnectionClosed, OSError)):
@@ -143,7 +144,7 @@ def test_an_idle_stranger_is_cut_off_by_the_handshake_deadline():
         started = time.monotonic()
         assert _closed_by_peer(idle)
         waited = time.monotonic() - started
-        assert waited >= handshake.HANDSHAKE_DEADLINE_S * 0.9  # not before its deadline
+        assert waited >= ACCEPT_DEADLINE_S * 0.9  # not before its deadline
         assert proc.poll() is None  # still waiting for its controller
     finally:
         proc.kill()
@@ -186,7 +187,7 @@ def test_a_private_token_file_serves_a_controller(tmp_path):
 
 
 @pytest.mark.parametrize("weak", ["secret", "t" * 64, "0123456789abcdef",
-                                  "correct horse battery"])
+                                  "correct horse battery", "Password123Password123"])
 def test_a_token_too_weak_to_be_safe_is_refused(weak, tmp_path):
     """Whoever sees one handshake can test guesses offline: a guessable token is
     refused before anything listens or connects."""
@@ -206,102 +207,21 @@ def test_a_token_too_weak_to_be_safe_is_refused(weak, tmp_path):
 
 
 def test_memviz_token_makes_a_strong_private_token(tmp_path):
-    from memviz.protocol.token import MIN_BITS, estimated_bits
+    from memviz.protocol.token import RANDOM_BYTES, is_memviz_token
 
     printed = subprocess.run([sys.executable, "-m", "memviz", "token"], capture_output=True,
                              text=True, timeout=60).stdout.strip()
-    assert estimated_bits(printed) >= 2 * MIN_BITS
+    assert is_memviz_token(printed) and RANDOM_BYTES * 8 == 256
     path = tmp_path / "token"
     done = subprocess.run([sys.executable, "-m", "memviz", "token", "--write", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and (path.stat().st_mode & 0o777) == 0o600
     written = path.read_text().strip()
-    assert written != printed and estimated_bits(written) >= 2 * MIN_BITS
+    assert written != printed and is_memviz_token(written)
     again = subprocess.run([sys.executable, "-m", "memviz", "token", "--write", str(path)],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "exists" in again.stderr
     assert path.read_text().strip() == written  # nothing lost
-
-
-def _silent_stranger(port: int, stop, connected: list, arrived) -> None:
-    """Connects, says nothing, and reconnects the moment it is cut off; each connection
-    is counted in ``connected`` and told to ``arrived`` (a Condition)."""
-    while not stop.is_set():
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
-        except OSError:
-            continue
-        with arrived:
-            connected.append(1)
-            arrived.notify_all()
-        sock.settimeout(0.2)
-        try:
-            while not stop.is_set():
-                try:
-                    if not sock.recv(4096):
-                        break  # cut off by the listener
-                except TimeoutError:
-                    continue
-        except OSError:
-            pass
-        finally:
-            sock.close()
-
-
-def test_silent_strangers_that_reconnect_cannot_lock_the_owner_out():
-    """24 silent connections that reconnect at once hold more places than the
-    listener has; the owner still gets in within 5 s, every try, and the refusals
-    are logged a few a second, not one line each."""
-    import threading
-
-    from memviz.protocol.accept import LOG_PER_S, MAX_PENDING, accept_authenticated
-
-    token = handshake.new_token()
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    stop, connected, lines, arrived = threading.Event(), [], [], threading.Condition()
-    strangers = [threading.Thread(target=_silent_stranger,
-                                  args=(port, stop, connected, arrived), daemon=True)
-                 for _ in range(24)]
-    waits = []
-    started = time.monotonic()
-    try:
-        for attempt in range(4):
-            accepted: list = []
-
-            def listen(into: list = accepted) -> None:
-                into.append(accept_authenticated(server, token, "worker",
-                                                 refused=lines.append, timeout=60))
-
-            listener = threading.Thread(target=listen, daemon=True)
-            listener.start()
-            if attempt == 0:
-                for thread in strangers:
-                    thread.start()
-            # the first time, until every stranger holds a place and more have come;
-            # later, until some have come back to the new listener
-            wanted = len(connected) + (len(strangers) + MAX_PENDING if attempt == 0 else 8)
-            with arrived:  # until the strangers hold every place, and more
-                assert arrived.wait_for(lambda n=wanted: len(connected) >= n, timeout=30)
-            began = time.monotonic()
-            owner = Connection(socket.create_connection(("127.0.0.1", port), timeout=10))
-            handshake.perform(owner, token, "controller")
-            waits.append(time.monotonic() - began)
-            listener.join(10)
-            assert accepted and accepted[0] is not None
-            accepted[0][0].close()
-            owner.close()
-    finally:
-        stop.set()
-        server.close()
-    assert max(waits) < 5.0, waits
-    elapsed = time.monotonic() - started
-    assert len(connected) > 4 * len(strangers)  # they hammered throughout
-    # each listener logs a few lines in each second it spans (at most elapsed + 2 of
-    # them), then one "… and N more refused": not a line per refusal
-    assert len(lines) <= 4 * (LOG_PER_S + 1) * (elapsed + 2), (len(lines), elapsed)
-    assert len(lines) < len(connected) / 2
-    assert any(line.startswith("… and ") for line in lines)
 
 
 def test_listen_alone_is_a_private_unix_socket_that_leaves_nothing(tmp_path):

@@ -1,14 +1,16 @@
 """Accept the first peer that proves itself; strangers cost little and change nothing.
 
-Each incoming connection gets its own short handshake (capped frames, one
-deadline). A peer that fails, stalls or hangs up is logged and dropped, and the
-listener goes on waiting, so a port scanner or a guessing peer can neither take
-the place of the real one nor lock it out. At most ``MAX_PENDING`` handshakes run
-at once. When they are all taken, a newcomer takes the place of the oldest that
-has not said anything yet, or of the oldest that has lasted ``STALE_S`` (the owner
-proves itself in milliseconds): strangers that connect and stay silent, however
-many and however fast they reconnect, cannot keep the owner out. Refusals are
-logged at most ``LOG_PER_S`` a second; the rest are counted and said in one line.
+Each incoming connection gets its own short handshake (capped frames, a deadline
+of ``ACCEPT_DEADLINE_S``). A peer that fails, stalls or hangs up is logged and
+dropped, and the listener goes on waiting, so a port scanner or a guessing peer
+can neither take the place of the real one nor lock it out. At most
+``MAX_PENDING`` handshakes run at once. When they are all taken, a newcomer takes
+the place of the oldest, whatever it said: the owner proves itself in
+milliseconds, so only ``MAX_PENDING`` newer connections arriving within those
+milliseconds could push it out, while strangers that connect and stall (silent,
+or after a valid ``hello``), however many and however fast they reconnect, only
+push out one another. Refusals are logged at most ``LOG_PER_S`` a second; the rest
+are counted and said in one line.
 """
 
 from __future__ import annotations
@@ -20,30 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 
-from .framing import MAX_FRAME_BYTES, FrameError
+from .framing import FrameError
 from .handshake import perform
 from .messages import ProtocolError
 from .transport import Connection, ConnectionClosed
 from .waker import Waker
 
-MAX_PENDING = 16
+MAX_PENDING = 128
+ACCEPT_DEADLINE_S = 3.0  # an unproven peer's whole handshake, on a listening socket
 POLL_S = 0.2
-STALE_S = 1.0  # a handshake this old may give its place to a newcomer
 LOG_PER_S = 5
-
-
-class _Heard(Connection):
-    """A connection that says when its peer first spoke."""
-
-    def __init__(self, sock: socket.socket, heard: threading.Event) -> None:
-        super().__init__(sock)
-        self.heard = heard
-
-    def receive(self, *, max_bytes: int = MAX_FRAME_BYTES,
-                deadline: float | None = None) -> list[dict]:
-        messages = super().receive(max_bytes=max_bytes, deadline=deadline)
-        self.heard.set()
-        return messages
 
 
 def describe_peer(sock: socket.socket) -> str:
@@ -57,14 +45,12 @@ def describe_peer(sock: socket.socket) -> str:
 
 
 def authenticate(sock: socket.socket, token: str, role: str,
-                 refused: Callable[[str], None],
-                 heard: threading.Event | None = None) -> tuple[Connection, dict] | None:
-    """One connection's handshake: the connection and the peer, or None (refused).
-    ``heard`` is set once the peer has said anything."""
-    conn = Connection(sock) if heard is None else _Heard(sock, heard)
+                 refused: Callable[[str], None]) -> tuple[Connection, dict] | None:
+    """One connection's handshake: the connection and the peer, or None (refused)."""
+    conn = Connection(sock)
     who = describe_peer(sock)
     try:
-        return conn, perform(conn, token, role)
+        return conn, perform(conn, token, role, ACCEPT_DEADLINE_S)
     except (ProtocolError, FrameError, ConnectionClosed, OSError) as exc:
         refused(f"refused {who}: {exc}")
     conn.close()
@@ -72,12 +58,10 @@ def authenticate(sock: socket.socket, token: str, role: str,
 
 
 class _Pending:
-    """One handshake under way: its socket, when it began, whether its peer spoke."""
+    """One handshake under way (the list of them is kept oldest first)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.began = time.monotonic()
-        self.heard = threading.Event()
 
     def evict(self) -> None:
         with contextlib.suppress(OSError):
@@ -175,32 +159,23 @@ class _Acceptor:
 
     def _start(self, sock: socket.socket) -> None:
         sock.settimeout(None)
-        if not self._make_room():
-            self.log(f"refused {describe_peer(sock)}: too many handshakes at once")
-            sock.close()
-            return
+        self._make_room()
         entry = _Pending(sock)
         with self.lock:
             self.pending.append(entry)
         threading.Thread(target=self._handshake, args=(entry,), daemon=True,
                          name="memviz-handshake").start()
 
-    def _make_room(self) -> bool:
-        """A place for one more handshake: free, or taken from a silent or stale one."""
+    def _make_room(self) -> None:
+        """A place for one more handshake: free, or taken from the oldest under way."""
         with self.lock:
             if len(self.pending) < MAX_PENDING:
-                return True
-            now = time.monotonic()
-            victim = next((e for e in self.pending if not e.heard.is_set()), None) or next(
-                (e for e in self.pending if now - e.began > STALE_S), None)
-            if victim is None:
-                return False
-            self.pending.remove(victim)
+                return
+            victim = self.pending.pop(0)
         victim.evict()
-        return True
 
     def _handshake(self, entry: _Pending) -> None:
-        result = authenticate(entry.sock, self.token, self.role, self.log, heard=entry.heard)
+        result = authenticate(entry.sock, self.token, self.role, self.log)
         if self.on_peer is not None:
             with self.lock:
                 if entry not in self.pending:  # evicted: the listening ended meanwhile

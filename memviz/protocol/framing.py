@@ -122,9 +122,3 @@ def decode_payload(payload: bytes) -> list[dict]:
         raise FrameError("a frame must be a list of messages")
     return obj
 
-
-def read_length(header: bytes) -> int:
-    (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME_BYTES:
-        raise FrameError(f"frame of {length} bytes exceeds the maximum of {MAX_FRAME_BYTES}")
-    return length

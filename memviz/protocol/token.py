@@ -5,11 +5,12 @@ Never the command line: ``/proc/PID/cmdline`` is readable by every user.
 
 from __future__ import annotations
 
-import math
+import hashlib
+import hmac
 import os
+import re
 import secrets
 import stat
-import string
 
 TOKEN_ENV = "MEMVIZ_TOKEN"
 
@@ -39,42 +40,42 @@ def read_token_file(path: str) -> str:
     return text
 
 
-MIN_BITS = 128
+PREFIX = "memviz-"
+RANDOM_BYTES = 32
+_FORMAT = re.compile(rf"^{PREFIX}([0-9a-f]{{{2 * RANDOM_BYTES}}})-([0-9a-f]{{8}})$")
+MAKE_ONE = "`memviz token --write ~/.memviz-token` makes one (or `memviz token` prints one)"
 
 
-def estimated_bits(token: str) -> float:
-    """An upper estimate of the randomness in ``token``, for tokens that look machine
-    made: hex digits count 4 bits each; otherwise a token must mix lower case, upper
-    case and digits (a random one always does), and each character counts the bits of
-    the classes it draws from. Words, phrases and repeats ("tttt…") count as none: a
-    person's choice is far less random than its length says."""
-    if len(set(token)) < 8:
-        return 0.0
-    if all(c in string.hexdigits for c in token):
-        return 4.0 * len(token)
-    classes = [string.ascii_lowercase, string.ascii_uppercase, string.digits]
-    present = [cls for cls in classes if any(c in cls for c in token)]
-    if len(present) < len(classes):
-        return 0.0
-    alphabet = sum(len(cls) for cls in present) + (
-        32 if any(not c.isalnum() for c in token) else 0)
-    return len(token) * math.log2(alphabet)
+def _checksum(body: str) -> str:
+    return hashlib.sha256(f"{PREFIX}{body}".encode()).hexdigest()[:8]
+
+
+def is_memviz_token(token: str) -> bool:
+    """Whether ``token`` is one ``new_token`` made: the prefix, 256 bits in hex, and a
+    checksum over them. No test can measure the randomness of a string a person
+    typed (``Password123Password123`` and ``0123456789abcdef…`` pass any count of
+    character classes), so only what memviz made is taken; the checksum catches a
+    token cut or mistyped, and a body that uses few of the hex digits is a pattern."""
+    match = _FORMAT.match(token)
+    return bool(match) and hmac.compare_digest(_checksum(match[1]), match[2]) \
+        and len(set(match[1])) >= 12
 
 
 def check_strength(token: str) -> str:
-    """``token`` if it is strong enough to be safe, else a TokenError saying why. Whoever
-    sees one handshake (a stranger listening where a worker was) can test guesses
-    offline at millions a second, so a token must be too random to guess."""
-    if estimated_bits(token) < MIN_BITS:
-        raise TokenError(f"the token is too weak: whoever sees one handshake could guess it "
-                         f"offline; use at least {MIN_BITS} random bits, as `memviz token` "
-                         "makes (it prints one, or writes a private file with --write)")
+    """``token`` if memviz made it, else a TokenError saying why and how to get one.
+    Whoever sees one handshake (a stranger listening where a worker was) can test
+    guesses offline at millions a second, so a token must be too random to guess."""
+    if not is_memviz_token(token):
+        raise TokenError("the token is too weak to trust: it is not one memviz made "
+                         "(a chosen or hand-made token can be guessed offline from one "
+                         f"handshake); {MAKE_ONE}")
     return token
 
 
 def new_token() -> str:
-    """A token of 256 random bits, in hex (so its strength is plain to see)."""
-    return secrets.token_hex(32)
+    """256 random bits in hex, with memviz's prefix and a checksum."""
+    body = secrets.token_hex(RANDOM_BYTES)
+    return f"{PREFIX}{body}-{_checksum(body)}"
 
 
 def token_from(token_file: str | None) -> str:

@@ -17,7 +17,7 @@ from ..core.rank_files import rank_path
 from ..core.run import Run
 from ..core.spec import RunSpec, SpecError
 from ..protocol import address, handshake
-from ..protocol.accept import MAX_PENDING, POLL_S, authenticate
+from ..protocol.accept import accept_each
 from ..protocol.token import TOKEN_ENV
 from ..protocol.transport import Connection, ConnectionClosed
 from .feed import Feed, finish_recording, serve, until_started
@@ -89,7 +89,6 @@ class ProgramListener:
         self._server, self.address = address.listen(address.parse(where))
         self._closed = threading.Event()
         self._arrived: queue.Queue = queue.Queue()
-        self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self.refusals: list[str] = []
         self._jobs = LaunchedJobs()
         threading.Thread(target=self._accept, daemon=True, name="memviz-listener").start()
@@ -129,29 +128,11 @@ class ProgramListener:
             self._server.close()
 
     def _accept(self) -> None:
-        self._server.settimeout(POLL_S)
-        while not self._closed.is_set():
-            try:
-                sock, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            if not self._pending.acquire(blocking=False):
-                sock.close()
-                continue
-            threading.Thread(target=self._serve, args=(sock,), daemon=True,
-                             name="memviz-listener-program").start()
+        with contextlib.suppress(OSError):  # closed
+            accept_each(self._server, self.token, "controller", self._serve,
+                        refused=self.refusals.append, give_up=self._closed.is_set)
 
-    def _serve(self, sock) -> None:
-        try:
-            result = authenticate(sock, self.token, "controller", self.refusals.append)
-        finally:
-            self._pending.release()
-        if result is None:
-            return
-        conn, peer = result
+    def _serve(self, conn: Connection, peer: dict) -> None:
         if peer["role"] != "program":
             self.refusals.append(f"refused a {peer['role']}: this window waits for programs")
             conn.close()

@@ -17,7 +17,9 @@ import traceback
 from ..core.rank_summary import with_sum
 from ..core.spec import ModelError, RunSpec, SpecError
 from ..protocol import address, handshake
-from ..protocol.accept import accept_authenticated
+from ..protocol.accept import accept_authenticated, describe_peer
+from ..protocol.framing import FrameError
+from ..protocol.messages import ProtocolError
 from ..protocol.transport import Connection, ConnectionClosed
 from ..techniques import preflight
 from ..techniques.plan import Plan
@@ -29,21 +31,32 @@ from .failures import EXIT_USER_ERROR, classify, one_line, request_bytes
 START_TIMEOUT_S = 60.0
 
 
-def _open_connection(args: argparse.Namespace, token: str) -> Connection:
-    """Connect to the controller, or wait for the first one that proves the token;
-    the handshake is done either way."""
+def _open_connection(args: argparse.Namespace, token: str) -> tuple[Connection, list[dict]]:
+    """Connect to the controller, or wait for the first one that proves the token and
+    sends its spec in a frame of its own: a peer whose first frame fails its check (a
+    relay that passed a real controller's proof on) is refused, and the waiting goes on."""
     if args.connect:
         conn = Connection(address.connect(address.parse(args.connect)))
         handshake.perform(conn, token, "worker")
-        return conn
+        return conn, _first_frame(conn)
     private = args.listen == address.PRIVATE
     where = address.private_unix_address() if private else address.parse(args.listen)
     server, real = address.listen(where, allow_remote=args.allow_remote)
     print(f"memviz worker listening on {real}", flush=True)
+
+    def refused(text: str) -> None:
+        print(f"memviz worker: {text}", file=sys.stderr, flush=True)
+
     try:
-        conn, _ = accept_authenticated(
-            server, token, "worker",
-            refused=lambda text: print(f"memviz worker: {text}", file=sys.stderr, flush=True))
+        while True:
+            accepted = accept_authenticated(server, token, "worker", refused=refused)
+            assert accepted is not None  # no timeout, no giving up
+            conn = accepted[0]
+            try:
+                return conn, _first_frame(conn)
+            except (ProtocolError, FrameError, ConnectionClosed, OSError) as exc:
+                refused(f"refused {describe_peer(conn.sock)} after its handshake: {exc}")
+                conn.close()
     finally:
         server.close()
         if real.family == "unix":  # nothing is left to connect to by mistake
@@ -52,13 +65,16 @@ def _open_connection(args: argparse.Namespace, token: str) -> Connection:
             if private:
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.dirname(real.path))
-    return conn
 
 
-def _receive_spec(conn: Connection) -> RunSpec:
+def _first_frame(conn: Connection) -> list[dict]:
     conn.sock.settimeout(START_TIMEOUT_S)
     messages = conn.receive()
     conn.sock.settimeout(None)
+    return messages
+
+
+def _spec_in(messages: list[dict]) -> RunSpec:
     start = next((m for m in messages if m["type"] == "start"), None)
     if start is None:
         raise SpecError("the controller sent no start message")
@@ -397,8 +413,8 @@ def serve_controller(args: argparse.Namespace, token: str) -> int:
     """Connect to the controller (or wait for it), take its spec, run it."""
     conn = None
     try:
-        conn = _open_connection(args, token)
-        spec = _receive_spec(conn)
+        conn, first = _open_connection(args, token)
+        spec = _spec_in(first)
     except SpecError as exc:
         print(f"memviz worker: {exc}", file=sys.stderr)
         if conn is not None:
