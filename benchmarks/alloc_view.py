@@ -41,11 +41,15 @@ def synthetic_events(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     return cols
 
 
+# the names synthetic_events' rows refer to
+SYNTHETIC_STRINGS = {"type": "strings", "entries": [
+    ["module", 0, "m"], ["op", 0, "op"], ["dtype", 0, "float32"], ["shape", 0, "1"],
+    ["device", 0, "cpu"]]}
+
+
 def _run_with(n: int) -> Run:
     run = Run(RunSpec(), run_id=1)
-    run.apply({"type": "strings", "entries": [["module", 0, "m"], ["op", 0, "op"],
-                                              ["dtype", 0, "float32"], ["shape", 0, "1"],
-                                              ["device", 0, "cpu"]]})
+    run.apply(SYNTHETIC_STRINGS)
     cols = synthetic_events(n)
     for start in range(0, len(cols["t"]), 20_000):
         run.apply({"type": "tensor_events",

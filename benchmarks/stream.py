@@ -22,18 +22,21 @@ from memviz.protocol.transport import Connection, ConnectionClosed
 from .common import Result
 
 EVENTS_PER_BATCH = 10_000
+# as after a handshake: every frame tagged and checked (the keys' values do not matter)
+_TO_CONSUMER, _TO_PRODUCER = b"c" * 32, b"p" * 32
 
 
 def _produce(addr: str, kind: str, count: int) -> None:
     from memviz.worker.emitter import Emitter
 
     conn = Connection(address.connect(address.parse(addr)))
+    conn.secure(_TO_CONSUMER, _TO_PRODUCER)
     emitter = Emitter(conn)
     if kind == "tensor_events":
-        from .alloc_view import synthetic_events
+        from .alloc_view import SYNTHETIC_STRINGS, synthetic_events
 
         cols = synthetic_events(count // 2)
-        pending: list[dict] = []
+        pending: list[dict] = [SYNTHETIC_STRINGS]
 
         def take() -> list[dict]:  # like the tracker: all gathered since the last flush
             out = pending[:]
@@ -65,6 +68,7 @@ def _consume(kind: str, count: int) -> tuple[float, int]:
     proc.start()
     sock, _ = server.accept()
     conn = Connection(sock)
+    conn.secure(_TO_PRODUCER, _TO_CONSUMER)
     started = None
     try:
         while True:
