@@ -118,9 +118,14 @@ def cmd_record(args: argparse.Namespace) -> int:
     except (SpecError, OSError, ValueError) as exc:
         print(f"memviz record: {exc}", file=sys.stderr)
         return 2
-    # a Ctrl-C reaches the program itself (the same terminal): it ends as it would, and
-    # what it streamed until then is kept here
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A Ctrl-C reaches the program itself (the same terminal): it ends as it would, and
+    # what it streamed until then is kept here. memviz lets it pass with a handler that
+    # does nothing, not SIG_IGN: an ignored signal is inherited, and a Python started
+    # with SIGINT ignored never raises KeyboardInterrupt. (Ignored already, it stays so,
+    # for the program too, as it would be without memviz.)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _left_to_the_program)
     try:
         # started before the rest of memviz is imported: the program's own start (its
         # Python, torch) runs meanwhile
@@ -135,6 +140,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         return _follow(args, started, launch, output, cap, relay)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _left_to_the_program(signum: int, frame: object) -> None:
+    """SIGINT while a program is recorded: the program has it too, and ends as it
+    chooses; memviz records that end."""
 
 
 def _follow(args: argparse.Namespace, started, launch: Launch, output: str | None, cap,

@@ -32,6 +32,7 @@ from ..worker.gpu import open_nvml
 from ..worker.samplers import MemorySampler
 from ..worker.steps import StepMeter
 from .discovery import Discovery, tensors_in
+from .interrupts import InterruptGuard
 
 
 def program_line() -> str:
@@ -81,9 +82,11 @@ class ProgramTracker:
         self.optimizer_classes: list[str] = []  # what the program steps, by class name
         self._stop_asked = threading.Event()
         self.stopped = False
+        self._interrupts = InterruptGuard()
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, scan_heap: bool = True) -> None:
+        self._interrupts.install()
         self.sampler.start()
         if self.tracker is not None:
             self.tracker.start()
@@ -135,6 +138,7 @@ class ProgramTracker:
                            "summary": {"tracking": self.tracker.summary()
                                        if self.tracker else None, "techniques": []}})
         self.emitter.close()
+        self._interrupts.remove()
 
     def ask_to_stop(self) -> None:
         """From another thread (a window's Stop): tracking ends at the next phase edge,

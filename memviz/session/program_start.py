@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..processes import RECORD_CONNECT_ENV, RECORD_DETAIL_ENV, RECORD_HZ_ENV, RECORD_LEVEL_ENV
 from ..protocol import address
 from ..protocol.token import TOKEN_ENV, new_token
+from .parent_death import signalled_when_parent_dies
 
 
 @dataclass
@@ -41,7 +42,8 @@ def start_program(command: list[str], *, track: str, sample_hz: float, detail: s
                   extra_env: dict[str, str] | None = None,
                   stdout_to_stderr: bool = False) -> StartedProgram:
     """Listen on a fresh private socket and start ``command`` with where to connect, the
-    token to prove, and how to track (``memviz.program.boot`` reads them)."""
+    token to prove, and how to track (``memviz.program.boot`` reads them). The program
+    is stopped (SIGTERM) if this process dies before it."""
     folder = tempfile.mkdtemp(prefix="memviz-record-")
     token = new_token()
     try:
@@ -54,7 +56,8 @@ def start_program(command: list[str], *, track: str, sample_hz: float, detail: s
            **(extra_env or {})}
     try:
         proc = subprocess.Popen(command, env=env,
-                                stdout=sys.stderr if stdout_to_stderr else None)
+                                stdout=sys.stderr if stdout_to_stderr else None,
+                                preexec_fn=signalled_when_parent_dies())
     except OSError:
         server.close()
         shutil.rmtree(folder, ignore_errors=True)

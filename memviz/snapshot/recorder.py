@@ -1,12 +1,12 @@
 """Writes a run's message stream to a ``.memviz`` file as it arrives.
 
 It consumes the same validated messages as ``Run.apply`` (the session feeds
-both), and commits at most every ``COMMIT_INTERVAL_S``: a crash of the worker
-or of the process holding the recorder leaves a file that opens, with
-everything up to the last commit (tensor events up to ``EVENT_FLUSH_S`` before
-it). A file that can no longer be written (a full disk) raises RecorderError
-once; the session then stops the run and says why. The file is opened in WAL mode so a reader
-may look while the run goes on.
+both), and commits at most every ``COMMIT_INTERVAL_S`` and at each finished step: a
+crash of the worker or of the process holding the recorder leaves a file that
+opens, with every finished step and everything up to the last commit (tensor
+events up to ``EVENT_FLUSH_S`` before it). A file that can no longer be written (a
+full disk) raises RecorderError once; the session then stops the run and says why.
+The file is opened in WAL mode so a reader may look while the run goes on.
 """
 
 from __future__ import annotations
@@ -88,7 +88,10 @@ class Recorder:
                     handler = getattr(self, "_on_" + msg["type"], None)
                     if handler is not None:
                         handler(msg)
-                if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
+                # a finished step is committed at once: a kill of this process loses
+                # no completed step, whatever the interval
+                if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S or any(
+                        msg["type"] == "step_done" for msg in messages):
                     self._flush_events(older_than=EVENT_FLUSH_S)
                     self.db.commit()
                     self._last_commit = time.monotonic()
