@@ -312,25 +312,34 @@ def _stop_a_comparison(proc, summary, psutil, threading) -> None:
     assert not alive, [p.pid for p in alive]  # no worker, no warm parent left
 
 
-@pytest.fixture()
-def memory_cgroup():
-    """A real memory cgroup of 3 GiB that a process can be put in (v2 or v1), where
-    this machine lets us make one."""
+@pytest.fixture(params=["own", "parent's"])
+def memory_cgroup(request):
+    """A real memory cgroup a process can be put in (v2 or v1), where this machine lets
+    us make one, with a limit of 3 GiB on it ("own") or only on its parent, as systemd
+    slices and pods set it ("parent's")."""
     limit = 3 << 30
     name = f"memviz-test-{os.getpid()}"
     v2 = Path("/sys/fs/cgroup/cgroup.controllers")
     if v2.exists() and "memory" in v2.read_text():
-        folder, limit_file = Path("/sys/fs/cgroup") / name, "memory.max"
+        top, limit_file = Path("/sys/fs/cgroup") / name, "memory.max"
     else:
-        folder, limit_file = Path("/sys/fs/cgroup/memory") / name, "memory.limit_in_bytes"
+        top, limit_file = Path("/sys/fs/cgroup/memory") / name, "memory.limit_in_bytes"
+    folder = top if request.param == "own" else top / "job"
     try:
-        folder.mkdir()
-        (folder / limit_file).write_text(str(limit))
+        top.mkdir()
+        (top / limit_file).write_text(str(limit))
+        if folder != top:
+            if limit_file == "memory.max":  # v2: the child needs the controller
+                (top / "cgroup.subtree_control").write_text("+memory")
+            folder.mkdir()
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            top.rmdir()
         pytest.skip(f"no memory cgroup can be made here: {exc}")
     yield folder, limit
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+    for made in {folder, top}:
+        with contextlib.suppress(OSError):
+            made.rmdir()
 
 
 def test_the_automatic_cap_stays_inside_a_containers_limit(memory_cgroup):
@@ -346,3 +355,29 @@ def test_the_automatic_cap_stays_inside_a_containers_limit(memory_cgroup):
     import psutil
 
     assert psutil.virtual_memory().available * 0.8 > limit  # the host alone would say more
+
+
+def test_a_v2_limit_above_the_process_counts_memory_high_too(tmp_path):
+    """cgroup v2, where this machine has only v1: its files are made here (a real v2
+    hierarchy cannot be mounted beside the v1 one). The pod's memory.max and the
+    slice's memory.high both sit above the process's own cgroup."""
+    from memviz.session.memory_cap import container_room_bytes
+
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/kubepods/pod1/worker\n")
+    pod, container = tmp_path / "kubepods" / "pod1", tmp_path / "kubepods" / "pod1" / "worker"
+    container.mkdir(parents=True)
+    (tmp_path / "memory.max").write_text("max\n")  # the root: none
+    (tmp_path / "kubepods" / "memory.high").write_text(str(6 << 30))
+    (tmp_path / "kubepods" / "memory.current").write_text(str(1 << 30))
+    (pod / "memory.max").write_text(str(4 << 30))
+    (pod / "memory.current").write_text(str(3 << 30))
+    (container / "memory.max").write_text("max\n")
+    (container / "memory.current").write_text(str(1 << 29))
+    assert container_room_bytes(tmp_path, proc) == 1 << 30  # the pod's 4 GiB less its 3
+    (pod / "memory.current").write_text(str(1 << 30))
+    assert container_room_bytes(tmp_path, proc) == 3 << 30  # now the pod has more room...
+    (tmp_path / "kubepods" / "memory.current").write_text(str(4 << 30))
+    assert container_room_bytes(tmp_path, proc) == 2 << 30  # ...than the slice above it
+    proc.write_text("0::/../../kubepods/pod1/worker\n")  # a path cannot climb out
+    assert container_room_bytes(tmp_path, proc) == 2 << 30

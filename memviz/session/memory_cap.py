@@ -43,9 +43,12 @@ UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
 
 def container_room_bytes(cgroup_root: Path = Path("/sys/fs/cgroup"),
                          proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
-    """What this process's memory cgroup (a container's limit) still allows: its limit
-    less its usage, for cgroup v2 and v1; None where no limit applies. The kernel
-    kills inside the container at that limit, whatever the host has free."""
+    """What this process's memory cgroups (a container's, a systemd slice's, a pod's
+    limit) still allow: the least, over the process's own cgroup and every one above
+    it, of each limit less that cgroup's usage (v2: ``memory.max`` and
+    ``memory.high``; v1: ``memory.limit_in_bytes``); None where no limit applies. A
+    limit usually sits on a parent (the pod, the slice), not on the process's own
+    cgroup, and the kernel acts at the lowest room, whatever the host has free."""
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
@@ -53,19 +56,28 @@ def container_room_bytes(cgroup_root: Path = Path("/sys/fs/cgroup"),
     rooms = []
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        relative = path.lstrip("/")
         if controllers == "":  # v2: one unified hierarchy
-            folder = cgroup_root / relative
-            limit, usage = _read_int(folder / "memory.max"), _read_int(folder / "memory.current")
+            top, files = cgroup_root, ("memory.max", "memory.high")
+            usage_file = "memory.current"
         elif "memory" in controllers.split(","):  # v1: the memory controller's own
-            folder = cgroup_root / "memory" / relative
-            limit = _read_int(folder / "memory.limit_in_bytes")
-            usage = _read_int(folder / "memory.usage_in_bytes")
+            top, files = cgroup_root / "memory", ("memory.limit_in_bytes",)
+            usage_file = "memory.usage_in_bytes"
         else:
             continue
-        if limit is not None and limit < UNLIMITED:
-            rooms.append(max(0, limit - (usage or 0)))
+        for folder in _up_to(top, path):
+            usage = _read_int(folder / usage_file) or 0
+            for name in files:
+                limit = _read_int(folder / name)
+                if limit is not None and limit < UNLIMITED:
+                    rooms.append(max(0, limit - usage))
     return min(rooms) if rooms else None
+
+
+def _up_to(top: Path, path: str) -> list[Path]:
+    """The folders of cgroup ``path`` and of each cgroup above it, up to ``top``. A path
+    that climbs out (``..``) is cut at ``top``."""
+    parts = [p for p in path.strip("/").split("/") if p not in ("", ".", "..")]
+    return [top.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
 
 
 def _read_int(path: Path) -> int | None:
