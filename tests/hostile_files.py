@@ -299,13 +299,39 @@ CASES: list[Case] = [
     # a file that defines views under memviz's table names: read, they would never end
     # or would allocate gigabytes; refused before anything is read from them
     Case("meta-recursive-view", _view_instead_of("meta", "view-recursive", RECURSIVE),
-         "meta is a view, not a table"),
+         "holds a view meta that memviz never writes"),
     Case("samples-printf-view", _view_instead_of(
         "samples", "view-printf", "SELECT printf('%.*c', 1000000000, 'x') AS t"),
-        "samples is a view, not a table"),
+        "holds a view samples that memviz never writes"),
     Case("steps-zeroblob-view", _view_instead_of(
         "steps", "view-zeroblob", "SELECT zeroblob(2000000000) AS step"),
-        "steps is a view, not a table"),
+        "holds a view steps that memviz never writes"),
+    # tables whose schema computes: a generated column runs on every read of its table,
+    # an FTS table reads its content= view; trusted_schema=OFF stops neither
+    Case("generated-printf", _sql("generated-printf", (
+        "ALTER TABLE steps ADD COLUMN pad TEXT GENERATED ALWAYS AS "
+        "(printf('%.*c', 900000000, 'x')) VIRTUAL", ())),
+        "its table steps is not as memviz writes it"),
+    Case("generated-zeroblob", _sql("generated-zeroblob", (
+        "DROP TABLE log", ()), ("CREATE TABLE log (t REAL, level TEXT, text TEXT, "
+                                "pad BLOB GENERATED ALWAYS AS (zeroblob(900000000)))", ())),
+        "its table log is not as memviz writes it"),
+    Case("fts5-content-view", _sql("fts5-content-view", ("DROP TABLE strings", ()), (
+        f"CREATE VIEW endless AS {RECURSIVE.replace('key', 'kind')}", ()), (
+        "CREATE VIRTUAL TABLE strings USING fts5(kind, text, content='endless')", ())),
+        "that memviz never writes"),
+    Case("fts4-content-view", _sql("fts4-content-view", ("DROP TABLE marks", ()), (
+        f"CREATE VIEW endless AS {RECURSIVE}", ()), (
+        "CREATE VIRTUAL TABLE marks USING fts4(key, value, content='endless')", ())),
+        "that memviz never writes"),
+    Case("trigger", _sql("trigger", (
+        "CREATE TRIGGER t AFTER INSERT ON log BEGIN SELECT zeroblob(900000000); END", ())),
+        "holds a trigger t that memviz never writes"),
+    Case("expression-index", _sql("expression-index", (
+        "CREATE INDEX pad ON steps (printf('%.*c', 900000000, 'x'))", ())),
+        "holds an index pad that memviz never writes"),
+    Case("extra-table", _sql("extra-table", ("CREATE TABLE extra (x)", ())),
+         "holds a table extra that memviz never writes"),
     # names that change which file an unquoted SQLite URI opens
     Case("name-with-hash", _renamed("run#1.memviz"), None),
     Case("name-with-percent", _renamed("evil%41.memviz"), None),

@@ -182,3 +182,22 @@ def test_names_with_escapes_never_reach_the_terminal(piped, tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "cleared.memviz" in done.stdout
+
+
+def test_memviz_sql_attaches_and_writes_nothing(tmp_path):
+    """``ATTACH DATABASE 'x.db'`` creates x.db even on a read-only connection: the
+    authorizer refuses it, and every other write, before SQLite acts."""
+    out = tmp_path / "run.memviz"
+    done = subprocess.run([*RUN, "--track", "samples", "-o", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for query in (f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x",
+                  "CREATE TEMP TABLE mine AS SELECT 1", "SELECT load_extension('x')",
+                  "PRAGMA writable_schema = 1"):
+        done = subprocess.run([*MEMVIZ, "sql", str(out), query], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2 and "read-only" in done.stderr, (query, done.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.memviz"]
+    done = subprocess.run([*MEMVIZ, "sql", str(out), "SELECT printf('%d steps', count(*)) "
+                           "FROM steps"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "steps" in done.stdout  # a user's own query runs

@@ -438,25 +438,31 @@ def test_imported_pytorch_stacks_reach_the_inspector(tmp_path):
 
 def test_a_schema_1_file_with_json_categories_still_opens_the_same(recorded, tmp_path):
     """Before schema 2 each sample's categories were one JSON text."""
-    import shutil
     import sqlite3
 
     from memviz.core.categories import CATEGORIES, SAMPLE_PREFIX
+    from memviz.snapshot.schema import DDL_V1
 
     path, live = recorded
     old = tmp_path / "schema1.memviz"
-    shutil.copy(path, old)
-    db = sqlite3.connect(old)
+    db = sqlite3.connect(old)  # written as schema 1 wrote it, rows copied from the run
+    db.executescript(DDL_V1)
+    db.execute("ATTACH DATABASE ? AS new", (str(path),))
+    v1_columns = [row[1] for row in db.execute("PRAGMA main.table_info(samples)")]
+    for table in ("meta", "phases", "steps", "log", "marks", "strings", "stacks",
+                  "event_batches", "cuda_memory"):
+        db.execute(f"INSERT INTO main.{table} SELECT * FROM new.{table}")
+    shared = ", ".join(c for c in v1_columns if c != "by_category")
+    db.execute(f"INSERT INTO main.samples ({shared}) SELECT {shared} FROM new.samples")
     rows = db.execute("SELECT rowid, " + ", ".join(SAMPLE_PREFIX + c for c in CATEGORIES)
-                      + " FROM samples").fetchall()
+                      + " FROM new.samples ORDER BY rowid").fetchall()
     for rowid, *values in rows:
         cats = {c: int(v) for c, v in zip(CATEGORIES, values, strict=True) if v}
-        db.execute("UPDATE samples SET by_category = ? WHERE rowid = ?",
+        db.execute("UPDATE main.samples SET by_category = ? WHERE rowid = ?",
                    (json.dumps(cats) if cats else None, rowid))
-    for c in CATEGORIES:
-        db.execute(f"ALTER TABLE samples DROP COLUMN {SAMPLE_PREFIX}{c}")
-    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.execute("UPDATE main.meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
+    db.execute("DETACH DATABASE new")
     db.close()
     back = open_run(old)
     for name in ("t", "rss", "tracked_total", *(SAMPLE_PREFIX + c for c in CATEGORIES)):

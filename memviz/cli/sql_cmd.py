@@ -33,8 +33,12 @@ def cmd_sql(args: argparse.Namespace) -> int:
         headers = [d[0] for d in cursor.description or []]
         rows = cursor.fetchall()
     except sqlite3.Error as exc:
-        print(f"memviz: error: the query failed in {shown(args.file)}: "
-              f"{printable(str(exc), one_line=True)}", file=sys.stderr)
+        reason = printable(str(exc), one_line=True)
+        if reason.startswith("not authorized"):  # the untrusted file's authorizer said no
+            reason = (f"memviz sql is read-only: it runs queries, and attaches, loads and "
+                      f"writes nothing ({reason})")
+        print(f"memviz: error: the query failed in {shown(args.file)}: {reason}",
+              file=sys.stderr)
         return 2
     finally:
         db.close()

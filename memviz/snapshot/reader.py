@@ -28,8 +28,8 @@ from .decode_ahead import decoded_ahead
 from .meta_check import MetaError, checked
 from .recorder import SAMPLE_FIELDS
 from .row_budget import TooManyRows, check_rows
-from .schema import COMPARISON_MAGIC, MAGIC, SCHEMA_VERSION, TABLES
-from .untrusted import connect_read_only
+from .schema import COMPARISON_MAGIC, MAGIC, SCHEMA_VERSION
+from .untrusted import UntrustedSchema, connect_read_only
 
 # Tensor events a file may hold: an honest file stores 8 to 30 bytes an event, so
 # more than one event per EVENT_FLOOR_BYTES of file is a file that lies about itself
@@ -71,17 +71,11 @@ def connect_snapshot(path: Path) -> sqlite3.Connection:
         if f.read(16) != b"SQLite format 3\x00":
             raise SnapshotError(f"{path}: not a memviz snapshot (not an SQLite file)")
     try:
-        db = connect_read_only(path)
-        impostor = db.execute(
-            f"SELECT type, name FROM sqlite_master WHERE type != 'table' AND name IN "
-            f"({', '.join('?' * len(TABLES))})", TABLES).fetchone()
+        return connect_read_only(path)
+    except UntrustedSchema as exc:
+        raise SnapshotError(f"{path}: not a memviz snapshot ({exc})") from None
     except sqlite3.DatabaseError as exc:
         raise SnapshotError(f"{path}: corrupt database ({exc})") from None
-    if impostor is not None:
-        db.close()
-        raise SnapshotError(f"{path}: not a memviz snapshot ({impostor[1]} is a "
-                            f"{impostor[0]}, not a table)")
-    return db
 
 
 def read_meta(db: sqlite3.Connection, path: Path) -> dict:

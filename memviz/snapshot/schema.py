@@ -45,8 +45,5 @@ CREATE TABLE IF NOT EXISTS cuda_memory (t REAL, step INTEGER, value TEXT);
 
 DDL = DDL_TEMPLATE.replace("{category_columns}", ", ".join(
     f"{SAMPLE_PREFIX}{c} REAL" for c in CATEGORIES))
-
-# every table memviz reads: a file whose object of one of these names is a view (or
-# anything but a table) is refused before anything is read from it
-TABLES = ("meta", "samples", "phases", "steps", "log", "marks", "strings", "stacks",
-          "event_batches", "cuda_memory", "allocations", "category_names", "phase_names")
+# what schema 1 wrote: samples without a column per category
+DDL_V1 = DDL_TEMPLATE.replace("by_category TEXT, {category_columns}", "by_category TEXT")

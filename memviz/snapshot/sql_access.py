@@ -28,6 +28,7 @@ from .reader import (
     checked_meta,
     connect_snapshot,
 )
+from .untrusted import allow_user_queries
 
 
 def connect_sql(path: str | os.PathLike) -> sqlite3.Connection:
@@ -41,6 +42,7 @@ def connect_sql(path: str | os.PathLike) -> sqlite3.Connection:
         budget = EventBudget(EVENT_SLACK + path.stat().st_size // EVENT_FLOOR_BYTES)
         write_allocations(db, budget.decode)
         db.commit()
+        allow_user_queries(db)
     except DAMAGE as exc:
         db.close()
         if isinstance(exc, SnapshotError):
