@@ -72,6 +72,14 @@ def _renamed(name: str) -> Callable[[Path, Path], Path]:
     return build
 
 
+def _linked(name: str, target: str) -> Callable[[Path, Path], Path]:
+    def build(good: Path, folder: Path) -> Path:
+        path = folder / name
+        path.symlink_to(target)
+        return path
+    return build
+
+
 def _event_bomb(good: Path, folder: Path) -> Path:
     """8 batches that each claim 4M events, zlib-packed into a few hundred KiB."""
     from memviz.snapshot.codec import DTYPES
@@ -228,7 +236,10 @@ CASES: list[Case] = [
     Case("summary-list", _meta("summary", [1]), "summary is a list"),
     Case("meta-deep-json", _meta("environment", "!raw:" + "[" * 100_000 + "]" * 100_000),
          "not a memviz snapshot"),
-    Case("schema-text", _meta("schema_version", "1"), "newer memviz"),
+    Case("schema-text", _meta("schema_version", "1"), "is not one memviz writes"),
+    *(Case(f"schema-{i}", _meta("schema_version", v), "is not one memviz writes")
+      for i, v in enumerate((0, -(1 << 63), None, [2], "2", True))),
+    Case("schema-future", _meta("schema_version", 99), "newer memviz"),
     Case("sample-text", _sql("sample-text", ("UPDATE samples SET rss = 'lots'", ())),
          "damaged snapshot"),
     Case("strings-gap", _sql("strings-gap", ("INSERT INTO strings VALUES ('op', 999999, 'x')",
@@ -332,6 +343,14 @@ CASES: list[Case] = [
         "holds an index pad that memviz never writes"),
     Case("extra-table", _sql("extra-table", ("CREATE TABLE extra (x)", ())),
          "holds a table extra that memviz never writes"),
+    # a name that leads where reading fails (EIO), and names no encoder can write
+    Case("proc-self-mem", _linked("mem.memviz", "/proc/self/mem"), "cannot be read"),
+    Case("proc-self-mem-pickle", _linked("mem.pickle", "/proc/self/mem"), "cannot be read"),
+    Case("lone-surrogates", _json_snapshot("surrogates.json", json.dumps(
+        {"segments": [], "device_traces": [[{
+            "action": "alloc", "addr": 64, "size": 512, "time_us": 1,
+            "frames": [{"filename": "train\ud800.py", "line": 3, "name": "step\udfff"}]}]]},
+        ensure_ascii=True)), None),  # JSON's escapes carry them; UTF-8 cannot
     # names that change which file an unquoted SQLite URI opens
     Case("name-with-hash", _renamed("run#1.memviz"), None),
     Case("name-with-percent", _renamed("evil%41.memviz"), None),

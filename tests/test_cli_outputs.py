@@ -164,6 +164,22 @@ def test_no_display_is_one_line(argv):
     (["export", "a.memviz", "--to", "folded", "-o", "-", "--at", "soon"],
      "--at is 'peak' or a number of seconds"),
     (["sql", "missing.memviz", "SELECT 1"], "no such file"),
+    # abbreviations and misspellings that argparse would echo back with the token
+    (["run", "--tok", "secret"], "a token on the command line is readable"),
+    (["run", "--token=secret"], "a token on the command line is readable"),
+    (["worker", "--listen", "tcp:127.0.0.1:0", "--toke", "secret"],
+     "a token on the command line is readable"),
+    (["run", "--connect", "tcp:127.0.0.1:9", "--token-file", "secret"],
+     "never the token itself"),
+    (["worker", "--listen", "tcp:127.0.0.1:0", "--token-file", "secret"],
+     "never the token itself"),
+    # numbers past anything real
+    (["run", "--memory-cap", "99999999999999999999999GiB"], "more memory than any machine"),
+    (["run", "--device", "cuda:99999999999999999999"], "device must be cpu, cuda or cuda:N"),
+    (["run", "--detail", "first:99999999999999999999"], "step counts below 10^9"),
+    (["export", "a.memviz", "--device", "-1", "--to", "csv", "-o", "x"],
+     "--device: must be from 0 to 9999"),
+    (["diff", "a.memviz", "b.memviz", "--rank", "-1"], "--rank: must be from 0"),
 ])
 def test_wrong_input_exits_2_with_one_line(argv, says):
     env = {**os.environ, "MEMVIZ_TOKEN": "t"}
@@ -172,6 +188,22 @@ def test_wrong_input_exits_2_with_one_line(argv, says):
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
     assert "secret" not in done.stderr  # never echoed
+
+
+def test_a_worker_listening_beyond_loopback_says_what_that_exposes():
+    from memviz.protocol.token import new_token
+
+    worker = subprocess.Popen([*MEMVIZ, "worker", "--listen", "tcp:0.0.0.0:0",
+                               "--allow-remote"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "MEMVIZ_TOKEN": new_token()})
+    try:
+        assert "listening on tcp:0.0.0.0:" in worker.stdout.readline()
+        warning = worker.stderr.readline()
+        assert warning.startswith("memviz worker: warning: tcp:0.0.0.0:")
+        assert "unencrypted" in warning and "SSH tunnel" in warning
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def test_names_with_escapes_never_reach_the_terminal(piped, tmp_path):

@@ -154,3 +154,19 @@ def test_a_snapshot_larger_than_the_address_space_left_is_one_line(tmp_path):
     assert code == "2", err
     assert err.startswith("memviz: error: ") and err.count("\n") == 1, err
     assert "cannot read it" in err and "Traceback" not in err
+
+
+def test_lone_surrogates_in_a_snapshots_names_are_written_by_every_export(hostile_files,
+                                                                           tmp_path):
+    _, files = hostile_files
+    path = files["lone-surrogates"]
+    for kind in ("folded", "csv", "html", "chrome-trace"):
+        done = subprocess.run([sys.executable, "-m", "memviz", "export", str(path), "--to",
+                               kind, "-o", str(tmp_path / f"out-{kind}")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (kind, done.stderr)
+    folded = (tmp_path / "out-folded").read_text()
+    assert "train\ufffd.py:3:step\ufffd" in folded
+    done = subprocess.run([sys.executable, "-m", "memviz", "diff", str(path), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -12,10 +12,10 @@ from .outputs import bounded_int, shown
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="a .memviz file or PyTorch snapshot (before)")
     parser.add_argument("b", help="a .memviz file or PyTorch snapshot (after)")
-    parser.add_argument("--device", type=int, metavar="N",
+    parser.add_argument("--device", type=bounded_int(0, 9_999), metavar="N",
                         help="PyTorch snapshots of several GPUs: device N's traces "
                              "(default: each file's busiest)")
-    parser.add_argument("--rank", type=int, metavar="N",
+    parser.add_argument("--rank", type=bounded_int(0, 1 << 20), metavar="N",
                         help="a job recorded rank by rank: rank N of each (rank 0's file "
                              "brings the others beside it)")
     parser.add_argument("--summary", metavar="JSON",

@@ -8,12 +8,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from .outputs import bounded_int
+
 KINDS = ("torch-pickle", "torch-json", "chrome-trace", "csv", "html", "folded")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="a .memviz file or PyTorch snapshot")
-    parser.add_argument("--device", type=int, metavar="N",
+    parser.add_argument("--device", type=bounded_int(0, 9_999), metavar="N",
                         help="a PyTorch snapshot of several GPUs: device N's trace "
                              "(default: the busiest)")
     parser.add_argument("--to", required=True, choices=KINDS, help="the format to write")

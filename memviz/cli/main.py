@@ -66,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run on a worker waiting at ADDR (memviz worker --listen) instead "
                           "of starting one here; its token in MEMVIZ_TOKEN or --token-file")
     run.add_argument("--token-file", metavar="PATH", help="the worker's token (mode 600)")
-    run.add_argument("--token", help=argparse.SUPPRESS)  # refused: it would be world-readable
     run.add_argument("--summary", metavar="JSON",
                      help="write the summary as JSON here (- for standard output)")
     run.add_argument("-o", "--output", metavar="FILE.memviz",
@@ -141,6 +140,11 @@ def _main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("--smoke-test") or argv[0].endswith(
             (".memviz", ".pickle", ".pkl", ".json")):
         argv = ["gui", *argv]
+    from ..protocol.token import ON_THE_COMMAND_LINE, token_on_the_command_line
+
+    if token_on_the_command_line(argv):  # refused before argparse could echo it
+        print(f"memviz: error: {ON_THE_COMMAND_LINE}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     if args.command == "run":
         from .run_cmd import cmd_run

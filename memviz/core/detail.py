@@ -37,6 +37,8 @@ def parse_detail(text: str) -> DetailPolicy:
     rebuilt = ",".join(f"{k}:{v}" for k, v in re.findall(r"(first|every):(\d+)", value))
     if not parts or rebuilt != value.replace(" ", ""):
         raise SpecError(f"detail is 'all' or 'first:K,every:N' (e.g. {DEFAULT}), not {text!r}")
+    if any(len(v) > 9 for v in parts.values()):  # beyond any run's steps: a typo
+        raise SpecError(f"detail: K and N are step counts below 10^9, not {text[:40]!r}")
     if "every" in parts and int(parts["every"]) < 1:
         raise SpecError(f"detail: every:N needs N of at least 1 (first:K alone details only "
                         f"the first K steps), not {text!r}")

@@ -19,7 +19,7 @@ DATA_SOURCES = ("corpus", "random")
 ROUTINGS = ("balanced", "worst")  # a mixture of experts' routing, when forced or assumed
 PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny", "lstm-lm", "conv-lm", "minilm-l6")
 DEFAULT_MODEL = "gpt2-tiny"
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,4})?)$")  # no machine has 10,000 GPUs
 
 
 def technique_label(entry: dict[str, Any]) -> str:

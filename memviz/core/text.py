@@ -2,8 +2,9 @@
 
 A string in a snapshot can hold terminal escapes (retitle the terminal, clear
 it, move the cursor) or other control characters. Everything shown from a file
-goes through ``printable`` first: control characters other than newline and tab
-become U+FFFD, and a one-line form folds newlines too.
+goes through ``printable`` first: control characters other than newline and tab,
+and lone surrogates (which JSON's ``\ud800`` escapes carry but no UTF-8 file or
+terminal can take), become U+FFFD, and a one-line form folds newlines too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"[\n\t]+")
 
 

@@ -20,11 +20,15 @@ class TokenError(ValueError):
 
 
 def read_token_file(path: str) -> str:
-    """The token in ``path``, if the file is the caller's own and private to them."""
+    """The token in ``path``, if the file is the caller's own and private to them. The
+    path is never repeated in an error: the commonest mistake is the token itself
+    passed where its file's path belongs."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
-        raise TokenError(f"cannot read the token file {path}: {exc.strerror}") from None
+        raise TokenError(f"cannot read the file given to --token-file ({exc.strerror}): it "
+                         "takes the path of a file holding the token (mode 600), never the "
+                         "token itself") from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -76,6 +80,23 @@ def new_token() -> str:
     """256 random bits in hex, with memviz's prefix and a checksum."""
     body = secrets.token_hex(RANDOM_BYTES)
     return f"{PREFIX}{body}-{_checksum(body)}"
+
+
+ON_THE_COMMAND_LINE = ("a token on the command line is readable by every user of this "
+                       "machine: put it in MEMVIZ_TOKEN or a file for --token-file (mode 600)")
+
+
+def token_on_the_command_line(argv: list[str]) -> bool:
+    """Whether ``argv`` passes a token itself (``--token``, or any abbreviation or
+    misspelling such as ``--tok`` or ``--token=…``; ``--token-file`` is fine). Checked
+    before argument parsing, whose errors repeat what they did not recognise."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        name = arg.split("=", 1)[0]
+        if name.startswith("--tok") and name != "--token-file":
+            return True
+    return False
 
 
 def token_from(token_file: str | None) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from ..core.sizes import parse_size
+from ..core.sizes import SizeTooLarge, parse_size
 from ..core.spec import SpecError
 
 DEFAULT_SHARE = 0.8
@@ -104,7 +104,10 @@ def parse_cap(text: str | None, device: str = "cpu") -> MemoryCap:
     if value == AUTO:
         return MemoryCap(default_cap_bytes(), automatic=True)
     try:
-        return MemoryCap(parse_size(value), device_memory=device.startswith("cuda"))
-    except SpecError:
+        size = parse_size(value)
+    except SpecError as exc:
+        if isinstance(exc, SizeTooLarge):
+            raise
         raise SpecError(f"a memory cap is a size like 8GiB, 'auto' or 'none', not {text!r}") \
             from None
+    return MemoryCap(size, device_memory=device.startswith("cuda"))

@@ -58,7 +58,10 @@ class SnapshotError(ValueError):
 def is_torch_snapshot(path: Path) -> bool:
     from .torch_import import looks_like_torch_snapshot
 
-    return looks_like_torch_snapshot(path)
+    try:
+        return looks_like_torch_snapshot(path)
+    except OSError:  # unreadable (/proc/self/mem behind a name): connect_snapshot says so
+        return False
 
 
 def connect_snapshot(path: Path) -> sqlite3.Connection:
@@ -67,9 +70,13 @@ def connect_snapshot(path: Path) -> sqlite3.Connection:
         raise SnapshotError(f"{path}: " + ("not a regular file (a pipe, a device or a "
                                            "folder): memviz opens files only"
                                            if path.exists() else "no such file"))
-    with open(path, "rb") as f:
-        if f.read(16) != b"SQLite format 3\x00":
-            raise SnapshotError(f"{path}: not a memviz snapshot (not an SQLite file)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise SnapshotError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if head != b"SQLite format 3\x00":
+        raise SnapshotError(f"{path}: not a memviz snapshot (not an SQLite file)")
     try:
         return connect_read_only(path)
     except UntrustedSchema as exc:
@@ -99,7 +106,11 @@ def checked_meta(db: sqlite3.Connection, path: Path, magic: str = MAGIC,
         what = "comparison" if magic == COMPARISON_MAGIC else "snapshot"
         raise SnapshotError(f"{path}: not a memviz {what} (no memviz {what} header)")
     version = meta.get("schema_version")
-    if not isinstance(version, int) or version > newest:
+    if type(version) is not int or version < 1:  # not bool, "2", None, [2], 0 or -2^63
+        shown = repr(version)[:30]
+        raise SnapshotError(f"{path}: not a memviz {'snapshot' if magic == MAGIC else 'comparison'}"
+                            f" (its schema version {shown} is not one memviz writes)")
+    if version > newest:
         raise SnapshotError(f"{path}: made by a newer memviz (schema {version}; this one reads "
                             f"up to {newest}); update memviz to open it")
     return meta

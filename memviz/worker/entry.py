@@ -9,7 +9,12 @@ import signal
 import sys
 
 from ..protocol import address
-from ..protocol.token import TokenError, token_from
+from ..protocol.token import (
+    ON_THE_COMMAND_LINE,
+    TokenError,
+    token_from,
+    token_on_the_command_line,
+)
 from . import lean_imports
 
 
@@ -26,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-file", metavar="PATH",
                         help="read the shared secret from this file (mode 600); "
                              "default: the MEMVIZ_TOKEN environment variable")
-    parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow --listen on a non-loopback address")
     parser.add_argument("--world-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--master-port", type=int, help=argparse.SUPPRESS)
+    if token_on_the_command_line(argv):  # refused before argparse could echo it
+        parser.error(ON_THE_COMMAND_LINE)
     args = parser.parse_args(argv)
     for where_to in (args.connect, args.listen):
         if where_to is None or where_to == address.PRIVATE:
@@ -54,9 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         from .main import run_peer
 
         return run_peer(args.rank, args.world_size, args.master_port)
-    if args.token is not None:
-        parser.error("a token on the command line is readable by every user of this "
-                     "machine: put it in MEMVIZ_TOKEN or a file for --token-file (mode 600)")
     try:
         token = token_from(args.token_file)
     except TokenError as exc:

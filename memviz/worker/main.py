@@ -43,6 +43,12 @@ def _open_connection(args: argparse.Namespace, token: str) -> tuple[Connection, 
     where = address.private_unix_address() if private else address.parse(args.listen)
     server, real = address.listen(where, allow_remote=args.allow_remote)
     print(f"memviz worker listening on {real}", flush=True)
+    if not real.is_loopback:
+        print(f"memviz worker: warning: {real} is reachable from other machines: anyone who "
+              "can reach it may try the token, and what the run streams (its samples, "
+              "tensor names, shapes and your model's module names) travels unencrypted, "
+              "only authenticated; an SSH tunnel to a loopback address keeps both private",
+              file=sys.stderr, flush=True)
 
     def refused(text: str) -> None:
         print(f"memviz worker: {text}", file=sys.stderr, flush=True)
