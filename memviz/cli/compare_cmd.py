@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
 from ..core.spec import SpecError
 from .formatting import table
-from .outputs import STDOUT, StdoutFile, check_output, human_stream, write_text
+from .outputs import STDOUT, StagedOutput, check_output, human_stream, write_text
 from .run_cmd import add_cap_argument, add_spec_arguments, spec_from_args
 
 
@@ -62,7 +63,6 @@ def _start_warm_parent():
 
 def _compare(args: argparse.Namespace, warm) -> int:
     from ..compare import Comparison, each_alone, sets_from_texts
-    from ..compare.html_report import write as write_html
     from ..compare.results import TABLE_HEADERS, entries, table_rows
     from ..session.memory_cap import parse_cap
 
@@ -131,18 +131,34 @@ def _compare(args: argparse.Namespace, warm) -> int:
     failed = [e for e in items if e["state"] != "finished"]
     for e in failed:
         print(f"{e['name']}: {e['state']}: {e['error'] or ''}", file=sys.stderr)
+    try:
+        _write_outputs(args, comparison, base, results, items)
+    except (OSError, sqlite3.Error) as exc:  # a full disk: one line, nothing half-written
+        reason = getattr(exc, "strerror", None) or str(exc)
+        print(f"memviz compare: could not write its outputs: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        if folder is not None:
+            folder.cleanup()
+    if presses:
+        return 130
+    return 1 if failed else 0
+
+
+def _write_outputs(args: argparse.Namespace, comparison, base, results, items) -> None:
+    """The summary, the HTML report and the saved comparison, each whole or not at all."""
+    from ..compare.html_report import write as write_html
     if args.summary:
         write_text(args.summary, json.dumps({"base": base.to_dict(), "sets": items}, indent=1,
                                             default=str) + "\n")
     if args.output:
-        report = StdoutFile(args.output, ".html")
-        write_html(Path(report.path), base.label(), results, items)
-        report.deliver()
-    if folder is not None:
+        report = StagedOutput(args.output, ".html")
+        try:
+            write_html(Path(report.path), base.label(), results, items)
+            report.deliver()
+        finally:
+            report.discard()
+    if args.save:
         from ..compare import save_comparison
 
         save_comparison(comparison, args.save, overwrite=args.force)
-        folder.cleanup()
-    if presses:
-        return 130
-    return 1 if failed else 0

@@ -46,7 +46,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..core.spec import SpecError
     from ..snapshot import SnapshotError, exports, open_run
     from ..snapshot.torch_export import write
-    from .outputs import STDOUT, StdoutFile, check_output, shown
+    from .outputs import STDOUT, StagedOutput, check_output, shown
 
     try:
         at = _moment(args.at)
@@ -57,7 +57,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (SnapshotError, SpecError) as exc:
         print(f"memviz: error: {exc}", file=sys.stderr)
         return 2
-    target = StdoutFile(args.output, "." + args.to)
+    target = StagedOutput(args.output, "." + args.to)
     out = Path(target.path)
     try:
         if args.to == "chrome-trace":
@@ -80,6 +80,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"memviz: error: could not write {shown(args.output)}: {reason}",
               file=sys.stderr)
         return 1
+    finally:
+        target.discard()
     where = "standard output" if args.output == STDOUT else shown(args.output)
     print(f"wrote {where} ({args.to}, {len(run.tensors):,} allocations)",
           file=sys.stderr if args.output == STDOUT else sys.stdout)

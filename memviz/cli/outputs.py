@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -67,36 +69,69 @@ def write_text(path: str, text: str) -> None:
     if path == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()
-    else:
-        Path(path).expanduser().write_text(text, encoding="utf-8")
+        return
+    staged = StagedOutput(path, ".txt")
+    try:
+        Path(staged.path).write_text(text, encoding="utf-8")
+        staged.deliver()
+    finally:
+        staged.discard()
 
 
 def write_json(path: str, data: Any, indent: int = 2) -> None:
     write_text(path, json.dumps(data, indent=indent) + "\n")
 
 
-class StdoutFile:
-    """A file a command writes by path (SQLite, an export) that is to end on standard
-    output: written to a private temporary file, then copied out and removed."""
+class StagedOutput:
+    """A file (or a folder) a command writes by path, whole or not at all: written under
+    a private name beside its final place, then moved there by ``deliver`` (a rename,
+    so a reader never sees half of it); one that is to end on standard output is
+    written to a private temporary folder, then copied out. ``discard`` removes what
+    is left of a write that failed (a full disk): nothing half-written stays under
+    the final name, and an earlier file of that name is untouched until the new one
+    is whole.
 
-    def __init__(self, path: str | None, suffix: str) -> None:
+    ``in_place``: a recording, written where it belongs from its first commit so that
+    a crash leaves a readable file under its name (only standard output is staged)."""
+
+    def __init__(self, path: str | None, suffix: str, *, in_place: bool = False) -> None:
         self.to_stdout = path == STDOUT
-        self._scratch = None
+        self._scratch: str | None = None
+        self._final: Path | None = None
         if self.to_stdout:
             self._scratch = tempfile.mkdtemp(prefix="memviz-out-")
             self.path: str | None = os.path.join(self._scratch, "out" + suffix)
-        else:
+        elif path is None or in_place:
             self.path = path
+        else:
+            self._final = Path(path).expanduser()
+            partial = f".{self._final.name}.partial-{secrets.token_hex(4)}"
+            self.path = str(self._final.with_name(partial))
 
     def deliver(self) -> None:
-        """Copy the finished file to standard output (once), then remove it."""
-        if not self.to_stdout or self._scratch is None:
-            return
-        try:
-            if self.path and os.path.isfile(self.path):
-                with open(self.path, "rb") as source:
-                    shutil.copyfileobj(source, sys.stdout.buffer, 1 << 20)
-                sys.stdout.buffer.flush()
-        finally:
+        """Put the finished file in its place (once)."""
+        if self.to_stdout and self._scratch is not None:
+            try:
+                if self.path and os.path.isfile(self.path):
+                    with open(self.path, "rb") as source:
+                        shutil.copyfileobj(source, sys.stdout.buffer, 1 << 20)
+                    sys.stdout.buffer.flush()
+            finally:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
+        elif self._final is not None and self.path and os.path.lexists(self.path):
+            if self._final.is_dir() and not self._final.is_symlink():
+                shutil.rmtree(self._final)  # a folder export over an old one (--force)
+            os.replace(self.path, self._final)
+
+    def discard(self) -> None:
+        """Remove what a failed write left (nothing once delivered)."""
+        if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+        if self._final is not None and self.path and os.path.lexists(self.path):
+            if os.path.isdir(self.path) and not os.path.islink(self.path):
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)

@@ -155,7 +155,7 @@ def _follow(args: argparse.Namespace, started, launch: Launch, output: str | Non
     from ..core.summary import build_summary
     from ..session.program import ProgramSession
     from .formatting import ranks_lines
-    from .outputs import STDOUT, StdoutFile, shown, write_json
+    from .outputs import STDOUT, StagedOutput, shown, write_json
 
     command, name, launcher = launch.command, launch.name, launch.launcher
     program = " ".join(command[command.index("memviz.program.boot") + 1:])
@@ -165,7 +165,7 @@ def _follow(args: argparse.Namespace, started, launch: Launch, output: str | Non
                    program=program, detail=args.detail)
     run = Run(spec)
     recorder = None
-    target = StdoutFile(output, ".memviz")
+    target = StagedOutput(output, ".memviz", in_place=True)
     if output:
         from ..snapshot import Recorder
 
@@ -186,10 +186,15 @@ def _follow(args: argparse.Namespace, started, launch: Launch, output: str | Non
     if args.summary:
         write_json(args.summary, summary)
     where = f" to {'standard output' if output == STDOUT else shown(output)}" if output else ""
-    print(f"memviz record: {run.state}, {spec.steps_done(len(run.steps))} recorded{where}",
-          file=sys.stderr)
-    if run.error and run.error["kind"] not in ("program",):
-        print(f"memviz record: {run.error['message']}", file=sys.stderr)
+    disk_failed = (run.error or {}).get("kind") == "disk"
+    if disk_failed:  # one line: what failed, and what the file holds
+        print(f"memviz record: {run.error['message']}; the file holds what was committed "
+              f"before ({spec.steps_done(_steps_in_file(target.path))})", file=sys.stderr)
+    else:
+        print(f"memviz record: {run.state}, {spec.steps_done(len(run.steps))} recorded{where}",
+              file=sys.stderr)
+        if run.error and run.error["kind"] not in ("program",):
+            print(f"memviz record: {run.error['message']}", file=sys.stderr)
     for line in ranks_lines(summary.get("distributed")):
         print(f"memviz record: {line}", file=sys.stderr)
     for rank in sorted(run.ranks):
@@ -199,7 +204,22 @@ def _follow(args: argparse.Namespace, started, launch: Launch, output: str | Non
     code = session.exit_code
     if code is None:
         return 1
+    if code == 0 and disk_failed:  # the program did its work; the recording did not
+        return 1
     return 128 - code if code < 0 else code  # a signal's death as a shell reports it
+
+
+def _steps_in_file(path: str | None) -> int:
+    """The steps a recording that failed to write holds (0 where it cannot be read)."""
+    import contextlib
+    import sqlite3
+
+    if not path or not os.path.isfile(path):
+        return 0
+    with contextlib.suppress(sqlite3.Error), \
+            contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT count(*) FROM steps").fetchone()[0])
+    return 0
 
 
 def _check_rank_outputs(output: str | None, launch: Launch, *, overwrite: bool) -> None:

@@ -213,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     from ..protocol.token import TokenError, token_from
     from ..session.memory_cap import parse_cap
-    from .outputs import STDOUT, StdoutFile, check_output, human_stream, shown, write_json
+    from .outputs import STDOUT, StagedOutput, check_output, human_stream, shown, write_json
 
     try:
         spec = spec_from_args(args, check_device=not args.connect)  # the remote one says
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
 
     run = Run(spec)
     recorder = None
-    target = StdoutFile(args.output, ".memviz")
+    target = StagedOutput(args.output, ".memviz", in_place=True)
     if args.output:
         from ..snapshot import Recorder
 
@@ -265,7 +265,7 @@ def _run(args: argparse.Namespace, ctrl_c: CtrlC) -> int:
     target.deliver()
     if args.summary:
         write_json(args.summary, summary)
-    if args.output:
+    if args.output and (run.error or {}).get("kind") != "disk":
         print(f"recorded to {'standard output' if args.output == STDOUT else shown(args.output)}",
               file=sys.stderr)
     if run.state == "failed":

@@ -41,13 +41,12 @@ def write_comparison(path: str | os.PathLike, base: dict[str, Any],
     """``sets``: each set's description (name, techniques, options, estimate, entry);
     ``run_files``: each set's recorded run (None where it was not recorded)."""
     path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"{path} exists (choose another name or overwrite)")
-        path.unlink()
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (choose another name or overwrite)")
     partial = path.with_name(path.name + ".partial")
     partial.unlink(missing_ok=True)
     db = sqlite3.connect(partial)
+    whole = False
     try:
         db.executescript(DDL)
         db.executemany("INSERT INTO meta VALUES (?, ?)", [
@@ -61,8 +60,11 @@ def write_comparison(path: str | os.PathLike, base: dict[str, Any],
                 db.execute("INSERT INTO runs VALUES (?, ?)",
                            (idx, sqlite3.Binary(Path(run_file).read_bytes())))
         db.commit()
+        whole = True
     finally:
         db.close()
+        if not whole:  # a full disk: nothing half-written is left, the old file stays
+            partial.unlink(missing_ok=True)
     partial.replace(path)  # whole or not at all
 
 

@@ -70,6 +70,11 @@ class Recorder:
                         "state": "running"})
             self.db.commit()
         except (sqlite3.Error, OSError) as exc:  # not even the header fits
+            with contextlib.suppress(Exception):
+                self.db.close()
+            for left in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                with contextlib.suppress(OSError):
+                    left.unlink()  # no empty file is left under the name
             raise RecorderError(f"could not write {self.path}: {_reason(exc)}") from None
 
     def _meta(self, items: dict) -> None:
