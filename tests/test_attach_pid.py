@@ -3,6 +3,7 @@ go again, its weights, gradients and AdamW state (made before) counted exactly."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -96,6 +97,23 @@ def test_attach_refuses_what_it_cannot_track_in_one_line(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_process_of_ones_own_out_of_reach_is_not_called_another_users():
+    """pid 1 here is the caller's own (in a container, root's like the caller), but its
+    /proc entries cannot be read: the refusal says that, not "another user"."""
+    from memviz.program.inject import InjectError, check_target
+
+    if os.stat("/proc/1").st_uid != os.getuid():
+        pytest.skip("pid 1 belongs to another user here")
+    try:
+        os.readlink("/proc/1/exe")
+    except PermissionError:
+        pass
+    else:
+        pytest.skip("pid 1 can be looked into here")
+    with pytest.raises(InjectError, match="is yours, but this system does not let memviz"):
+        check_target(1)
 
 
 def test_the_window_attaches_to_a_running_loop_and_follows_it_live(loop, qtbot):

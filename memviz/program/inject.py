@@ -28,15 +28,20 @@ def check_target(pid: int) -> str:
     proc = Path(f"/proc/{pid}")
     try:
         owner = proc.stat().st_uid
+    except FileNotFoundError:
+        raise InjectError(f"no process {pid}") from None
+    if owner != os.getuid():
+        raise InjectError(f"process {pid} belongs to another user")
+    try:
         exe = os.readlink(proc / "exe")
         cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
             errors="replace").strip()
     except FileNotFoundError:
         raise InjectError(f"no process {pid}") from None
-    except PermissionError:
-        raise InjectError(f"process {pid} belongs to another user") from None
-    if owner != os.getuid():
-        raise InjectError(f"process {pid} belongs to another user")
+    except PermissionError:  # one's own process, out of reach (pid 1, ptrace rules)
+        raise InjectError(f"process {pid} is yours, but this system does not let memviz "
+                          "look into it (attaching needs ptrace rights over it: see "
+                          "/proc/sys/kernel/yama/ptrace_scope)") from None
     if "python" not in Path(exe).name.lower():
         raise InjectError(f"process {pid} is not Python ({Path(exe).name})")
     return cmdline
