@@ -118,6 +118,8 @@ def build_summary(run: Run) -> dict[str, Any]:
             "output_drift": (run.worker_summary or {}).get("output_drift"),
             "distributed": ranks,
             "flops_per_step": (run.worker_summary or {}).get("flops_per_step"),
+            # torch.compile in a tracked program: frames, graphs, breaks, what is unseen
+            "compiled": (run.worker_summary or {}).get("compiled"),
             "model_on_disk": (run.worker_summary or {}).get("model_on_disk"),
             "simulated": bool(run.spec.simulate),
             # a mixture of experts: the routing the run forced or its simulation assumed

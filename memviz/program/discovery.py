@@ -30,6 +30,8 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
+from ..tracking.not_compiled import run_as_plain_python
+
 MAX_OUTPUT_HOOKS = 8  # graph nodes of a forward's outputs watched for its backward
 
 
@@ -155,6 +157,8 @@ class Discovery:
     # -- forward ----------------------------------------------------------------------
     def _global_pre(self, module: nn.Module, args: tuple) -> None:
         """A module called at the top while no known forward runs."""
+        if torch.compiler.is_compiling():  # traced by Dynamo: no part of the graph
+            return
         if threading.get_ident() != self.thread or self._depth:
             return
         if id(module) in self._tops:  # its own pre-hook, next, takes it from here
@@ -182,6 +186,8 @@ class Discovery:
         return False
 
     def _top_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if torch.compiler.is_compiling():  # traced by Dynamo: no part of the graph
+            return
         if threading.get_ident() != self.thread:
             return
         if self._rest_of_a_forward and id(module) in {id(m) for m in self._models}:
@@ -192,6 +198,8 @@ class Discovery:
             self._begin(module, args, kwargs)
 
     def _top_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if torch.compiler.is_compiling():  # traced by Dynamo: no part of the graph
+            return
         if threading.get_ident() != self.thread or not self._depth:
             return
         self._depth -= 1
@@ -233,6 +241,8 @@ class Discovery:
 
     # -- optimizer ---------------------------------------------------------------------
     def _optimizer_pre(self, optimizer, _args, _kwargs) -> None:
+        if torch.compiler.is_compiling():  # a compiled opt.step: no part of it
+            return
         if threading.get_ident() != self.thread:
             return
         self._optimizer_depth += 1
@@ -240,6 +250,8 @@ class Discovery:
             self.listener.optimizer_begins(optimizer)
 
     def _optimizer_post(self, optimizer, _args, _kwargs) -> None:
+        if torch.compiler.is_compiling():  # a compiled opt.step: no part of it
+            return
         if threading.get_ident() != self.thread or not self._optimizer_depth:
             return
         self._optimizer_depth -= 1
@@ -261,3 +273,9 @@ def _caller_kwargs() -> dict:
                 return kwargs
         frame = frame.f_back
     return {}
+
+
+# what runs from inside a program's calls at run time: never compiled by Dynamo
+run_as_plain_python(Discovery._global_pre, Discovery._top_pre, Discovery._top_post,
+                    Discovery._backward_reached, Discovery._backward_done,
+                    Discovery._optimizer_pre, Discovery._optimizer_post)

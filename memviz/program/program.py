@@ -26,6 +26,7 @@ from ..core.detail import parse_detail
 from ..core.rank_files import launched_job, launched_rank
 from ..core.spec import RunSpec
 from ..tracking.caches import CacheTagger, cache_tensors, output_cache
+from ..tracking.compile_report import compile_report
 from ..worker import environment, model_summary
 from ..worker.emitter import Emitter, now
 from ..worker.gpu import open_nvml
@@ -33,6 +34,13 @@ from ..worker.samplers import MemorySampler
 from ..worker.steps import StepMeter
 from .discovery import Discovery, tensors_in
 from .interrupts import InterruptGuard
+
+
+def _compiled_line(compiled: dict) -> str:
+    line = (f"compiled with torch.compile: {compiled['frames_compiled']} frames, "
+            f"{compiled['graphs']} graphs, {compiled['graph_breaks']} graph breaks, "
+            f"{compiled['recompiles']} recompiles")
+    return f"{line}; {compiled['unseen']}" if compiled["unseen"] else line
 
 
 def program_line() -> str:
@@ -134,9 +142,14 @@ class ProgramTracker:
         if self.tracker is not None:
             self.tracker.stop()
         self.sampler.stop()
+        compiled = compile_report()
+        if compiled is not None:  # said in the run, not only in the docs
+            self.emitter.send({"type": "log", "t": now() - self.t0, "level": "warning",
+                               "text": _compiled_line(compiled)})
         self.emitter.send({"type": "run_done", "t": now() - self.t0, "reason": reason,
                            "summary": {"tracking": self.tracker.summary()
-                                       if self.tracker else None, "techniques": []}})
+                                       if self.tracker else None, "techniques": [],
+                                       "compiled": compiled}})
         self.emitter.close()
         self._interrupts.remove()
 

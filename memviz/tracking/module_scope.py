@@ -21,6 +21,10 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+from .not_compiled import run_as_plain_python
+
+_compiling = torch.compiler.is_compiling
+
 _next_sequence_nr = torch._C._autograd._get_sequence_nr
 _running_node = torch._C._current_autograd_node
 
@@ -68,10 +72,14 @@ class ModuleScope:
             self._owners.append(top)
 
     def _pre(self, module, args) -> None:
+        if _compiling():  # traced by Dynamo: nothing of this goes into the graph
+            return
         self.stack.append(self._name(module))
         self._mark()
 
     def _post(self, module, args, output) -> None:
+        if _compiling():
+            return
         name = self._name(module)
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i] == name:
@@ -96,3 +104,6 @@ class ModuleScope:
             handle.remove()
         self._handles = []
         self.release()
+
+
+run_as_plain_python(ModuleScope._pre, ModuleScope._post)

@@ -43,6 +43,7 @@ from .flop_tally import FlopTally
 from .interning import Interner
 from .layout import FirstFitLayout
 from .module_scope import ModuleScope
+from .not_compiled import run_as_plain_python
 from .rng_states import RngStates
 
 ALLOC, FREE, RETAG = 0, 1, 2
@@ -113,9 +114,16 @@ class _Dispatch(TorchDispatchMode):
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
-        # The tracker never runs under torch.compile, and the wrapper that keeps
-        # dynamo out of __torch_dispatch__ costs about 2 µs an op.
+        # Dynamo is kept out of __torch_dispatch__ by a mark on its code
+        # (not_compiled.py), not by the wrapper this would add: about 2 µs an op.
         return False
+
+    @classmethod
+    def ignore_compile_internals(cls) -> bool:
+        # A compiled program compiles as it would without memviz: Dynamo does not
+        # fall back to eager code because this mode is on the stack, and the mode
+        # sees the ops the compiled code dispatches.
+        return True
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is _DEVICE_QUERY and type(args[0]) is FakeTensor \
@@ -675,6 +683,12 @@ class TensorTracker:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+# what runs from inside a program's ops: never compiled by Dynamo (not_compiled.py)
+run_as_plain_python(_Dispatch.__torch_dispatch__, TensorTracker._pack, _unpack,
+                    TensorTracker._grad_ready, TensorTracker._register, TensorTracker._freed,
+                    TensorTracker.reduced)
 
 
 def _optimizer_states(optimizer) -> Iterable[dict]:
