@@ -68,6 +68,7 @@ def test_record_of_an_inductor_compiled_loop_runs_every_step_as_compiled(env, tm
     assert len(report["steps"]) == 4 and report["state"] == "finished"
     assert report["compiled"]["inductor"] and report["compiled"]["graph_breaks"] == 0
     assert "inductor's generated code allocates itself" in report["compiled"]["unseen"]
+    assert "memviz record: compiled with inductor: buffers that inductor" in done.stderr
     run = open_run(out)
     assert any("compiled with torch.compile: 1 frames, 1 graphs, 0 graph breaks" in line.text
                for line in run.log)

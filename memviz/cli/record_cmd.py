@@ -195,6 +195,9 @@ def _follow(args: argparse.Namespace, started, launch: Launch, output: str | Non
               file=sys.stderr)
         if run.error and run.error["kind"] not in ("program",):
             print(f"memviz record: {run.error['message']}", file=sys.stderr)
+    compiled = summary.get("compiled")
+    if compiled and compiled.get("unseen"):  # the figures are the program's, not all of it
+        print(f"memviz record: compiled with inductor: {compiled['unseen']}", file=sys.stderr)
     for line in ranks_lines(summary.get("distributed")):
         print(f"memviz record: {line}", file=sys.stderr)
     for rank in sorted(run.ranks):
