@@ -110,3 +110,58 @@ def test_the_marker_refuses_a_limit_it_cannot_read(pytester):
     assert "memviz marker: a memory size is a number and a unit" in text
     assert "memviz marker: no category 'activations'" in text
     assert result.ret != 0
+
+
+ORDER = textwrap.dedent("""
+    import gc
+    import json
+    import os
+    import weakref
+
+    import pytest
+    import torch
+
+    import memviz
+
+    def _train(width):
+        model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(),
+                                    torch.nn.Linear(width, width))
+        optimizer = torch.optim.AdamW(model.parameters())
+        for _ in range(2):
+            model(torch.randn(16, width)).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return weakref.ref(model)
+
+    @pytest.mark.parametrize("width", [256, 320, 384, 448, 512])
+    @pytest.mark.memviz(limit="1 GiB")
+    def test_earlier(width):
+        _train(width)
+
+    def test_measured():
+        gone = _train(128)
+        gc.collect()
+        assert gone() is None  # nothing kept it: not the tracking of the marked tests
+        with memviz.track(output=os.environ["OUT"], force=True) as tracking:
+            _train(64)
+        result = tracking.result
+        with open(os.environ["FIGURES"], "w") as f:
+            json.dump({"peak": result.peak_bytes, "by_category": result.peak_by_category}, f)
+""")
+
+
+def test_a_marked_tests_figures_do_not_depend_on_the_tests_before_it(pytester, tmp_path,
+                                                                    monkeypatch):
+    """Tracking holds nothing of the program once it stops: the models of five earlier
+    marked tests are collected, and a later tracking's figures are what they are alone."""
+    pytester.makepyfile(test_order=ORDER)
+    figures = {}
+    for name, selection in (("alone", ["-k", "test_measured"]), ("after five", [])):
+        out, json_path = tmp_path / f"{name}.memviz", tmp_path / f"{name}.json"
+        monkeypatch.setenv("OUT", str(out))
+        monkeypatch.setenv("FIGURES", str(json_path))
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", *selection)
+        result.assert_outcomes(passed=1 if name == "alone" else 6)
+        figures[name] = json.loads(json_path.read_text())
+    assert figures["after five"] == figures["alone"]
+    assert figures["alone"]["peak"] > 0

@@ -115,6 +115,10 @@ class Tracking:
         state = "finished" if error is None or isinstance(error, SystemExit) else \
             "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
         self._close_outputs(state)
+        # nothing of the program is held once tracking stops: a model deleted later is
+        # collected, and a later tracking in this process counts nothing of this one's
+        self.program_tracker = None
+        self.models = self.optimizers = None
         _active = None
         return self.result
 

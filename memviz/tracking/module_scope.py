@@ -103,6 +103,7 @@ class ModuleScope:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self.names.clear()  # the program's modules: not kept once tracking stops
         self.release()
 
 
