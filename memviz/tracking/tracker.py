@@ -45,6 +45,7 @@ from .layout import FirstFitLayout
 from .module_scope import ModuleScope
 from .not_compiled import run_as_plain_python
 from .rng_states import RngStates
+from .storage_resizes import StorageResizes
 
 ALLOC, FREE, RETAG = 0, 1, 2
 PHASES = ("", "load", "forward", "backward", "optimizer", "generate")
@@ -223,6 +224,9 @@ class TensorTracker:
         self.new_stacks: list[list] = []
         # a simulated CUDA run: the caching allocator's model, fed every allocation
         self.simulated_device: SimulatedDevice | None = None
+        self._resizes = StorageResizes(self._storage_resized)
+        self._emptied: dict[int, tuple[int, object]] = {}  # key -> (category, its weakref)
+        self._resized_op = self.strings.id("op", "UntypedStorage.resize_")
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self, model: torch.nn.Module | None = None) -> None:
@@ -235,6 +239,7 @@ class TensorTracker:
         self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
         self._saved_hooks.__enter__()
         self._rng_states = RngStates(self)
+        self._resizes.start()
         self.set_detail(True)
 
     def set_detail(self, detailed: bool) -> None:
@@ -256,6 +261,7 @@ class TensorTracker:
         return None if tally is None else tally.total
 
     def stop(self) -> None:
+        self._resizes.stop()
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
             self._mode = None
@@ -427,7 +433,38 @@ class TensorTracker:
                           module, op, self.phase, self.step, stack))
         self._live[key] = entry
 
+    def _storage_resized(self, st: torch.UntypedStorage, before: int) -> None:
+        """``st`` was resized in place from ``before`` bytes: what it held is freed,
+        what it holds now is a new allocation, of the category it had before it was
+        emptied (an all-gathered parameter is a parameter each time it is gathered)."""
+        after = st.nbytes()
+        if after == before:
+            return
+        key = st._cdata
+        entry = self._live.get(key)
+        if entry is not None:
+            self._freed(key)
+            if not after:  # kept, with its weak reference, until it grows or dies
+                self._emptied[key] = (entry[CATEGORY], entry[REF])
+        if not after:
+            return
+        emptied = self._emptied.pop(key, None)
+        category = entry[CATEGORY] if entry is not None else emptied[0] if emptied else (
+            CODE["temporary"] if self.phase > 1 else CODE["other"])
+        device = st.device
+        if device.type == "meta":  # a fake tensor's, in a simulation: no data, and the
+            # device it stands for is the simulated one
+            device = torch.device("cuda", 0) if self.simulated_device is not None \
+                else torch.device("cpu")
+        self._add(key, after, category, weakref.ref(st, lambda _r, key=key: self._freed(key)),
+                  0 if st.device.type == "meta" else st.data_ptr(), torch.uint8, device,
+                  torch.Size((after,)),
+                  self.scope.current() if self.scope else "", self._resized_op,
+                  self._stack_id() if self.stacks and self.detailed else -1)
+
     def _freed(self, key: int) -> None:
+        if self._emptied:  # a storage emptied by a resize died: forget its category
+            self._emptied.pop(key, None)
         entry = self._live.pop(key, None)
         if entry is not None:
             self._log.append((FREE, entry, self.clock(), self.phase, self.step))
@@ -688,7 +725,7 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
 # what runs from inside a program's ops: never compiled by Dynamo (not_compiled.py)
 run_as_plain_python(_Dispatch.__torch_dispatch__, TensorTracker._pack, _unpack,
                     TensorTracker._grad_ready, TensorTracker._register, TensorTracker._freed,
-                    TensorTracker.reduced)
+                    TensorTracker.reduced, TensorTracker._storage_resized)
 
 
 def _optimizer_states(optimizer) -> Iterable[dict]:
