@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,18 @@ def _cells(values: Iterable[Any]) -> list[Any]:
     return ["" if v is None or (isinstance(v, float) and v != v) else v for v in values]
 
 
+CSV_BLOCK = 65_536
+
+
+def _blocks(columns: list) -> Iterator[list[list]]:
+    """The columns' values as Python lists, ``CSV_BLOCK`` rows at a time: a long run's
+    samples or events never become Python objects all at once (a float is 24 bytes
+    of Python for 8 of array)."""
+    count = len(columns[0]) if columns else 0
+    for start in range(0, count, CSV_BLOCK):
+        yield [column[start:start + CSV_BLOCK].tolist() for column in columns]
+
+
 def write_csv(run: Run, folder: Path) -> list[Path]:
     """samples.csv, tensor_events.csv (one row per allocation), steps.csv, summary.csv;
     missing values are empty fields."""
@@ -93,8 +105,8 @@ def write_csv(run: Run, folder: Path) -> list[Path]:
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(names)
-            w.writerows(map(_cells, zip(*(samples.column(n).tolist() for n in names),
-                                        strict=True)))
+            for block in _blocks([samples.column(n) for n in names]):
+                w.writerows(map(_cells, zip(*block, strict=True)))
         written.append(path)
         log, rows = run.tensors, run.tensors.rows
         path = folder / "tensor_events.csv"
@@ -102,14 +114,19 @@ def write_csv(run: Run, folder: Path) -> list[Path]:
             w = csv.writer(f)
             w.writerow(["id", "t_alloc", "t_free", "nbytes", "category", "dtype", "shape",
                         "device", "module", "op", "phase", "step"])
-            cols = {n: rows.column(n).tolist() for n in rows.names}
-            for i in range(len(rows)):
-                w.writerow(_cells([i, cols["t_alloc"][i], cols["t_free"][i], cols["nbytes"][i],
-                            CATEGORIES[cols["category"][i]],
-                            log.string("dtype", cols["dtype"][i]),
-                            log.string("shape", cols["shape"][i]).replace("×", "x"),
-                            *(log.string(k, cols[k][i]) for k in ("device", "module", "op")),
-                            cols["phase"][i], cols["step"][i]]))
+            names = list(rows.names)
+            first = 0
+            for block in _blocks([rows.column(n) for n in names]):
+                cols = dict(zip(names, block, strict=True))
+                for j in range(len(block[0])):
+                    w.writerow(_cells([
+                        first + j, cols["t_alloc"][j], cols["t_free"][j], cols["nbytes"][j],
+                        CATEGORIES[cols["category"][j]],
+                        log.string("dtype", cols["dtype"][j]),
+                        log.string("shape", cols["shape"][j]).replace("×", "x"),
+                        *(log.string(k, cols[k][j]) for k in ("device", "module", "op")),
+                        cols["phase"][j], cols["step"][j]]))
+                first += len(block[0])
         written.append(path)
         path = folder / "steps.csv"
         with open(path, "w", newline="") as f:

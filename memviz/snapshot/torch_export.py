@@ -13,14 +13,16 @@ overlap; one segment spans the whole layout and is allocated first. Every entry
 carries memviz's category, and its module, op, phase and step in ``user_metadata``
 (read back exactly by memviz's import). The web viewer insists that at least one entry is
 ``"unknown"`` once any has a category, so the segment's entry is. Written as a
-pickle (protocol 4: the viewer cannot read 5) of plain containers only, or as
-JSON.
+pickle (protocol 2: the viewer reads 2 to 4, not 5) of plain containers only, or as
+JSON, entry by entry as it is built.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,68 +113,141 @@ class _Frames:
         return found
 
 
-def to_torch_snapshot(run: Run) -> dict[str, Any]:
-    rows = run.tensors.rows
-    with run.lock:
-        t_alloc = np.asarray(rows.column("t_alloc"))
-        t_free = np.asarray(rows.column("t_free"))
-        nbytes = np.asarray(rows.column("nbytes"), dtype=np.int64)
-        offset = np.asarray(rows.column("offset"), dtype=np.int64)
-        category = np.asarray(rows.column("category"))
-        frames = _Frames(run, {name: np.asarray(rows.column(name)) for name in
-                               ("module", "op", "phase", "category", "step", "stack")})
-    extent = int((offset + nbytes).max()) if len(rows) else 0
-    events: list[tuple[float, int, dict]] = []
-    for i in range(len(rows)):
-        entry = {"addr": BASE_ADDRESS + int(offset[i]), "size": int(nbytes[i]), "stream": 0,
-                 "frames": frames(i), "category": CATEGORIES[int(category[i])],
-                 "user_metadata": frames.metadata(i)}
-        events.append((float(t_alloc[i]), 1, {"action": "alloc", **entry,
-                                              "time_us": int(t_alloc[i] * 1e6)}))
-        if not np.isnan(t_free[i]):
-            us = int(t_free[i] * 1e6)
-            events.append((float(t_free[i]), 0, {"action": "free_requested", **entry,
-                                                 "time_us": us}))
-            events.append((float(t_free[i]), 0, {"action": "free_completed", **entry,
-                                                 "time_us": us}))
-    events.sort(key=lambda e: (e[0], e[1]))  # at equal times, frees before allocs
-    trace = [{"action": "segment_alloc", "addr": BASE_ADDRESS, "size": extent, "stream": 0,
-              "frames": [], "time_us": 0, "category": "unknown"}]
-    trace += [e[2] for e in events]
-    live = np.flatnonzero(np.isnan(t_free))
-    live = live[np.argsort(offset[live])]
+class _Columns:
+    """The run's allocations as arrays, read once under its lock."""
+
+    def __init__(self, run: Run) -> None:
+        rows = run.tensors.rows
+        with run.lock:
+            self.count = len(rows)
+            self.t_alloc = np.asarray(rows.column("t_alloc"))
+            self.t_free = np.asarray(rows.column("t_free"))
+            self.nbytes = np.asarray(rows.column("nbytes"), dtype=np.int64)
+            self.offset = np.asarray(rows.column("offset"), dtype=np.int64)
+            self.category = np.asarray(rows.column("category"))
+            self.frames = _Frames(run, {name: np.asarray(rows.column(name)) for name in
+                                        ("module", "op", "phase", "category", "step",
+                                         "stack")})
+        self.extent = int((self.offset + self.nbytes).max()) if self.count else 0
+
+
+def _trace(c: _Columns) -> Iterator[dict]:
+    """The device trace, entry by entry in time order (at equal times frees before
+    allocations, and otherwise in the order of the allocations): built as it is
+    written, so a run of millions of allocations is never held as dicts at once."""
+    yield {"action": "segment_alloc", "addr": BASE_ADDRESS, "size": c.extent, "stream": 0,
+           "frames": [], "time_us": 0, "category": "unknown"}
+    freed = ~np.isnan(c.t_free)
+    # each allocation's alloc, then its free_requested and free_completed if freed
+    first = np.concatenate(([0], np.cumsum(1 + 2 * freed[:-1]))) if c.count else \
+        np.zeros(0, np.int64)
+    index = np.concatenate((np.arange(c.count), np.flatnonzero(freed),
+                            np.flatnonzero(freed)))
+    action = np.concatenate((np.zeros(c.count, np.int8), np.ones(freed.sum(), np.int8),
+                             np.full(freed.sum(), 2, np.int8)))
+    times = np.concatenate((c.t_alloc, c.t_free[freed], c.t_free[freed]))
+    sequence = np.concatenate((first, first[freed] + 1, first[freed] + 2))
+    for k in np.lexsort((sequence, action == 0, times)).tolist():
+        i = int(index[k])
+        t = float(times[k])
+        yield {"action": _ACTIONS[int(action[k])],
+               "addr": BASE_ADDRESS + int(c.offset[i]), "size": int(c.nbytes[i]),
+               "stream": 0, "frames": c.frames(i),
+               "category": CATEGORIES[int(c.category[i])],
+               "user_metadata": c.frames.metadata(i), "time_us": int(t * 1e6)}
+
+
+_ACTIONS = ("alloc", "free_requested", "free_completed")
+
+
+def _segments(c: _Columns) -> list[dict]:
+    """The one segment the layout spans, with a block for each allocation still live
+    at the end and the free space between them."""
+    if not c.extent:
+        return []
+    live = np.flatnonzero(np.isnan(c.t_free))
+    live = live[np.argsort(c.offset[live])]
     blocks, cursor = [], 0
     for i in live.tolist():
-        start = int(offset[i])
+        start = int(c.offset[i])
         if start > cursor:
             blocks.append({"address": BASE_ADDRESS + cursor, "size": start - cursor,
                            "requested_size": 0, "state": "inactive", "frames": []})
-        blocks.append({"address": BASE_ADDRESS + start, "size": int(nbytes[i]),
-                       "requested_size": int(nbytes[i]), "state": "active_allocated",
-                       "frames": frames(int(i))})
-        cursor = start + int(nbytes[i])
-    if cursor < extent:
-        blocks.append({"address": BASE_ADDRESS + cursor, "size": extent - cursor,
+        blocks.append({"address": BASE_ADDRESS + start, "size": int(c.nbytes[i]),
+                       "requested_size": int(c.nbytes[i]), "state": "active_allocated",
+                       "frames": c.frames(int(i))})
+        cursor = start + int(c.nbytes[i])
+    if cursor < c.extent:
+        blocks.append({"address": BASE_ADDRESS + cursor, "size": c.extent - cursor,
                        "requested_size": 0, "state": "inactive", "frames": []})
-    allocated = int(nbytes[live].sum()) if len(live) else 0
-    segment = {"device": 0, "address": BASE_ADDRESS, "total_size": extent,
-               "allocated_size": allocated, "active_size": allocated,
-               "requested_size": allocated, "stream": 0, "segment_type": "large",
-               "segment_pool_id": (0, 0), "is_expandable": False, "frames": [],
-               "blocks": blocks}
-    return {"segments": [segment] if extent else [], "device_traces": [trace],
+    allocated = int(c.nbytes[live].sum()) if len(live) else 0
+    return [{"device": 0, "address": BASE_ADDRESS, "total_size": c.extent,
+             "allocated_size": allocated, "active_size": allocated,
+             "requested_size": allocated, "stream": 0, "segment_type": "large",
+             "segment_pool_id": (0, 0), "is_expandable": False, "frames": [],
+             "blocks": blocks}]
+
+
+def to_torch_snapshot(run: Run) -> dict[str, Any]:
+    """The whole snapshot as one dict (what ``write`` streams instead)."""
+    c = _Columns(run)
+    return {"segments": _segments(c), "device_traces": [list(_trace(c))],
             "allocator_settings": {}, "external_annotations": []}
 
 
+# Written a block of entries at a time. Each block is pickled on its own (protocol 2,
+# plain containers; a frames list shared by the block's entries is written once and
+# referred to by the memo); its opcodes after the list it would build append the
+# entries to the trace list already on the unpickler's stack. A block refers only to
+# memo slots it set itself, so a later block reusing a slot number is harmless.
+TRACE_BLOCK = 8_192
+_LIST_HEAD = b"\x80\x02]q\x00"  # PROTO 2, EMPTY_LIST, BINPUT 0
+
+
+def _appends(entries: list[dict]) -> bytes:
+    data = pickle.dumps(entries, protocol=2)
+    if not data.startswith(_LIST_HEAD) or not data.endswith(b"."):
+        raise AssertionError("unexpected pickle layout")  # a Python that pickles otherwise
+    return data[len(_LIST_HEAD):-1]
+
+
+def _write_pickle(c: _Columns, f) -> None:
+    def value(obj: Any) -> bytes:  # a whole object pushed on the stack
+        return pickle.dumps(obj, protocol=2)[2:-1]
+
+    f.write(b"\x80\x02}(")  # PROTO 2, the top dict, MARK for its items
+    f.write(value("segments") + value(_segments(c)))
+    f.write(value("device_traces") + b"](")  # the list of traces, MARK
+    f.write(b"]")  # the trace itself, filled block by block
+    trace = _trace(c)
+    while block := list(itertools.islice(trace, TRACE_BLOCK)):
+        f.write(_appends(block))
+    f.write(b"e")  # APPENDS: the trace into the list of traces
+    f.write(value("allocator_settings") + value({}))
+    f.write(value("external_annotations") + value([]))
+    f.write(b"u.")  # SETITEMS, STOP
+
+
+def _write_json(c: _Columns, f) -> None:
+    segments = [{**s, "segment_pool_id": list(s["segment_pool_id"])} for s in _segments(c)]
+    f.write('{"segments": ' + json.dumps(segments) + ', "device_traces": [[')
+    trace = _trace(c)
+    first = True
+    while block := list(itertools.islice(trace, TRACE_BLOCK)):
+        f.write(("" if first else ", ") + ", ".join(map(json.dumps, block)))
+        first = False
+    f.write(']], "allocator_settings": {}, "external_annotations": []}')
+
+
 def write(run: Run, out: str | Path, kind: str) -> None:
-    snapshot = to_torch_snapshot(run)
+    """The run as a PyTorch snapshot file, written as it is built (bounded memory)."""
+    c = _Columns(run)
     out = Path(out)
     if kind == "torch-pickle":
         with open(out, "wb") as f:
-            pickle.dump(snapshot, f, protocol=4)
+            _write_pickle(c, f)
     elif kind == "torch-json":
-        snapshot["segments"] = [{**s, "segment_pool_id": list(s["segment_pool_id"])}
-                                for s in snapshot["segments"]]
-        out.write_text(json.dumps(snapshot))
+        with open(out, "w") as f:
+            _write_json(c, f)
     else:
         raise ValueError(f"unknown export kind {kind!r}")
