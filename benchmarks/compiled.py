@@ -1,8 +1,8 @@
 """A compiled training step, tracked and not (``python -m benchmarks.compiled``).
 
-The user's loop of tests/programs/compiled_loop.py (model and loss compiled together
-with inductor, AdamW), in one process: compiled once, then rounds of steps timed
-untracked and under ``memviz.track()`` at the default detail, interleaved so that a
+The LM of tests/programs/compiled_loop.py at 4 blocks of 256 (model and loss compiled
+together with inductor, AdamW, 8 × 256 tokens), in one process: compiled once, then
+rounds of steps timed untracked and under ``memviz.track()``, interleaved so that a
 drifting machine shows in all: untracked, tracked with every op (detailed) and
 tracked with the cheap signals only. The default detail (first:2, every:50) is 3 %
 detailed steps and 97 % cheap ones over 100 steps; its overhead is weighed from the
@@ -31,13 +31,13 @@ def measure(rounds: int = 6, steps: int = 10) -> list[Result]:
     from compiled_loop import LM
 
     torch.manual_seed(0)
-    model = LM()
+    model = LM(width=256, blocks=4, vocab=256)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    ids = torch.randint(0, 100, (16, 128))
+    ids = torch.randint(0, 256, (8, 256))
 
     @torch.compile
     def loss_of(ids):
-        return torch.nn.functional.cross_entropy(model(ids).reshape(-1, 100), ids.reshape(-1))
+        return torch.nn.functional.cross_entropy(model(ids).reshape(-1, 256), ids.reshape(-1))
 
     def step() -> float:
         started = time.perf_counter()
@@ -67,7 +67,8 @@ def measure(rounds: int = 6, steps: int = 10) -> list[Result]:
     default = 0.03 * over["detailed"] + 0.97 * over["cheap"]
     note = f"{rounds} interleaved rounds of {steps}; graphs the same: {same}"
     return [Result("compiled step (inductor), untracked", base * 1e3, "ms", "", True,
-                   f"16×128 AdamW, model and loss compiled; first step {compile_s:.1f} s "
+                   f"4 × 256 LM, 8×256 AdamW, model and loss compiled; first step "
+                   f"{compile_s:.1f} s "
                    "with the compile"),
             Result("compiled step: overhead, detailed step", over["detailed"], "%", "",
                    same, note),

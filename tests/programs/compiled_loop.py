@@ -13,22 +13,22 @@ from torch._dynamo.utils import counters
 
 
 class Block(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: int = 64) -> None:
         super().__init__()
-        self.ln = torch.nn.LayerNorm(64)
-        self.fc = torch.nn.Linear(64, 256)
-        self.out = torch.nn.Linear(256, 64)
+        self.ln = torch.nn.LayerNorm(width)
+        self.fc = torch.nn.Linear(width, 4 * width)
+        self.out = torch.nn.Linear(4 * width, width)
 
     def forward(self, x):
         return x + self.out(torch.nn.functional.gelu(self.fc(self.ln(x))))
 
 
 class LM(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: int = 64, blocks: int = 2, vocab: int = 100) -> None:
         super().__init__()
-        self.emb = torch.nn.Embedding(100, 64)
-        self.blocks = torch.nn.ModuleList([Block() for _ in range(2)])
-        self.head = torch.nn.Linear(64, 100)
+        self.emb = torch.nn.Embedding(vocab, width)
+        self.blocks = torch.nn.ModuleList([Block(width) for _ in range(blocks)])
+        self.head = torch.nn.Linear(width, vocab)
 
     def forward(self, ids):
         x = self.emb(ids)
