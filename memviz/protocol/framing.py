@@ -105,7 +105,7 @@ def _frame(group: list[bytes], size: int) -> bytes:
     return HEADER.pack(len(header) + size) + header + b"".join(group)
 
 
-def decode_payload(payload: bytes) -> list[dict]:
+def decode_payload(payload: bytes | memoryview) -> list[dict]:
     """Decode one frame's payload into its list of messages."""
     try:
         obj = msgpack.unpackb(

@@ -61,8 +61,10 @@ def is_memviz_token(token: str) -> bool:
     character classes), so only what memviz made is taken; the checksum catches a
     token cut or mistyped, and a body that uses few of the hex digits is a pattern."""
     match = _FORMAT.match(token)
-    return bool(match) and hmac.compare_digest(_checksum(match[1]), match[2]) \
-        and len(set(match[1])) >= 12
+    if match is None:
+        return False
+    body, checksum = match[1], match[2]
+    return hmac.compare_digest(_checksum(body), checksum) and len(set(body)) >= 12
 
 
 def check_strength(token: str) -> str:

@@ -24,7 +24,7 @@ import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
@@ -211,7 +211,7 @@ def _appends(entries: list[dict]) -> bytes:
     return data[len(_LIST_HEAD):-1]
 
 
-def _write_pickle(c: _Columns, f) -> None:
+def _write_pickle(c: _Columns, f: BinaryIO) -> None:
     def value(obj: Any) -> bytes:  # a whole object pushed on the stack
         return pickle.dumps(obj, protocol=2)[2:-1]
 
@@ -228,7 +228,7 @@ def _write_pickle(c: _Columns, f) -> None:
     f.write(b"u.")  # SETITEMS, STOP
 
 
-def _write_json(c: _Columns, f) -> None:
+def _write_json(c: _Columns, f: TextIO) -> None:
     segments = [{**s, "segment_pool_id": list(s["segment_pool_id"])} for s in _segments(c)]
     f.write('{"segments": ' + json.dumps(segments) + ', "device_traces": [[')
     trace = _trace(c)

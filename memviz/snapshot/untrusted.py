@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -78,7 +79,8 @@ _PRAGMAS = frozenset({"trusted_schema", "temp_store", "table_info", "table_xinfo
                       "database_list"})
 
 
-def _authorizer(user_sql: bool):
+def _authorizer(user_sql: bool) -> Callable[[int, str | None, str | None, str | None,
+                                             str | None], int]:
     def decide(action: int, arg1: str | None, arg2: str | None, database: str | None,
                source: str | None) -> int:
         if action in (sqlite3.SQLITE_READ, sqlite3.SQLITE_SELECT,
