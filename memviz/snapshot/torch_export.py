@@ -13,7 +13,7 @@ overlap; one segment spans the whole layout and is allocated first. Every entry
 carries memviz's category, and its module, op, phase and step in ``user_metadata``
 (read back exactly by memviz's import). The web viewer insists that at least one entry is
 ``"unknown"`` once any has a category, so the segment's entry is. Written as a
-pickle (protocol 2: the viewer reads 2 to 4, not 5) of plain containers only, or as
+pickle (protocol 4: the viewer reads 2 to 4, not 5) of plain containers only, or as
 JSON, entry by entry as it is built.
 """
 
@@ -195,9 +195,9 @@ def to_torch_snapshot(run: Run) -> dict[str, Any]:
             "allocator_settings": {}, "external_annotations": []}
 
 
-# Written a block of entries at a time. Each block is pickled on its own (protocol 2,
-# plain containers; a frames list shared by the block's entries is written once and
-# referred to by the memo); its opcodes after the list it would build append the
+# Written a block of entries at a time. Each block is pickled on its own (protocol 2's
+# opcodes, plain containers; a frames list shared by the block's entries is written
+# once and referred to by the memo); its opcodes after the list it would build append the
 # entries to the trace list already on the unpickler's stack. A block refers only to
 # memo slots it set itself, so a later block reusing a slot number is harmless.
 TRACE_BLOCK = 8_192
@@ -215,7 +215,9 @@ def _write_pickle(c: _Columns, f: BinaryIO) -> None:
     def value(obj: Any) -> bytes:  # a whole object pushed on the stack
         return pickle.dumps(obj, protocol=2)[2:-1]
 
-    f.write(b"\x80\x02}(")  # PROTO 2, the top dict, MARK for its items
+    # PROTO 4 (the web viewer reads 2 to 4; every opcode below is protocol 2's, which 4
+    # includes, and frames are optional), the top dict, MARK for its items
+    f.write(b"\x80\x04}(")
     f.write(value("segments") + value(_segments(c)))
     f.write(value("device_traces") + b"](")  # the list of traces, MARK
     f.write(b"]")  # the trace itself, filled block by block
