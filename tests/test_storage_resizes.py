@@ -68,3 +68,28 @@ def test_a_resized_parameter_stays_a_parameter_and_the_wrapper_goes(tmp_path):
         model(torch.randn(8, 256))
     assert t.result.peak_by_category["parameter"] == nbytes
     assert torch.UntypedStorage.resize_ is original  # nothing of memviz left in torch
+
+
+def test_two_trackers_share_one_wrapper_and_the_last_one_takes_it_off():
+    """A simulation's ranks track one after another while rank 0's tracker lives: the
+    one that stops first leaves the other's resizes seen, and torch gets its own method
+    back only when both have stopped."""
+    import time
+
+    from memviz.tracking import TensorTracker
+
+    original = torch.UntypedStorage.resize_
+    first, second = (TensorTracker(time.monotonic, time.monotonic()) for _ in range(2))
+    first.start()
+    second.start()
+    second.set_detail(False)  # their per-op modes, left in the order they were entered
+    first.set_detail(False)
+    first.stop()
+    t = torch.empty(250_000)
+    second.retag(t, "temporary")
+    assert second.total == 1_000_000
+    t.untyped_storage().resize_(0)
+    assert second.total == 0  # still seen after the first tracker stopped
+    assert torch.UntypedStorage.resize_ is not original
+    second.stop()
+    assert torch.UntypedStorage.resize_ is original
